@@ -1,0 +1,89 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Candlecast: independent Swift services exchanging AMQP messages through RabbitMQ (rabbitmq-c) and
+/// keeping their state in PostgreSQL (libpq). Executables live under Services/, shared libraries under Shared/.
+let serviceKit: [Target.Dependency] = ["ServiceKit", "Messaging", "Storage", "Contracts"]
+
+let package = Package(
+    name: "Candlecast",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "ingestor", targets: ["Ingestor"]),
+        .executable(name: "preprocessor", targets: ["Preprocessor"]),
+        .executable(name: "trainer", targets: ["Trainer"]),
+        .executable(name: "registry", targets: ["Registry"]),
+        .executable(name: "predictor", targets: ["Predictor"]),
+        .executable(name: "monitor", targets: ["Monitor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.5.0"),
+    ],
+    targets: [
+        // C bridges: module.modulemap + shim.h, nothing else.
+        .systemLibrary(
+            name: "CRabbitMQ", path: "Shared/CRabbitMQ", pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev"])]),
+        .systemLibrary(
+            name: "CLibPQ", path: "Shared/CLibPQ", pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(
+            name: "CBLAS", path: "Shared/CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+
+        .target(
+            name: "Messaging",
+            dependencies: [
+                "CRabbitMQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            path: "Shared/Messaging"),
+        .target(
+            name: "Storage",
+            dependencies: [
+                "CLibPQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            path: "Shared/Storage"),
+        .target(name: "Contracts", dependencies: ["Messaging"], path: "Shared/Contracts"),
+        .target(
+            name: "ServiceKit",
+            dependencies: [
+                "Messaging", "Storage", "Contracts",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            path: "Shared/ServiceKit"),
+
+        .executableTarget(name: "Ingestor", dependencies: serviceKit, path: "Services/Ingestor"),
+        .executableTarget(name: "Preprocessor", dependencies: serviceKit, path: "Services/Preprocessor"),
+        .executableTarget(name: "Trainer", dependencies: serviceKit, path: "Services/Trainer"),
+        .executableTarget(name: "Registry", dependencies: serviceKit, path: "Services/Registry"),
+        .executableTarget(name: "Predictor", dependencies: serviceKit, path: "Services/Predictor"),
+        .executableTarget(name: "Monitor", dependencies: serviceKit, path: "Services/Monitor"),
+
+        .executableTarget(
+            name: "BrokerBench",
+            dependencies: ["Messaging", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/BrokerBench"),
+
+        .testTarget(name: "MessagingTests", dependencies: ["Messaging", "Contracts", "TestSupport"], path: "Tests/MessagingTests"),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "TestSupport"], path: "Tests/StorageTests"),
+        .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "TestSupport"], path: "Tests/ServiceKitTests"),
+        .testTarget(name: "SystemTests", dependencies: ["TestSupport"], path: "Tests/SystemTests"),
+        .target(
+            name: "TestSupport",
+            dependencies: ["Messaging", "Storage", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/TestSupport"),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,321 @@
+import CRabbitMQ
+import Foundation
+
+/// One AMQP connection with one channel, as rabbitmq-c sees it.
+///
+/// Not thread-safe by design: rabbitmq-c forbids using a connection from two threads, so an
+/// `AMQPSession` is created, used and closed by the single I/O thread of its `Publisher` or `Consumer`.
+final class AMQPSession {
+    static let channel: amqp_channel_t = 1
+
+    private let connection: amqp_connection_state_t
+    private(set) var isOpen = true
+
+    /// What a frame read from the socket means to Candlecast.
+    enum Event {
+        case confirmed(deliveryTag: UInt64, multiple: Bool)
+        case rejected(deliveryTag: UInt64, multiple: Bool)
+        case delivery(ReceivedMessage)
+        case consumerCancelled
+        case blocked(reason: String)
+        case unblocked
+        case ignored
+    }
+
+    /// A delivered message, copied out of rabbitmq-c's buffers.
+    struct ReceivedMessage {
+        var deliveryTag: UInt64
+        var redelivered: Bool
+        var exchange: String
+        var routingKey: String
+        var body: [UInt8]
+        var properties: MessageProperties
+    }
+
+    init(configuration: BrokerConfiguration) throws {
+        guard let connection = amqp_new_connection() else {
+            throw BrokerError(.connectionFailed, "amqp_new_connection returned nil")
+        }
+        self.connection = connection
+        do {
+            guard let socket = amqp_tcp_socket_new(connection) else {
+                throw BrokerError(.connectionFailed, "amqp_tcp_socket_new returned nil")
+            }
+            var timeout = timeval(configuration.connectTimeout)
+            let status = amqp_socket_open_noblock(socket, configuration.host, Int32(configuration.port), &timeout)
+            guard status == AMQP_STATUS_OK.rawValue else {
+                throw BrokerError(
+                    .connectionFailed,
+                    "cannot reach \(configuration.host):\(configuration.port): \(String(cString: amqp_error_string2(status)))")
+            }
+            amqp_set_handshake_timeout(connection, &timeout)
+            try Self.check(
+                candlecast_amqp_login(
+                    connection, configuration.virtualHost, 0, 131_072, Int32(configuration.heartbeatSeconds),
+                    configuration.user, configuration.password),
+                context: "login as \(configuration.user) to vhost \(configuration.virtualHost)", code: .connectionFailed)
+            amqp_channel_open(connection, Self.channel)
+            try checkLastReply("channel.open", code: .connectionFailed)
+        } catch {
+            amqp_connection_close(connection, AMQP_REPLY_SUCCESS)
+            amqp_destroy_connection(connection)
+            isOpen = false
+            throw error
+        }
+    }
+
+    /// Closes the channel and connection politely, then frees rabbitmq-c's state. Safe to call twice.
+    func close() {
+        guard isOpen else { return }
+        isOpen = false
+        amqp_channel_close(connection, Self.channel, AMQP_REPLY_SUCCESS)
+        amqp_connection_close(connection, AMQP_REPLY_SUCCESS)
+        amqp_destroy_connection(connection)
+    }
+
+    /// Frees the connection without the closing handshake, after the socket is already gone.
+    func abandon() {
+        guard isOpen else { return }
+        isOpen = false
+        amqp_destroy_connection(connection)
+    }
+
+    var socketDescriptor: Int32 { amqp_get_sockfd(connection) }
+
+    /// Whether rabbitmq-c already holds bytes or frames that a poll on the socket would not announce.
+    var hasBufferedInput: Bool { amqp_frames_enqueued(connection) != 0 || amqp_data_in_buffer(connection) != 0 }
+
+    // MARK: Declarations
+
+    func declare(_ topology: Topology) throws {
+        // rabbitmq-c keeps the pointers of amqp_bytes_t: the names must outlive the call.
+        var names = FieldTableBuilder()
+        defer { names.deallocate() }
+        for exchange in topology.exchanges {
+            amqp_exchange_declare(
+                connection, Self.channel, names.bytes(exchange.name), names.bytes(exchange.kind.rawValue),
+                0, 1, 0, 0, amqp_empty_table)
+            try checkLastReply("exchange.declare \(exchange.name)", code: .brokerRejected)
+        }
+        for queue in topology.queues {
+            let arguments = names.table(queue.arguments)
+            amqp_queue_declare(connection, Self.channel, names.bytes(queue.name), 0, 1, 0, 0, arguments)
+            try checkLastReply("queue.declare \(queue.name)", code: .brokerRejected)
+        }
+        for binding in topology.bindings {
+            amqp_queue_bind(
+                connection, Self.channel, names.bytes(binding.queue), names.bytes(binding.exchange),
+                names.bytes(binding.routingKey), amqp_empty_table)
+            try checkLastReply("queue.bind \(binding.queue) to \(binding.exchange) on \(binding.routingKey)", code: .brokerRejected)
+        }
+    }
+
+    /// Number of messages ready in a queue (passive declare).
+    func messageCount(queue: String) throws -> UInt32 {
+        // rabbitmq-c keeps the pointers of amqp_bytes_t: the names must outlive the call.
+        var names = FieldTableBuilder()
+        defer { names.deallocate() }
+        let reply = amqp_queue_declare(connection, Self.channel, names.bytes(queue), 1, 0, 0, 0, amqp_empty_table)
+        try checkLastReply("queue.declare passive \(queue)", code: .brokerRejected)
+        return reply?.pointee.message_count ?? 0
+    }
+
+    func purge(queue: String) throws {
+        // rabbitmq-c keeps the pointers of amqp_bytes_t: the names must outlive the call.
+        var names = FieldTableBuilder()
+        defer { names.deallocate() }
+        amqp_queue_purge(connection, Self.channel, names.bytes(queue))
+        try checkLastReply("queue.purge \(queue)", code: .brokerRejected)
+    }
+
+    func delete(queue: String) throws {
+        // rabbitmq-c keeps the pointers of amqp_bytes_t: the names must outlive the call.
+        var names = FieldTableBuilder()
+        defer { names.deallocate() }
+        amqp_queue_delete(connection, Self.channel, names.bytes(queue), 0, 0)
+        try checkLastReply("queue.delete \(queue)", code: .brokerRejected)
+    }
+
+    // MARK: Publishing
+
+    func enablePublisherConfirms() throws {
+        amqp_confirm_select(connection, Self.channel)
+        try checkLastReply("confirm.select", code: .brokerRejected)
+    }
+
+    func publish(_ message: OutgoingMessage) throws {
+        var builder = FieldTableBuilder()
+        defer { builder.deallocate() }
+        var properties = amqp_basic_properties_t()
+        let fields = message.properties
+        var flags: UInt32 = 0
+        if let contentType = fields.contentType {
+            properties.content_type = builder.bytes(contentType)
+            flags |= UInt32(AMQP_BASIC_CONTENT_TYPE_FLAG)
+        }
+        if let deliveryMode = fields.deliveryMode {
+            properties.delivery_mode = deliveryMode
+            flags |= UInt32(AMQP_BASIC_DELIVERY_MODE_FLAG)
+        }
+        if let messageID = fields.messageID {
+            properties.message_id = builder.bytes(messageID)
+            flags |= UInt32(AMQP_BASIC_MESSAGE_ID_FLAG)
+        }
+        if let correlationID = fields.correlationID {
+            properties.correlation_id = builder.bytes(correlationID)
+            flags |= UInt32(AMQP_BASIC_CORRELATION_ID_FLAG)
+        }
+        if let type = fields.type {
+            properties.type = builder.bytes(type)
+            flags |= UInt32(AMQP_BASIC_TYPE_FLAG)
+        }
+        if let timestamp = fields.timestamp {
+            properties.timestamp = timestamp
+            flags |= UInt32(AMQP_BASIC_TIMESTAMP_FLAG)
+        }
+        if !fields.headers.isEmpty {
+            properties.headers = builder.table(fields.headers)
+            flags |= UInt32(AMQP_BASIC_HEADERS_FLAG)
+        }
+        properties._flags = flags
+        let exchange = builder.bytes(message.exchange)
+        let routingKey = builder.bytes(message.routingKey)
+        let body = builder.bytes(message.body)
+        let status = amqp_basic_publish(connection, Self.channel, exchange, routingKey, 0, 0, &properties, body)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw lost("basic.publish", status: status)
+        }
+    }
+
+    // MARK: Consuming
+
+    func consume(queue: String, prefetch: UInt16, consumerTag: String) throws {
+        // rabbitmq-c keeps the pointers of amqp_bytes_t: the names must outlive the call.
+        var names = FieldTableBuilder()
+        defer { names.deallocate() }
+        amqp_basic_qos(connection, Self.channel, 0, prefetch, 0)
+        try checkLastReply("basic.qos", code: .brokerRejected)
+        amqp_basic_consume(
+            connection, Self.channel, names.bytes(queue), names.bytes(consumerTag), 0, 0, 0, amqp_empty_table)
+        try checkLastReply("basic.consume \(queue)", code: .brokerRejected)
+    }
+
+    func ack(_ deliveryTag: UInt64) throws {
+        let status = amqp_basic_ack(connection, Self.channel, deliveryTag, 0)
+        guard status == AMQP_STATUS_OK.rawValue else { throw lost("basic.ack", status: status) }
+    }
+
+    func reject(_ deliveryTag: UInt64, requeue: Bool) throws {
+        let status = amqp_basic_nack(connection, Self.channel, deliveryTag, 0, requeue ? 1 : 0)
+        guard status == AMQP_STATUS_OK.rawValue else { throw lost("basic.nack", status: status) }
+    }
+
+    // MARK: Reading frames
+
+    /// Reads at most one frame, waiting up to `timeout`. Returns nil when nothing arrived in time.
+    /// Also sends a heartbeat when one is due, and fails when the broker's heartbeats stopped.
+    func nextEvent(timeout: Duration) throws -> Event? {
+        amqp_maybe_release_buffers(connection)
+        var frame = amqp_frame_t()
+        var wait = timeval(timeout)
+        let status = amqp_simple_wait_frame_noblock(connection, &frame, &wait)
+        if status == AMQP_STATUS_TIMEOUT.rawValue { return nil }
+        guard status == AMQP_STATUS_OK.rawValue else { throw lost("wait frame", status: status) }
+        guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else { return .ignored }
+        let method = frame.payload.method
+        switch method.id {
+        case CANDLECAST_BASIC_ACK_METHOD:
+            let ack = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
+            return .confirmed(deliveryTag: ack.delivery_tag, multiple: ack.multiple != 0)
+        case CANDLECAST_BASIC_NACK_METHOD:
+            let nack = method.decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
+            return .rejected(deliveryTag: nack.delivery_tag, multiple: nack.multiple != 0)
+        case CANDLECAST_BASIC_DELIVER_METHOD:
+            let deliver = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
+            // Copy the method's fields now: reading the content frames reuses the pool they live in.
+            let deliveryTag = deliver.delivery_tag
+            let redelivered = deliver.redelivered != 0
+            let exchange = deliver.exchange.string
+            let routingKey = deliver.routing_key.string
+            var message = amqp_message_t()
+            let reply = amqp_read_message(connection, frame.channel, &message, 0)
+            guard reply.reply_type == AMQP_RESPONSE_NORMAL else {
+                throw lost("read message content", status: reply.library_error)
+            }
+            defer { amqp_destroy_message(&message) }
+            return .delivery(
+                ReceivedMessage(
+                    deliveryTag: deliveryTag, redelivered: redelivered, exchange: exchange, routingKey: routingKey,
+                    body: message.body.byteArray, properties: Self.properties(message.properties)))
+        case CANDLECAST_BASIC_CANCEL_METHOD:
+            return .consumerCancelled
+        case CANDLECAST_CONNECTION_BLOCKED_METHOD:
+            let blocked = method.decoded.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee
+            return .blocked(reason: blocked.reason.string)
+        case CANDLECAST_CONNECTION_UNBLOCKED_METHOD:
+            return .unblocked
+        case CANDLECAST_CHANNEL_CLOSE_METHOD:
+            let close = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+            throw BrokerError(.brokerRejected, "broker closed the channel: \(close.reply_code) \(close.reply_text.string)")
+        case CANDLECAST_CONNECTION_CLOSE_METHOD:
+            let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+            throw BrokerError(.connectionLost, "broker closed the connection: \(close.reply_code) \(close.reply_text.string)")
+        default:
+            return .ignored
+        }
+    }
+
+    private static func properties(_ properties: amqp_basic_properties_t) -> MessageProperties {
+        let flags = properties._flags
+        func has(_ flag: Int32) -> Bool { flags & UInt32(flag) != 0 }
+        return MessageProperties(
+            contentType: has(AMQP_BASIC_CONTENT_TYPE_FLAG) ? properties.content_type.string : nil,
+            deliveryMode: has(AMQP_BASIC_DELIVERY_MODE_FLAG) ? properties.delivery_mode : nil,
+            messageID: has(AMQP_BASIC_MESSAGE_ID_FLAG) ? properties.message_id.string : nil,
+            correlationID: has(AMQP_BASIC_CORRELATION_ID_FLAG) ? properties.correlation_id.string : nil,
+            type: has(AMQP_BASIC_TYPE_FLAG) ? properties.type.string : nil,
+            timestamp: has(AMQP_BASIC_TIMESTAMP_FLAG) ? properties.timestamp : nil,
+            headers: has(AMQP_BASIC_HEADERS_FLAG) ? FieldTableReader.headers(properties.headers) : [:])
+    }
+
+    // MARK: Errors
+
+    private func lost(_ operation: String, status: Int32) -> BrokerError {
+        BrokerError(.connectionLost, "\(operation) failed: \(String(cString: amqp_error_string2(status)))")
+    }
+
+    private func checkLastReply(_ operation: String, code: BrokerError.Code) throws {
+        try Self.check(amqp_get_rpc_reply(connection), context: operation, code: code)
+    }
+
+    private static func check(_ reply: amqp_rpc_reply_t, context: String, code: BrokerError.Code) throws {
+        switch reply.reply_type {
+        case AMQP_RESPONSE_NORMAL:
+            return
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+            throw BrokerError(
+                reply.library_error == AMQP_STATUS_TIMEOUT.rawValue ? code : (code == .brokerRejected ? .connectionLost : code),
+                "\(context): \(String(cString: amqp_error_string2(reply.library_error)))")
+        case AMQP_RESPONSE_SERVER_EXCEPTION:
+            switch reply.reply.id {
+            case CANDLECAST_CONNECTION_CLOSE_METHOD:
+                let close = reply.reply.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+                throw BrokerError(code, "\(context): connection closed by broker: \(close.reply_code) \(close.reply_text.string)")
+            case CANDLECAST_CHANNEL_CLOSE_METHOD:
+                let close = reply.reply.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+                throw BrokerError(code, "\(context): channel closed by broker: \(close.reply_code) \(close.reply_text.string)")
+            default:
+                throw BrokerError(code, "\(context): unexpected server method \(reply.reply.id)")
+            }
+        default:
+            throw BrokerError(code, "\(context): no reply")
+        }
+    }
+}
+
+extension timeval {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self.init(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+    }
+}

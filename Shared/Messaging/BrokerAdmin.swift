@@ -1,0 +1,33 @@
+import Foundation
+
+/// Short administrative operations (queue depth, purge, declare) on a connection of their own, run on a
+/// fresh thread so that the blocking calls stay off Swift's cooperative pool.
+public enum BrokerAdmin {
+    public static func declare(_ topology: Topology, configuration: BrokerConfiguration) async throws {
+        try await withSession(configuration) { try $0.declare(topology) }
+    }
+
+    public static func messageCount(queue: String, configuration: BrokerConfiguration) async throws -> Int {
+        try await withSession(configuration) { Int(try $0.messageCount(queue: queue)) }
+    }
+
+    public static func purge(queue: String, configuration: BrokerConfiguration) async throws {
+        try await withSession(configuration) { try $0.purge(queue: queue) }
+    }
+
+    public static func delete(queue: String, configuration: BrokerConfiguration) async throws {
+        try await withSession(configuration) { try $0.delete(queue: queue) }
+    }
+
+    private static func withSession<T: Sendable>(_ configuration: BrokerConfiguration, _ body: @escaping @Sendable (AMQPSession) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            startIOThread(name: "amqp-admin") {
+                continuation.resume(with: Result {
+                    let session = try AMQPSession(configuration: configuration)
+                    defer { session.close() }
+                    return try body(session)
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import Messaging
+import Storage
+
+/// Why a service cannot start with the configuration it was given.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public let key: String
+    public let reason: String
+    public var description: String { "configuration \(key): \(reason)" }
+}
+
+/// Reads settings from environment variables. A secret `KEY` may instead come from the file named by
+/// `KEY_FILE` (Docker and compose secrets), so that passwords never sit in the environment or the repository.
+public struct EnvironmentReader: Sendable {
+    public let values: [String: String]
+
+    public init(_ values: [String: String] = ProcessInfo.processInfo.environment) {
+        self.values = values
+    }
+
+    public func string(_ key: String, default defaultValue: String) -> String {
+        values[key].flatMap { $0.isEmpty ? nil : $0 } ?? defaultValue
+    }
+
+    public func int(_ key: String, default defaultValue: Int) throws(ConfigurationError) -> Int {
+        guard let text = values[key], !text.isEmpty else { return defaultValue }
+        guard let value = Int(text) else { throw ConfigurationError(key: key, reason: "\(text.debugDescription) is not an integer") }
+        return value
+    }
+
+    /// `KEY`, else the trimmed contents of the file at `KEY_FILE`, else nil.
+    public func secret(_ key: String) throws(ConfigurationError) -> String? {
+        if let value = values[key], !value.isEmpty { return value }
+        guard let path = values[key + "_FILE"], !path.isEmpty else { return nil }
+        guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigurationError(key: key + "_FILE", reason: "cannot read \(path)")
+        }
+        return contents.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// What every Candlecast service reads at start. Each key, its default and its meaning:
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `CANDLECAST_AMQP_URL` | `amqp://candlecast@127.0.0.1:5672/` | broker URL (no password in it) |
+/// | `CANDLECAST_AMQP_PASSWORD` / `_FILE` | required | broker password |
+/// | `CANDLECAST_AMQP_HEARTBEAT` | `30` | heartbeat seconds |
+/// | `CANDLECAST_DATABASE_URL` | `postgresql://candlecast@127.0.0.1:5432/candlecast` | libpq URI |
+/// | `CANDLECAST_DATABASE_PASSWORD` / `_FILE` | required | database password |
+/// | `CANDLECAST_DATABASE_CONNECTIONS` | `2` | connections in the pool |
+/// | `CANDLECAST_HTTP_HOST` | `127.0.0.1` | health/API listen address |
+/// | `CANDLECAST_HTTP_PORT` | per service (8081...8086); `0` picks a free port | health/API port |
+/// | `CANDLECAST_LOG_LEVEL` | `info` | trace, debug, info, notice, warning, error, critical |
+/// | `CANDLECAST_LOG_FORMAT` | `json` | `json` (one object a line) or `text` |
+public struct ServiceConfiguration: Sendable {
+    public var broker: BrokerConfiguration
+    public var database: DatabaseConfiguration
+    public var databaseConnections: Int
+    public var httpHost: String
+    public var httpPort: Int
+    public var logLevel: Logger.Level
+    public var logFormat: LogFormat
+    public var environment: EnvironmentReader
+
+    public enum LogFormat: String, Sendable { case json, text }
+
+    public init(service: String, defaultHTTPPort: Int, environment: EnvironmentReader = EnvironmentReader()) throws {
+        self.environment = environment
+        let amqpURL = environment.string("CANDLECAST_AMQP_URL", default: "amqp://candlecast@127.0.0.1:5672/")
+        guard let amqpPassword = try environment.secret("CANDLECAST_AMQP_PASSWORD") else {
+            throw ConfigurationError(key: "CANDLECAST_AMQP_PASSWORD", reason: "required: set it or CANDLECAST_AMQP_PASSWORD_FILE")
+        }
+        broker = try BrokerConfiguration(
+            url: amqpURL, password: amqpPassword, heartbeatSeconds: try environment.int("CANDLECAST_AMQP_HEARTBEAT", default: 30))
+        broker.connectionName = service
+        guard let databasePassword = try environment.secret("CANDLECAST_DATABASE_PASSWORD") else {
+            throw ConfigurationError(key: "CANDLECAST_DATABASE_PASSWORD", reason: "required: set it or CANDLECAST_DATABASE_PASSWORD_FILE")
+        }
+        database = DatabaseConfiguration(
+            url: environment.string("CANDLECAST_DATABASE_URL", default: "postgresql://candlecast@127.0.0.1:5432/candlecast"),
+            password: databasePassword, applicationName: service)
+        databaseConnections = try environment.int("CANDLECAST_DATABASE_CONNECTIONS", default: 2)
+        httpHost = environment.string("CANDLECAST_HTTP_HOST", default: "127.0.0.1")
+        httpPort = try environment.int("CANDLECAST_HTTP_PORT", default: defaultHTTPPort)
+        let level = environment.string("CANDLECAST_LOG_LEVEL", default: "info")
+        guard let logLevel = Logger.Level(rawValue: level) else {
+            throw ConfigurationError(key: "CANDLECAST_LOG_LEVEL", reason: "\(level) is not a log level")
+        }
+        self.logLevel = logLevel
+        let format = environment.string("CANDLECAST_LOG_FORMAT", default: "json")
+        guard let logFormat = LogFormat(rawValue: format) else {
+            throw ConfigurationError(key: "CANDLECAST_LOG_FORMAT", reason: "\(format) is neither json nor text")
+        }
+        self.logFormat = logFormat
+    }
+}

@@ -1,0 +1,192 @@
+import Contracts
+import Foundation
+import Hummingbird
+import Logging
+import Messaging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import Storage
+import Synchronization
+
+/// What makes one executable a Candlecast service: its name, its schema, its HTTP routes and its work.
+public struct ServiceDefinition: Sendable {
+    public var name: ServiceName
+    public var defaultHTTPPort: Int
+    /// The service's own schema; nil for stateless services (the trainer).
+    public var migrations: SchemaMigrations?
+    /// Adds the service's routes beside `/healthz`, `/readyz` and `/metrics`.
+    public var routes: @Sendable (Router<BasicRequestContext>, ServiceContext) -> Void
+    /// The service's work, started once its schema is migrated; cancelled on graceful shutdown.
+    public var work: @Sendable (ServiceContext) async throws -> Void
+
+    public init(
+        name: ServiceName, defaultHTTPPort: Int, migrations: SchemaMigrations?,
+        routes: @escaping @Sendable (Router<BasicRequestContext>, ServiceContext) -> Void = { _, _ in },
+        work: @escaping @Sendable (ServiceContext) async throws -> Void
+    ) {
+        self.name = name
+        self.defaultHTTPPort = defaultHTTPPort
+        self.migrations = migrations
+        self.routes = routes
+        self.work = work
+    }
+}
+
+/// The connections and settings a service's work uses. Consumers made here are part of its readiness and
+/// are stopped when it shuts down.
+public struct ServiceContext: Sendable {
+    public let name: ServiceName
+    public let configuration: ServiceConfiguration
+    public let logger: Logger
+    public let publisher: Publisher
+    public let database: PostgresClient
+    public let readiness: Readiness
+    let consumers: ConsumerRegistry
+
+    /// Subscribes to one of the service's queues, with this service's topology and dead-letter route.
+    public func consumer(for subscription: QueueSubscription, prefetch: UInt16 = 32) throws -> Consumer {
+        let consumer = try Consumer(
+            configuration: configuration.broker,
+            options: Consumer.Options(
+                queue: subscription.queue, prefetch: prefetch, topology: name.topology, deadLetterRoute: name.deadLetterRoute),
+            deadLetterPublisher: publisher, logger: logger)
+        consumers.add(consumer)
+        readiness.add("consumer \(subscription.queue)") { consumer.isConnected }
+        return consumer
+    }
+}
+
+final class ConsumerRegistry: Sendable {
+    private let consumers = Mutex<[Consumer]>([])
+    func add(_ consumer: Consumer) { consumers.withLock { $0.append(consumer) } }
+    func stopAll() async {
+        for consumer in consumers.withLock({ $0 }) { await consumer.stop() }
+    }
+}
+
+public enum ServiceRunner {
+    /// Reads the configuration, bootstraps logging and metrics once, connects, migrates, serves the health
+    /// endpoints and runs the work until SIGTERM or SIGINT; then stops consuming, closes the broker and
+    /// database connections and exits (0 after a graceful shutdown).
+    public static func main(_ definition: ServiceDefinition) async -> Never {
+        let serviceName = definition.name.rawValue
+        let configuration: ServiceConfiguration
+        do {
+            configuration = try ServiceConfiguration(service: serviceName, defaultHTTPPort: definition.defaultHTTPPort)
+        } catch {
+            FileHandle.standardError.write(Data("\(serviceName): \(error)\n".utf8))
+            exit(2)
+        }
+        bootstrapLogging(configuration)
+        let metricsRegistry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metricsRegistry))
+        let logger = Logger(label: serviceName)
+
+        let database = PostgresClient(
+            configuration: configuration.database, options: PostgresClient.Options(connections: configuration.databaseConnections), logger: logger)
+        let publisher: Publisher
+        do {
+            publisher = try Publisher(
+                configuration: configuration.broker, options: Publisher.Options(topology: definition.name.topology), logger: logger)
+        } catch {
+            logger.critical("cannot start the publisher", metadata: ["error": "\(error)"])
+            exit(1)
+        }
+        let readiness = Readiness()
+        let migrated = Flag()
+        readiness.add("broker") { publisher.isConnected }
+        readiness.add("database") { await database.ping() }
+        readiness.add("schema") { migrated.isSet }
+        let context = ServiceContext(
+            name: definition.name, configuration: configuration, logger: logger, publisher: publisher, database: database,
+            readiness: readiness, consumers: ConsumerRegistry())
+
+        let router = Router()
+        HealthRoutes.add(to: router, readiness: readiness, metrics: metricsRegistry)
+        definition.routes(router, context)
+        let http = Application(
+            router: router,
+            configuration: ApplicationConfiguration(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: serviceName),
+            onServerRunning: { channel in
+                logger.info("http listening", metadata: ["http.address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+            },
+            logger: logger)
+        let work = WorkService(definition: definition, context: context, migrated: migrated)
+        let group = ServiceGroup(services: [http, work], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+
+        logger.info("starting", metadata: ["broker.host": "\(configuration.broker.host)", "http.port": "\(configuration.httpPort)"])
+        var exitCode: Int32 = 0
+        do {
+            try await group.run()
+        } catch {
+            logger.error("stopped with an error", metadata: ["error": "\(error)"])
+            exitCode = 1
+        }
+        await context.consumers.stopAll()
+        await publisher.close()
+        await database.close()
+        logger.info("stopped")
+        exit(exitCode)
+    }
+
+    static func bootstrapLogging(_ configuration: ServiceConfiguration) {
+        let level = configuration.logLevel
+        switch configuration.logFormat {
+        case .json:
+            LoggingSystem.bootstrap { label in
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        case .text:
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        }
+    }
+}
+
+/// Migrates the schema (retrying while the database is unreachable), then runs the service's work until
+/// graceful shutdown.
+private struct WorkService: Service {
+    let definition: ServiceDefinition
+    let context: ServiceContext
+    let migrated: Flag
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            if let plan = definition.migrations {
+                var delay = Duration.milliseconds(200)
+                while true {
+                    do {
+                        try await context.database.migrate(plan, logger: context.logger)
+                        break
+                    } catch {
+                        context.logger.warning("cannot migrate the schema yet", metadata: ["schema": "\(plan.schema)", "error": "\(error)"])
+                        try await Task.sleep(for: delay)
+                        delay = min(delay * 2, .seconds(5))
+                    }
+                }
+            }
+            migrated.set()
+            try await definition.work(context)
+        }
+    }
+}
+
+/// A one-way switch shared between tasks.
+final class Flag: Sendable {
+    private let value = Mutex(false)
+    var isSet: Bool { value.withLock { $0 } }
+    func set() { value.withLock { $0 = true } }
+}
+
+extension ServiceContext {
+    /// Suspends until the service is asked to stop (SIGTERM/SIGINT).
+    public func waitForShutdown() async {
+        try? await gracefulShutdown()
+    }
+}

@@ -1,0 +1,208 @@
+import CLibPQ
+import Foundation
+
+/// Where and how to reach PostgreSQL.
+public struct DatabaseConfiguration: Sendable, Equatable {
+    /// A libpq connection URI or keyword string, e.g. `postgresql://candlecast@127.0.0.1:5432/candlecast`.
+    public var url: String
+    /// Given separately so that it can come from a secret file; overrides a password in `url`.
+    public var password: String?
+    public var connectTimeoutSeconds: Int
+    public var applicationName: String
+
+    public init(url: String, password: String? = nil, connectTimeoutSeconds: Int = 5, applicationName: String = "candlecast") {
+        self.url = url
+        self.password = password
+        self.connectTimeoutSeconds = connectTimeoutSeconds
+        self.applicationName = applicationName
+    }
+}
+
+/// One libpq connection used synchronously.
+///
+/// Not thread-safe by design: a `PostgresConnection` lives on the dedicated thread of a `PostgresClient`
+/// worker, which runs every statement on it; it never reaches Swift's cooperative pool.
+public final class PostgresConnection {
+    private var handle: OpaquePointer?
+
+    init(configuration: DatabaseConfiguration) throws(PostgresError) {
+        var keywords = ["dbname", "connect_timeout", "application_name", "options"]
+        var values = [
+            configuration.url, String(configuration.connectTimeoutSeconds), configuration.applicationName,
+            "-c TimeZone=UTC -c DateStyle=ISO",
+        ]
+        if let password = configuration.password {
+            keywords.append("password")
+            values.append(password)
+        }
+        let handle = withCStringArray(keywords) { keywordPointers in
+            withCStringArray(values) { valuePointers in
+                PQconnectdbParams(keywordPointers, valuePointers, 1)  // 1: dbname may be a URI
+            }
+        }
+        guard let handle, PQstatus(handle) == CONNECTION_OK else {
+            let message = handle.map { String(cString: PQerrorMessage($0)).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "out of memory"
+            PQfinish(handle)
+            throw PostgresError(.connectionFailed, message)
+        }
+        candlecast_pq_silence_notices(handle)
+        self.handle = handle
+    }
+
+    /// Whether libpq still considers the connection usable.
+    public var isHealthy: Bool { handle.map { PQstatus($0) == CONNECTION_OK } ?? false }
+
+    func close() {
+        PQfinish(handle)
+        handle = nil
+    }
+
+    /// Runs one parameterised statement and returns its rows (empty for statements without a result set).
+    @discardableResult
+    public func query(_ query: PostgresQuery) throws(PostgresError) -> [PostgresRow] {
+        try execute(query).rows
+    }
+
+    /// Runs one parameterised statement and returns the number of rows it inserted, updated or deleted.
+    @discardableResult
+    public func execute(_ query: PostgresQuery) throws(PostgresError) -> (rows: [PostgresRow], affectedRows: Int) {
+        let handle = try liveHandle()
+        let result: OpaquePointer? = withCStringArray(query.binds) { parameters in
+            PQexecParams(handle, query.sql, Int32(query.binds.count), nil, parameters, nil, nil, 0)
+        }
+        defer { PQclear(result) }
+        try check(result, handle: handle)
+        return (Self.rows(of: result), Int(String(cString: PQcmdTuples(result))) ?? 0)
+    }
+
+    /// Runs static SQL that may hold several statements (migrations). Never pass input from outside here:
+    /// it has no parameters.
+    public func executeScript(_ sql: String) throws(PostgresError) {
+        let handle = try liveHandle()
+        let result = PQexec(handle, sql)
+        defer { PQclear(result) }
+        try check(result, handle: handle)
+    }
+
+    /// Loads rows with `COPY ... FROM STDIN` (text format), the fastest bulk path. Returns the row count.
+    @discardableResult
+    public func copy(into table: String, columns: [String], rows: some Sequence<[String?]>) throws(PostgresError) -> Int {
+        guard SQLIdentifier.isValid(table), columns.allSatisfy(SQLIdentifier.isValid) else {
+            throw PostgresError(.client, "invalid table or column name for COPY: \(table)(\(columns.joined(separator: ",")))")
+        }
+        let handle = try liveHandle()
+        let statement = "COPY \(SQLIdentifier.quoted(table)) (\(columns.map(SQLIdentifier.quoted).joined(separator: ", "))) FROM STDIN"
+        let start = PQexec(handle, statement)
+        let startStatus = PQresultStatus(start)
+        if startStatus != PGRES_COPY_IN {
+            defer { PQclear(start) }
+            try check(start, handle: handle)
+            throw PostgresError(.client, "COPY did not start")
+        }
+        PQclear(start)
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(1 << 16)
+        var count = 0
+        var failure: PostgresError?
+        for row in rows {
+            guard row.count == columns.count else {
+                failure = PostgresError(.client, "COPY row \(count + 1) has \(row.count) values for \(columns.count) columns")
+                break
+            }
+            Self.appendCopyLine(row, to: &buffer)
+            count += 1
+            if buffer.count >= 1 << 16 {
+                if !Self.put(buffer, handle: handle) { break }
+                buffer.removeAll(keepingCapacity: true)
+            }
+        }
+        if failure == nil, !buffer.isEmpty { _ = Self.put(buffer, handle: handle) }
+        PQputCopyEnd(handle, failure.map { $0.message })
+        let result = PQgetResult(handle)
+        defer {
+            PQclear(result)
+            // Drain to the end of the command so the connection is ready for the next statement.
+            while let extra = PQgetResult(handle) { PQclear(extra) }
+        }
+        if let failure { throw failure }
+        try check(result, handle: handle)
+        return count
+    }
+
+    private static func put(_ buffer: [UInt8], handle: OpaquePointer) -> Bool {
+        buffer.withUnsafeBufferPointer { pointer in
+            pointer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: pointer.count) {
+                PQputCopyData(handle, $0, Int32(pointer.count)) == 1
+            }
+        }
+    }
+
+    /// COPY text format: tab-separated, `\N` for NULL, backslash escapes for the separators.
+    private static func appendCopyLine(_ row: [String?], to buffer: inout [UInt8]) {
+        for (index, value) in row.enumerated() {
+            if index > 0 { buffer.append(UInt8(ascii: "\t")) }
+            guard let value else {
+                buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "N")])
+                continue
+            }
+            for byte in value.utf8 {
+                switch byte {
+                case UInt8(ascii: "\\"): buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+                case UInt8(ascii: "\t"): buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+                case UInt8(ascii: "\n"): buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+                case UInt8(ascii: "\r"): buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+                default: buffer.append(byte)
+                }
+            }
+        }
+        buffer.append(UInt8(ascii: "\n"))
+    }
+
+    private func liveHandle() throws(PostgresError) -> OpaquePointer {
+        guard let handle, PQstatus(handle) == CONNECTION_OK else {
+            throw PostgresError(.connectionLost, "the connection is closed or broken")
+        }
+        return handle
+    }
+
+    private func check(_ result: OpaquePointer?, handle: OpaquePointer) throws(PostgresError) {
+        let status = result.map(PQresultStatus) ?? PGRES_FATAL_ERROR
+        switch status {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY, PGRES_COPY_IN:
+            return
+        default:
+            func field(_ code: Int32) -> String? {
+                guard let result, let value = PQresultErrorField(result, code) else { return nil }
+                return String(cString: value)
+            }
+            let sqlState = field(CANDLECAST_PG_DIAG_SQLSTATE)
+            let message = field(CANDLECAST_PG_DIAG_MESSAGE_PRIMARY)
+                ?? String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines)
+            let broken = PQstatus(handle) != CONNECTION_OK
+            throw PostgresError(broken ? .connectionLost : .server, message, sqlState: sqlState, detail: field(CANDLECAST_PG_DIAG_MESSAGE_DETAIL))
+        }
+    }
+
+    private static func rows(of result: OpaquePointer?) -> [PostgresRow] {
+        guard let result, PQresultStatus(result) == PGRES_TUPLES_OK else { return [] }
+        let rowCount = PQntuples(result)
+        let columnCount = PQnfields(result)
+        let columns = (0..<columnCount).map { String(cString: PQfname(result, $0)) }
+        return (0..<rowCount).map { row in
+            PostgresRow(
+                columns: columns,
+                values: (0..<columnCount).map { column in
+                    PQgetisnull(result, row, column) == 1 ? nil : String(cString: PQgetvalue(result, row, column))
+                })
+        }
+    }
+}
+
+/// Gives C an array of NUL-terminated strings (nil entries stay NULL) valid for the duration of `body`.
+private func withCStringArray<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+    let pointers: [UnsafeMutablePointer<CChar>?] = strings.map { $0.flatMap { strdup($0) } }
+    defer { pointers.forEach { free($0) } }
+    var terminated = pointers.map { UnsafePointer($0) }
+    terminated.append(nil)
+    return terminated.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Local RabbitMQ and PostgreSQL for Candlecast, without systemd, on loopback, with their data under
+# .local/ in the repository (git ignores it). Idempotent: `start` reuses servers that already run.
+#
+#   scripts/servers.sh start     install what is missing (apt), start both, wait until ready, write .local/env
+#   scripts/servers.sh stop      stop both (and the epmd that RabbitMQ started), by pid
+#   scripts/servers.sh status
+#   scripts/servers.sh rabbit-stop-app | rabbit-start-app | rabbit-restart | postgres-restart   (fault tests)
+#
+# Ports: CANDLECAST_AMQP_PORT (5672), CANDLECAST_PG_PORT (55432). Passwords are generated once into
+# .local/secrets/ and handed to services through *_FILE variables in .local/env.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOCAL="$ROOT/.local"
+AMQP_PORT=${CANDLECAST_AMQP_PORT:-5672}
+PG_PORT=${CANDLECAST_PG_PORT:-55432}
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+RABBIT_DIR="$LOCAL/rabbitmq"
+PG_DIR="$LOCAL/postgres"
+SECRETS="$LOCAL/secrets"
+
+export RABBITMQ_NODENAME=rabbit@localhost
+export RABBITMQ_MNESIA_BASE="$RABBIT_DIR/mnesia"
+export RABBITMQ_LOG_BASE="$RABBIT_DIR/log"
+export RABBITMQ_PID_FILE="$RABBIT_DIR/rabbit.pid"
+export RABBITMQ_CONFIG_FILE="$RABBIT_DIR/rabbitmq"
+export RABBITMQ_ENABLED_PLUGINS_FILE="$RABBIT_DIR/enabled_plugins"
+export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+export RABBITMQ_NODE_PORT=$AMQP_PORT
+export RABBITMQ_DIST_PORT=$((AMQP_PORT + 20000))
+RABBITMQCTL=/usr/lib/rabbitmq/bin/rabbitmqctl
+
+log() { printf '[servers] %s\n' "$*" >&2; }
+
+install_packages() {
+  local wanted=(rabbitmq-server postgresql librabbitmq-dev libpq-dev libopenblas-dev pkg-config curl)
+  local missing=()
+  for package in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq
+  # policy-rc.d 101: the packages must not start their own system-wide servers.
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null && $sudo chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $sudo rm -f /usr/sbin/policy-rc.d
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+}
+
+secret() { # name: generate once, print the path
+  mkdir -p "$SECRETS"; chmod 700 "$SECRETS"
+  local file="$SECRETS/$1"
+  [ -s "$file" ] || (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$file")
+  echo "$file"
+}
+
+rabbit_running() { HOME="$RABBIT_DIR" "$RABBITMQCTL" -q status >/dev/null 2>&1; }
+
+start_rabbit() {
+  mkdir -p "$RABBIT_DIR/log" "$RABBIT_DIR/mnesia"
+  if rabbit_running; then log "RabbitMQ already running on $AMQP_PORT"; else
+    cat > "$RABBIT_DIR/rabbitmq.conf" <<CONF
+listeners.tcp.default = 127.0.0.1:$AMQP_PORT
+disk_free_limit.absolute = 50MB
+log.console = false
+CONF
+    echo "[]." > "$RABBIT_DIR/enabled_plugins"
+    log "starting RabbitMQ on 127.0.0.1:$AMQP_PORT"
+    HOME="$RABBIT_DIR" /usr/lib/rabbitmq/bin/rabbitmq-server -detached >/dev/null 2>&1
+    # await_startup fails at once while the node has not registered with epmd yet: retry until it answers.
+    local waited=0
+    until HOME="$RABBIT_DIR" "$RABBITMQCTL" -q await_startup --timeout 60 >/dev/null 2>&1; do
+      waited=$((waited + 1))
+      [ $waited -ge 90 ] && { log "RabbitMQ did not start; see $RABBIT_DIR/log"; exit 1; }
+      sleep 1
+    done
+  fi
+  local password; password=$(cat "$(secret amqp_password)")
+  HOME="$RABBIT_DIR" "$RABBITMQCTL" -q add_user candlecast "$password" >/dev/null 2>&1 \
+    || HOME="$RABBIT_DIR" "$RABBITMQCTL" -q change_password candlecast "$password" >/dev/null
+  HOME="$RABBIT_DIR" "$RABBITMQCTL" -q set_permissions -p / candlecast '.*' '.*' '.*' >/dev/null
+  HOME="$RABBIT_DIR" "$RABBITMQCTL" -q set_user_tags candlecast administrator >/dev/null
+}
+
+as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+pg_running() { [ -f "$PG_DIR/data/postmaster.pid" ] && as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; }
+
+start_postgres() {
+  mkdir -p "$PG_DIR"
+  [ "$(id -u)" -eq 0 ] && chown postgres "$PG_DIR"
+  if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
+    log "initialising PostgreSQL in $PG_DIR/data"
+    as_postgres "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  if pg_running; then log "PostgreSQL already running on $PG_PORT"; else
+    log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 \
+      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DIR -c max_connections=200 -c fsync=on" start >/dev/null
+  fi
+  local password; password=$(cat "$(secret database_password)")
+  as_postgres psql -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -v pw="$password" >/dev/null <<'SQL'
+SELECT format('CREATE ROLE candlecast LOGIN PASSWORD %L', :'pw') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'candlecast') \gexec
+SELECT format('ALTER ROLE candlecast PASSWORD %L', :'pw') \gexec
+SELECT 'CREATE DATABASE candlecast OWNER candlecast' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'candlecast') \gexec
+SQL
+}
+
+write_env() {
+  cat > "$LOCAL/env" <<ENV
+# Written by scripts/servers.sh: source it to reach the local servers.
+export CANDLECAST_AMQP_URL=amqp://candlecast@127.0.0.1:$AMQP_PORT/
+export CANDLECAST_AMQP_PASSWORD_FILE=$SECRETS/amqp_password
+export CANDLECAST_DATABASE_URL=postgresql://candlecast@127.0.0.1:$PG_PORT/candlecast
+export CANDLECAST_DATABASE_PASSWORD_FILE=$SECRETS/database_password
+export CANDLECAST_SERVERS_SCRIPT=$ROOT/scripts/servers.sh
+ENV
+}
+
+stop_rabbit() {
+  if rabbit_running; then log "stopping RabbitMQ"; HOME="$RABBIT_DIR" "$RABBITMQCTL" -q shutdown >/dev/null 2>&1 || true; fi
+  # rabbitmq-server leaves epmd running: stop the one on our distribution setup, by pid.
+  local epmd_pid; epmd_pid=$(pgrep -x epmd || true)
+  [ -n "$epmd_pid" ] && kill $epmd_pid 2>/dev/null || true
+}
+
+stop_postgres() {
+  if pg_running; then log "stopping PostgreSQL"; as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null; fi
+}
+
+case "${1:-}" in
+  start)
+    install_packages
+    start_postgres
+    start_rabbit
+    write_env
+    log "ready: source $LOCAL/env"
+    ;;
+  stop) stop_rabbit; stop_postgres ;;
+  status)
+    rabbit_running && echo "rabbitmq: running on $AMQP_PORT" || echo "rabbitmq: stopped"
+    pg_running && echo "postgres: running on $PG_PORT" || echo "postgres: stopped"
+    ;;
+  rabbit-stop-app) HOME="$RABBIT_DIR" "$RABBITMQCTL" -q stop_app ;;
+  rabbit-start-app) HOME="$RABBIT_DIR" "$RABBITMQCTL" -q start_app ;;
+  rabbit-restart) stop_rabbit; start_rabbit ;;
+  postgres-restart) as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w restart -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DIR -c max_connections=200" >/dev/null ;;
+  *) echo "usage: $0 start|stop|status|rabbit-stop-app|rabbit-start-app|rabbit-restart|postgres-restart" >&2; exit 2 ;;
+esac
