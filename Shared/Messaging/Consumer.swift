@@ -41,6 +41,7 @@ public final class Consumer: Sendable {
         var commands: [Command] = []
         var stopping = false
         var connected = false
+        var connections = 0
         var hasStopped = false
         var stopped: [CheckedContinuation<Void, Never>] = []
     }
@@ -96,7 +97,15 @@ public final class Consumer: Sendable {
         }
     }
 
-    fileprivate func setConnected(_ connected: Bool) { shared.withLock { $0.connected = connected } }
+    fileprivate func setConnected(_ connected: Bool) {
+        shared.withLock { state in
+            state.connected = connected
+            if connected { state.connections += 1 }
+        }
+    }
+
+    /// How many connections were opened so far: 1 means no reconnection happened.
+    public var connectionCount: Int { shared.withLock { $0.connections } }
 
     fileprivate func waitForWork(socket: Int32?, timeout: Duration) { wake.wait(socket: socket, timeout: timeout) }
 

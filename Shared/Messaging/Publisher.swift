@@ -35,6 +35,7 @@ public final class Publisher: Sendable {
         var waiting: [PendingPublish] = []
         var stopping = false
         var connected = false
+        var connections = 0
         var stopped: CheckedContinuation<Void, Never>?
         var hasStopped = false
     }
@@ -106,7 +107,15 @@ public final class Publisher: Sendable {
         }
     }
 
-    fileprivate func setConnected(_ connected: Bool) { shared.withLock { $0.connected = connected } }
+    fileprivate func setConnected(_ connected: Bool) {
+        shared.withLock { state in
+            state.connected = connected
+            if connected { state.connections += 1 }
+        }
+    }
+
+    /// How many connections were opened so far: 1 means no reconnection happened.
+    public var connectionCount: Int { shared.withLock { $0.connections } }
 
     fileprivate func waitForWork(socket: Int32?, timeout: Duration) { wake.wait(socket: socket, timeout: timeout) }
 

@@ -1,0 +1,181 @@
+import Foundation
+import Storage
+import TestSupport
+import Testing
+
+/// Against the real PostgreSQL started by scripts/servers.sh.
+@Suite("Storage against PostgreSQL", .serialized)
+struct PostgresIntegrationTests {
+    let logger = TestEnvironment.logger
+
+    func makeClient(connections: Int = 2) throws -> PostgresClient {
+        PostgresClient(configuration: try TestEnvironment.database(), options: PostgresClient.Options(connections: connections), logger: logger)
+    }
+
+    static let hostileStrings = [
+        "O'Reilly", "'; DROP TABLE candles; --", "\"quoted\" \\ backslash \\x00", "semi;colon", "$1 $2 placeholder-looking",
+        "line\nbreak\ttab\r", "ünïcødé 价格 ₿ 🚀", "", String(repeating: "long ", count: 2000), "E'\\\\x41'", "NULL",
+    ]
+
+    @Test("parameterised queries round-trip hostile strings unchanged")
+    func hostileStringsRoundTrip() async throws {
+        let client = try makeClient()
+        let table = "public." + TestEnvironment.uniqueName("hostile").replacingOccurrences(of: ".", with: "_")
+        try await client.execute("CREATE TABLE \(identifier: table) (id serial PRIMARY KEY, value text)")
+        for value in Self.hostileStrings {
+            let echoed = try await client.query("SELECT \(value)::text AS value")
+            #expect(try echoed[0].decode("value", as: String.self) == value)
+            try await client.execute("INSERT INTO \(identifier: table) (value) VALUES (\(value))")
+        }
+        let stored = try await client.query("SELECT value FROM \(identifier: table) ORDER BY id").map { try $0.decode(0, as: String.self) }
+        #expect(stored == Self.hostileStrings)
+        // The same strings through COPY.
+        let copied = try await client.withConnection { connection in
+            try connection.copy(into: table, columns: ["value"], rows: Self.hostileStrings.map { [$0] })
+        }
+        #expect(copied == Self.hostileStrings.count)
+        let all = try await client.query("SELECT value FROM \(identifier: table) ORDER BY id").map { try $0.decode(0, as: String.self) }
+        #expect(all == Self.hostileStrings + Self.hostileStrings)
+        try await client.execute("DROP TABLE \(identifier: table)")
+        await client.close()
+    }
+
+    @Test("values decode to exact Swift types")
+    func typedRoundTrip() async throws {
+        let client = try makeClient()
+        let price = Decimal(string: "93429.123456789012")!
+        let date = Date(timeIntervalSince1970: 1_735_689_600.123456)
+        let id = UUID()
+        let bytes: [UInt8] = [0, 1, 2, 0xFE, 0xFF]
+        let rows = try await client.query(
+            """
+            SELECT \(price)::numeric AS price, \(date)::timestamptz AS at, \(id)::uuid AS id, \(bytes)::bytea AS bytes,
+                   \(Int64.max)::bigint AS big, \(true)::boolean AS flag, \(0.1)::float8 AS fraction,
+                   \(Optional<String>.none)::text AS missing
+            """)
+        let row = try #require(rows.first)
+        #expect(try row.decode("price", as: Decimal.self) == price)
+        #expect(try row.decode("price", as: String.self) == "93429.123456789012")
+        #expect(abs(try row.decode("at", as: Date.self).timeIntervalSince(date)) < 0.000_001)
+        #expect(try row.decode("id", as: UUID.self) == id)
+        #expect(try row.decode("bytes", as: [UInt8].self) == bytes)
+        #expect(try row.decode("big", as: Int64.self) == Int64.max)
+        #expect(try row.decode("flag", as: Bool.self))
+        #expect(try row.decode("fraction", as: Double.self) == 0.1)
+        #expect(try row.decode("missing", as: String?.self) == nil)
+        #expect(throws: PostgresError.self) { try row.decode("missing", as: String.self) }
+        #expect(throws: PostgresError.self) { try row.decode("flag", as: Int.self) }
+        await client.close()
+    }
+
+    @Test("a failed transaction leaves nothing behind and reports its SQLSTATE")
+    func failedTransactionRollsBack() async throws {
+        let client = try makeClient()
+        let table = "public." + TestEnvironment.uniqueName("tx").replacingOccurrences(of: ".", with: "_")
+        try await client.execute("CREATE TABLE \(identifier: table) (key text PRIMARY KEY)")
+        let error = await #expect(throws: PostgresError.self) {
+            try await client.transaction { connection in
+                try connection.query("INSERT INTO \(identifier: table) (key) VALUES (\("a"))")
+                try connection.query("INSERT INTO \(identifier: table) (key) VALUES (\("b"))")
+                try connection.query("INSERT INTO \(identifier: table) (key) VALUES (\("a"))")  // unique violation
+            }
+        }
+        #expect(error?.sqlState == PostgresError.uniqueViolation)
+        #expect(error?.code == .server)
+
+        struct Abort: Error {}
+        await #expect(throws: Abort.self) {
+            try await client.transaction { connection in
+                try connection.query("INSERT INTO \(identifier: table) (key) VALUES (\("c"))")
+                throw Abort()
+            }
+        }
+        let count = try await client.query("SELECT count(*) FROM \(identifier: table)")[0].decode(0, as: Int.self)
+        #expect(count == 0)
+        // The connection is usable after the rollbacks.
+        _ = try await client.transaction { try $0.query("INSERT INTO \(identifier: table) (key) VALUES (\("d"))") }
+        #expect(try await client.query("SELECT key FROM \(identifier: table)").map { try $0.decode(0, as: String.self) } == ["d"])
+        try await client.execute("DROP TABLE \(identifier: table)")
+        await client.close()
+    }
+
+    @Test("a syntax error is a clear error, not a crash")
+    func serverErrors() async throws {
+        let client = try makeClient()
+        let error = await #expect(throws: PostgresError.self) { try await client.query("SELEC 1") }
+        #expect(error?.sqlState == "42601")
+        #expect(error?.message.contains("syntax error") == true)
+        #expect(try await client.query("SELECT 1")[0].decode(0, as: Int.self) == 1)
+        await client.close()
+    }
+
+    @Test("migrations run twice are a no-op, also when two replicas start at once")
+    func migrationsAreIdempotent() async throws {
+        let schema = TestEnvironment.uniqueName("mig").replacingOccurrences(of: ".", with: "_")
+        let plan = SchemaMigrations(
+            schema: schema,
+            migrations: [
+                Migration(version: 1, name: "candles", sql: "CREATE TABLE candles (open_time bigint PRIMARY KEY, close numeric NOT NULL);"),
+                Migration(version: 2, name: "rejected", sql: "CREATE TABLE rejected (id bigserial PRIMARY KEY, reason text NOT NULL); INSERT INTO rejected (reason) VALUES ('seed');"),
+            ])
+        let first = try makeClient()
+        let second = try makeClient()
+        async let a = first.migrate(plan, logger: logger)
+        async let b = second.migrate(plan, logger: logger)
+        let applied = try await [a, b]
+        #expect(applied.sorted { $0.count < $1.count } == [[], [1, 2]])
+        #expect(try await first.migrate(plan, logger: logger) == [])
+        let seeded = try await first.query("SELECT count(*) FROM \(identifier: schema + ".rejected")")[0].decode(0, as: Int.self)
+        #expect(seeded == 1)
+        let versions = try await first.query("SELECT version FROM \(identifier: schema + ".schema_migrations") ORDER BY version")
+        #expect(try versions.map { try $0.decode(0, as: Int.self) } == [1, 2])
+        try await first.execute("DROP SCHEMA \(identifier: schema) CASCADE")
+        await first.close()
+        await second.close()
+    }
+
+    @Test("bulk COPY loads many rows")
+    func bulkCopy() async throws {
+        let client = try makeClient()
+        let table = "public." + TestEnvironment.uniqueName("copy").replacingOccurrences(of: ".", with: "_")
+        try await client.execute("CREATE TABLE \(identifier: table) (open_time bigint PRIMARY KEY, close numeric NOT NULL, note text)")
+        let rows = (0..<50_000).map { [String($0 * 60), "\(42_000 + $0).5", $0 % 7 == 0 ? nil : "n\t\($0)"] }
+        let loaded = try await client.withConnection { try $0.copy(into: table, columns: ["open_time", "close", "note"], rows: rows) }
+        #expect(loaded == 50_000)
+        let summary = try await client.query("SELECT count(*), sum(close), count(note) FROM \(identifier: table)")[0]
+        #expect(try summary.decode(0, as: Int.self) == 50_000)
+        #expect(try summary.decode(1, as: Decimal.self) == Decimal(string: "3350000000")!  // 50,000 x 42,000.5 + (0 + ... + 49,999))
+        #expect(try summary.decode(2, as: Int.self) == 50_000 - 7143)
+        let error = await #expect(throws: PostgresError.self) {
+            try await client.withConnection { try $0.copy(into: table, columns: ["open_time", "close", "note"], rows: [["1", "oops", nil]]) }
+        }
+        #expect(error?.sqlState == "22P02")
+        #expect(try await client.query("SELECT count(*) FROM \(identifier: table)")[0].decode(0, as: Int.self) == 50_000)
+        try await client.execute("DROP TABLE \(identifier: table)")
+        await client.close()
+    }
+
+    @Test("the client recovers after PostgreSQL restarts")
+    func recoversAfterRestart() async throws {
+        let client = try makeClient(connections: 1)
+        let before = try await client.query("SELECT pg_backend_pid()")[0].decode(0, as: Int.self)
+        try await TestEnvironment.servers("postgres-restart")
+        // The old connection is dead; the client reconnects and runs the statement on a new one.
+        let after = try await client.query("SELECT pg_backend_pid()")[0].decode(0, as: Int.self)
+        #expect(after != before)
+        #expect(await client.ping())
+        await client.close()
+    }
+
+    @Test("a bad password or unreachable server is a connection error")
+    func connectionErrors() async throws {
+        var configuration = try TestEnvironment.database()
+        configuration.password = "wrong"
+        let client = PostgresClient(configuration: configuration, options: PostgresClient.Options(connections: 1, reconnectAttempts: 0), logger: logger)
+        let error = await #expect(throws: PostgresError.self) { try await client.query("SELECT 1") }
+        #expect(error?.code == .connectionFailed)
+        #expect(error?.message.contains("password authentication failed") == true)
+        #expect(await client.ping() == false)
+        await client.close()
+    }
+}

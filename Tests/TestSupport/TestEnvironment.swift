@@ -1,0 +1,104 @@
+import Foundation
+import Logging
+import Messaging
+import Storage
+
+/// Reaches the local RabbitMQ and PostgreSQL that `scripts/servers.sh start` runs, through the same
+/// variables the services read (from the environment, else from the `.local/env` file the script writes).
+public enum TestEnvironment {
+    public static let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The variables of `.local/env`, overridden by the process environment.
+    public static let variables: [String: String] = {
+        var values: [String: String] = [:]
+        let file = repositoryRoot.appendingPathComponent(".local/env")
+        if let text = try? String(contentsOf: file, encoding: .utf8) {
+            for line in text.split(separator: "\n") where line.hasPrefix("export ") {
+                let assignment = line.dropFirst("export ".count)
+                guard let equals = assignment.firstIndex(of: "=") else { continue }
+                values[String(assignment[..<equals])] = String(assignment[assignment.index(after: equals)...])
+            }
+        }
+        return values.merging(ProcessInfo.processInfo.environment.filter { $0.key.hasPrefix("CANDLECAST_") }) { $1 }
+    }()
+
+    static func secret(_ key: String) -> String? {
+        if let value = variables[key] { return value }
+        guard let path = variables[key + "_FILE"] else { return nil }
+        return (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    public static func broker(heartbeatSeconds: Int = 30) throws -> BrokerConfiguration {
+        guard let url = variables["CANDLECAST_AMQP_URL"] else {
+            throw TestSetupError("CANDLECAST_AMQP_URL is not set: run scripts/servers.sh start (or scripts/test.sh)")
+        }
+        var configuration = try BrokerConfiguration(url: url, password: secret("CANDLECAST_AMQP_PASSWORD"), heartbeatSeconds: heartbeatSeconds)
+        configuration.reconnectBackoff = .milliseconds(50) ... .milliseconds(500)
+        return configuration
+    }
+
+    public static func database() throws -> DatabaseConfiguration {
+        guard let url = variables["CANDLECAST_DATABASE_URL"] else {
+            throw TestSetupError("CANDLECAST_DATABASE_URL is not set: run scripts/servers.sh start (or scripts/test.sh)")
+        }
+        return DatabaseConfiguration(url: url, password: secret("CANDLECAST_DATABASE_PASSWORD"), applicationName: "candlecast-tests")
+    }
+
+    public static let logger: Logger = {
+        var logger = Logger(label: "tests")
+        logger.logLevel = .warning
+        return logger
+    }()
+
+    /// Runs `scripts/servers.sh <command>` (fault injection: stop the broker, restart the database...).
+    public static func servers(_ command: String) async throws {
+        let status = try await run(repositoryRoot.appendingPathComponent("scripts/servers.sh").path, [command])
+        guard status == 0 else { throw TestSetupError("scripts/servers.sh \(command) exited \(status)") }
+    }
+
+    /// Runs a program to completion on a thread of its own, off the cooperative pool. (posix_spawn and
+    /// waitpid rather than Foundation's Process, whose waitUntilExit can hang when the program leaves a
+    /// daemon behind, as `pg_ctl restart` does.)
+    public static func run(_ executable: String, _ arguments: [String]) async throws -> Int32 {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+                defer { argv.forEach { free($0) } }
+                var pid: pid_t = 0
+                let spawned = posix_spawn(&pid, executable, nil, nil, argv, environ)
+                guard spawned == 0 else {
+                    continuation.resume(throwing: TestSetupError("cannot run \(executable): \(String(cString: strerror(spawned)))"))
+                    return
+                }
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+                let exited = status & 0x7f == 0
+                continuation.resume(returning: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f))
+            }.start()
+        }
+    }
+
+    /// A name no other test run uses.
+    public static func uniqueName(_ prefix: String) -> String {
+        "\(prefix).\(UUID().uuidString.prefix(8).lowercased())"
+    }
+}
+
+public struct TestSetupError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Waits until `condition` holds, polling, or throws after `timeout`.
+public func eventually(
+    timeout: Duration = .seconds(10), _ what: String, _ condition: @Sendable () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw TestSetupError("timed out after \(timeout) waiting for \(what)")
+}
+
