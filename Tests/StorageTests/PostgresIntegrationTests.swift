@@ -145,7 +145,7 @@ struct PostgresIntegrationTests {
         let summary = try await client.query("SELECT count(*), sum(close), count(note) FROM \(identifier: table)")[0]
         #expect(try summary.decode(0, as: Int.self) == 50_000)
         // 50,000 x 42,000.5 + (0 + 1 + ... + 49,999), exact in numeric.
-        #expect(try summary.decode(1, as: Decimal.self) == Decimal(string: "3350000000")!))
+        #expect(try summary.decode(1, as: Decimal.self) == Decimal(string: "3350000000")!)
         #expect(try summary.decode(2, as: Int.self) == 50_000 - 7143)
         let error = await #expect(throws: PostgresError.self) {
             try await client.withConnection { try $0.copy(into: table, columns: ["open_time", "close", "note"], rows: [["1", "oops", nil]]) }
