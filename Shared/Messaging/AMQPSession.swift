@@ -180,8 +180,12 @@ final class AMQPSession {
         properties._flags = flags
         let exchange = builder.bytes(message.exchange)
         let routingKey = builder.bytes(message.routingKey)
-        let body = builder.bytes(message.body)
-        let status = amqp_basic_publish(connection, Self.channel, exchange, routingKey, 0, 0, &properties, body)
+        // The body is only read during the call: lend rabbitmq-c the array's storage instead of copying it.
+        let status = message.body.withUnsafeBytes { body in
+            amqp_basic_publish(
+                connection, Self.channel, exchange, routingKey, 0, 0, &properties,
+                amqp_bytes_t(len: body.count, bytes: body.count > 0 ? UnsafeMutableRawPointer(mutating: body.baseAddress) : nil))
+        }
         guard status == AMQP_STATUS_OK.rawValue else {
             throw lost("basic.publish", status: status)
         }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs Candlecast locally: installs and starts RabbitMQ and PostgreSQL (scripts/servers.sh), builds the
+# services in release mode, starts all six (two trainers), waits until each is ready and prints where
+# they answer. Ctrl-C stops every process it started.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
+
+say "starting RabbitMQ and PostgreSQL"
+scripts/servers.sh start
+# shellcheck source=/dev/null
+source .local/env
+
+say "building the services (release)"
+swift build -c release --product ingestor --product preprocessor --product trainer --product registry --product predictor --product monitor 2>&1 | tail -1
+bin=$(swift build -c release --show-bin-path)
+mkdir -p .local/logs
+
+pids=()
+stop_all() {
+  say "stopping"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+start() { # name port [instance]
+  local name=$1 port=$2 log=".local/logs/${1}${3:-}.log"
+  CANDLECAST_HTTP_PORT=$port "$bin/$name" >"$log" 2>&1 &
+  pids+=($!)
+  printf '    %-14s http://127.0.0.1:%s   (log %s)\n' "$name${3:-}" "$port" "$log"
+}
+
+say "starting the services"
+start ingestor 8081
+start preprocessor 8082
+start trainer 8083 -1
+start trainer 8087 -2
+start registry 8084
+start predictor 8085
+start monitor 8086
+
+for port in 8081 8082 8083 8087 8084 8085 8086; do
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { say "a service on port $port is not ready; see .local/logs"; exit 1; }
+done
+say "all services ready: health at /healthz and /readyz, Prometheus metrics at /metrics on each port above"
+say "Ctrl-C stops everything"
+wait
