@@ -20,7 +20,8 @@ RABBIT_DIR="$LOCAL/rabbitmq"
 PG_DIR="$LOCAL/postgres"
 SECRETS="$LOCAL/secrets"
 
-export RABBITMQ_NODENAME=rabbit@localhost
+# One node per port, so that two checkouts can run side by side (CI beside a developer).
+export RABBITMQ_NODENAME=candlecast-$AMQP_PORT@localhost
 export RABBITMQ_MNESIA_BASE="$RABBIT_DIR/mnesia"
 export RABBITMQ_LOG_BASE="$RABBIT_DIR/log"
 export RABBITMQ_PID_FILE="$RABBIT_DIR/rabbit.pid"
@@ -122,9 +123,9 @@ ENV
 
 stop_rabbit() {
   if rabbit_running; then log "stopping RabbitMQ"; HOME="$RABBIT_DIR" "$RABBITMQCTL" -q shutdown >/dev/null 2>&1 || true; fi
-  # rabbitmq-server leaves epmd running: stop the one on our distribution setup, by pid.
+  # rabbitmq-server leaves epmd running: stop it by pid once no Erlang node needs it any more.
   local epmd_pid; epmd_pid=$(pgrep -x epmd || true)
-  [ -n "$epmd_pid" ] && kill $epmd_pid 2>/dev/null || true
+  if [ -n "$epmd_pid" ] && ! pgrep -f beam.smp >/dev/null; then kill $epmd_pid 2>/dev/null || true; fi
 }
 
 stop_postgres() {
