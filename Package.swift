@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "registry", targets: ["Registry"]),
         .executable(name: "predictor", targets: ["Predictor"]),
         .executable(name: "monitor", targets: ["Monitor"]),
+        .executable(name: "fake-kraken", targets: ["FakeKrakenServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
@@ -22,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
     ],
     targets: [
         // C bridges: module.modulemap + shim.h, nothing else.
@@ -64,7 +66,10 @@ let package = Package(
             ],
             path: "Shared/ServiceKit"),
 
-        .executableTarget(name: "Ingestor", dependencies: serviceKit, path: "Services/Ingestor"),
+        .executableTarget(
+            name: "Ingestor",
+            dependencies: serviceKit + [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Services/Ingestor"),
         .executableTarget(name: "Preprocessor", dependencies: serviceKit, path: "Services/Preprocessor"),
         .executableTarget(name: "Trainer", dependencies: serviceKit, path: "Services/Trainer"),
         .executableTarget(name: "Registry", dependencies: serviceKit, path: "Services/Registry"),
@@ -80,6 +85,13 @@ let package = Package(
         .testTarget(name: "StorageTests", dependencies: ["Storage", "TestSupport"], path: "Tests/StorageTests"),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "TestSupport"], path: "Tests/ServiceKitTests"),
         .testTarget(name: "SystemTests", dependencies: ["TestSupport"], path: "Tests/SystemTests"),
+        .target(name: "KrakenFake", dependencies: [.product(name: "Hummingbird", package: "hummingbird")], path: "Tests/KrakenFake"),
+        .executableTarget(
+            name: "FakeKrakenServer", dependencies: ["KrakenFake", .product(name: "Hummingbird", package: "hummingbird")],
+            path: "Tests/FakeKrakenServer"),
+        .testTarget(
+            name: "IngestorTests", dependencies: ["Ingestor", "KrakenFake", "TestSupport", "ServiceKit", "Contracts"],
+            path: "Tests/IngestorTests"),
         .target(
             name: "TestSupport",
             dependencies: ["Messaging", "Storage", .product(name: "Logging", package: "swift-log")],

@@ -106,6 +106,8 @@ start_postgres() {
   as_postgres psql -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -v pw="$password" >/dev/null <<'SQL'
 SELECT format('CREATE ROLE candlecast LOGIN PASSWORD %L', :'pw') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'candlecast') \gexec
 SELECT format('ALTER ROLE candlecast PASSWORD %L', :'pw') \gexec
+-- Local servers only: the tests give each suite a throwaway database.
+ALTER ROLE candlecast CREATEDB;
 SELECT 'CREATE DATABASE candlecast OWNER candlecast' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'candlecast') \gexec
 SQL
 }

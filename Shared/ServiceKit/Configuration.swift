@@ -7,6 +7,10 @@ import Storage
 public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
     public let key: String
     public let reason: String
+    public init(key: String, reason: String) {
+        self.key = key
+        self.reason = reason
+    }
     public var description: String { "configuration \(key): \(reason)" }
 }
 

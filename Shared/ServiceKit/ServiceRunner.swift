@@ -130,7 +130,8 @@ public enum ServiceRunner {
         exit(exitCode)
     }
 
-    static func bootstrapLogging(_ configuration: ServiceConfiguration) {
+    /// Installs the JSON or text log handler at the configured level; call once per process.
+    public static func bootstrapLogging(_ configuration: ServiceConfiguration) {
         let level = configuration.logLevel
         switch configuration.logFormat {
         case .json:

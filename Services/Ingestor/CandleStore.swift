@@ -1,0 +1,143 @@
+import Contracts
+import Foundation
+import Messaging
+import ServiceKit
+import Storage
+
+/// What storing a set of candles changed.
+struct StoreOutcome: Sendable, Equatable {
+    var inserted = 0
+    var revised = 0
+    var unchanged = 0
+    var rejected = 0
+}
+
+/// Writes candles, rejected rows, gaps and cursors into the `ingest` schema. Every function runs on a
+/// connection inside the caller's transaction, so the rows and their outbox events commit together.
+enum CandleStore {
+    static let schema = IngestSchema.name
+
+    /// Upserts live candles one by one: a new candle or a revised one (different values) gets a
+    /// `candle.closed` event in the outbox; an identical repeat changes nothing.
+    static func storeClosed(_ candles: [Candle], source: String, on connection: PostgresConnection) throws -> StoreOutcome {
+        var outcome = StoreOutcome()
+        for candle in candles {
+            let rows = try connection.query(
+                """
+                INSERT INTO ingest.candles AS c (pair, interval_seconds, open_time, open, high, low, close, vwap, volume, trades, source)
+                VALUES (\(candle.pair), \(candle.interval.minutes * 60), \(candle.openTime), \(candle.open)::numeric, \(candle.high)::numeric,
+                        \(candle.low)::numeric, \(candle.close)::numeric, \(candle.vwap)::numeric, \(candle.volume)::numeric, \(candle.trades), \(source))
+                ON CONFLICT (pair, interval_seconds, open_time) DO UPDATE
+                    SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close, vwap = EXCLUDED.vwap,
+                        volume = EXCLUDED.volume, trades = EXCLUDED.trades, source = EXCLUDED.source,
+                        revision = c.revision + 1, revised_at = now()
+                    WHERE (c.open, c.high, c.low, c.close, c.volume, c.trades) IS DISTINCT FROM
+                          (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.trades)
+                RETURNING revision
+                """)
+            guard let row = rows.first else {
+                outcome.unchanged += 1
+                continue
+            }
+            let revision = try row.decode(0, as: Int.self)
+            if revision == 0 { outcome.inserted += 1 } else { outcome.revised += 1 }
+            try Outbox.enqueue(
+                Envelope(payload: candle.event(revision: revision)), routingKey: candle.event(revision: revision).routingKey,
+                exchange: Exchange.events, schema: schema, on: connection)
+        }
+        return outcome
+    }
+
+    /// Loads a batch of historical candles through COPY into a staging table, then one upsert. Returns
+    /// inserted and revised counts; history batches announce themselves with one summary event (the caller's).
+    static func storeHistory(_ candles: [Candle], source: String, on connection: PostgresConnection) throws -> StoreOutcome {
+        guard !candles.isEmpty else { return StoreOutcome() }
+        try connection.executeScript(
+            """
+            CREATE TEMP TABLE IF NOT EXISTS candle_staging (
+                pair text, interval_seconds integer, open_time bigint, open numeric, high numeric, low numeric, close numeric,
+                vwap numeric, volume numeric, trades integer, source text
+            ) ON COMMIT DELETE ROWS
+            """)
+        try connection.copy(
+            into: "candle_staging",
+            columns: ["pair", "interval_seconds", "open_time", "open", "high", "low", "close", "vwap", "volume", "trades", "source"],
+            rows: candles.lazy.map { candle in
+                [candle.pair, String(candle.interval.minutes * 60), String(candle.openTime), candle.open, candle.high, candle.low, candle.close,
+                 candle.vwap, candle.volume, candle.trades.map(String.init), source]
+            })
+        let rows = try connection.query(
+            """
+            INSERT INTO ingest.candles AS c (pair, interval_seconds, open_time, open, high, low, close, vwap, volume, trades, source)
+            SELECT DISTINCT ON (pair, interval_seconds, open_time) pair, interval_seconds, open_time, open, high, low, close, vwap, volume, trades, source
+            FROM candle_staging ORDER BY pair, interval_seconds, open_time
+            ON CONFLICT (pair, interval_seconds, open_time) DO UPDATE
+                SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close, vwap = EXCLUDED.vwap,
+                    volume = EXCLUDED.volume, trades = EXCLUDED.trades, source = EXCLUDED.source,
+                    revision = c.revision + 1, revised_at = now()
+                WHERE (c.open, c.high, c.low, c.close, c.volume, c.trades) IS DISTINCT FROM
+                      (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.trades)
+            RETURNING revision = 0 AS inserted
+            """)
+        var outcome = StoreOutcome()
+        for row in rows {
+            if try row.decode(0, as: Bool.self) { outcome.inserted += 1 } else { outcome.revised += 1 }
+        }
+        outcome.unchanged = candles.count - rows.count
+        return outcome
+    }
+
+    /// Records rejected rows once each (the same raw row rejected again is not a new rejection).
+    static func reject(_ rows: [RejectedRow], pair: String, interval: CandleInterval, source: String, on connection: PostgresConnection) throws -> Int {
+        var recorded = 0
+        for row in rows {
+            recorded += try connection.execute(
+                """
+                INSERT INTO ingest.rejected_candles (pair, interval_seconds, source, raw, reason)
+                VALUES (\(pair), \(interval.minutes * 60), \(source), \(row.raw), \(row.reason))
+                ON CONFLICT (pair, interval_seconds, source, md5(raw)) DO NOTHING
+                """
+            ).affectedRows
+        }
+        return recorded
+    }
+
+    /// Finds runs of missing candles at or after `from` and records the new ones. Returns them as
+    /// (after_open_time, missing_intervals).
+    @discardableResult
+    static func recordGaps(pair: String, interval: CandleInterval, from: Int64, on connection: PostgresConnection) throws -> [(Int64, Int)] {
+        let seconds = interval.minutes * 60
+        let rows = try connection.query(
+            """
+            INSERT INTO ingest.gaps (pair, interval_seconds, after_open_time, missing_intervals)
+            SELECT pair, interval_seconds, open_time, ((next_open_time - open_time) / interval_seconds - 1)::integer
+            FROM (
+                SELECT pair, interval_seconds, open_time, lead(open_time) OVER (ORDER BY open_time) AS next_open_time
+                FROM ingest.candles WHERE pair = \(pair) AND interval_seconds = \(seconds) AND open_time >= \(from)
+            ) ordered
+            WHERE next_open_time - open_time > interval_seconds
+            ON CONFLICT (pair, interval_seconds, after_open_time) DO NOTHING
+            RETURNING after_open_time, missing_intervals
+            """)
+        return try rows.map { (try $0.decode(0, as: Int64.self), try $0.decode(1, as: Int.self)) }
+    }
+
+    static func cursor(pair: String, interval: CandleInterval, on connection: PostgresConnection) throws -> Int64? {
+        try connection.query("SELECT since FROM ingest.cursors WHERE pair = \(pair) AND interval_seconds = \(interval.minutes * 60)")
+            .first?.decode(0, as: Int64.self)
+    }
+
+    static func setCursor(_ since: Int64, pair: String, interval: CandleInterval, on connection: PostgresConnection) throws {
+        try connection.query(
+            """
+            INSERT INTO ingest.cursors (pair, interval_seconds, since) VALUES (\(pair), \(interval.minutes * 60), \(since))
+            ON CONFLICT (pair, interval_seconds) DO UPDATE SET since = EXCLUDED.since, updated_at = now()
+            """)
+    }
+
+    /// The open time of the newest stored candle.
+    static func latestOpenTime(pair: String, interval: CandleInterval, on connection: PostgresConnection) throws -> Int64? {
+        try connection.query("SELECT max(open_time) FROM ingest.candles WHERE pair = \(pair) AND interval_seconds = \(interval.minutes * 60)")
+            .first?.decode(0, as: Int64?.self)
+    }
+}

@@ -1,0 +1,203 @@
+import Contracts
+import Foundation
+import Logging
+import Messaging
+import ServiceKit
+import Storage
+
+/// Loads a Kraken OHLCVT history file: resumable (progress per file is committed with each batch),
+/// idempotent (upserts; a second run of a completed file reads nothing), bad rows to the rejected table,
+/// one `candle.backfilled` summary event per batch that changed something, gaps recorded at the end.
+struct HistoryBackfill: Sendable {
+    let database: PostgresClient
+    let logger: Logger
+    var batchSize = 20_000
+
+    struct Summary: Sendable, Equatable {
+        var linesRead = 0
+        var resumedAfterLine = 0
+        var inserted = 0
+        var revised = 0
+        var unchanged = 0
+        var rejected = 0
+        var gaps: [Int64: Int] = [:]
+        var missingIntervals: Int { gaps.values.reduce(0, +) }
+    }
+
+    func run(path: String, pair: String, interval: CandleInterval, restart: Bool = false, progress: ProgressReporter? = nil) async throws -> Summary {
+        let reader = try LineReader(path: path)
+        let fingerprint = try reader.fingerprint()
+        let source = "history:" + (path as NSString).lastPathComponent
+        let resumeAfter = restart ? 0 : try await database.withConnection { connection -> Int in
+            try connection.query(
+                """
+                INSERT INTO ingest.backfill_files (fingerprint, path, pair, interval_seconds) VALUES (\(fingerprint), \(path), \(pair), \(Int(interval.seconds)))
+                ON CONFLICT (fingerprint) DO UPDATE SET path = EXCLUDED.path
+                RETURNING lines_done
+                """
+            )[0].decode(0, as: Int.self)
+        }
+        var summary = Summary(resumedAfterLine: resumeAfter)
+        if resumeAfter > 0 { logger.info("resuming backfill", metadata: ["path": "\(path)", "after_line": "\(resumeAfter)"]) }
+        var firstOpenTime: Int64?
+        var lineNumber = 0
+        var candles: [Candle] = []
+        var rejected: [RejectedRow] = []
+        let now = Date()
+
+        func flush() async throws {
+            guard lineNumber > resumeAfter else { return }
+            let batch = candles, bad = rejected, linesDone = lineNumber
+            candles.removeAll(keepingCapacity: true)
+            rejected.removeAll(keepingCapacity: true)
+            let outcome = try await database.transaction { connection -> StoreOutcome in
+                var outcome = try CandleStore.storeHistory(batch, source: source, on: connection)
+                outcome.rejected = try CandleStore.reject(bad, pair: pair, interval: interval, source: source, on: connection)
+                if outcome.inserted + outcome.revised > 0, let first = batch.map(\.openTime).min(), let last = batch.map(\.openTime).max() {
+                    let event = CandlesBackfilled(
+                        pair: pair, interval: interval, firstOpenTime: first, lastOpenTime: last, inserted: outcome.inserted,
+                        updated: outcome.revised, rejected: outcome.rejected, source: source)
+                    try Outbox.enqueue(Envelope(payload: event), routingKey: event.routingKey, exchange: Exchange.events, schema: IngestSchema.name, on: connection)
+                }
+                try connection.query("UPDATE ingest.backfill_files SET lines_done = \(linesDone) WHERE fingerprint = \(fingerprint)")
+                return outcome
+            }
+            summary.inserted += outcome.inserted
+            summary.revised += outcome.revised
+            summary.unchanged += outcome.unchanged
+            summary.rejected += outcome.rejected
+        }
+
+        while let line = try reader.nextLine() {
+            lineNumber += 1
+            guard lineNumber > resumeAfter else { continue }
+            switch OHLCVTLine.parse(line, pair: pair, interval: interval, now: now) {
+            case .candle(let candle):
+                candles.append(candle)
+                firstOpenTime = min(firstOpenTime ?? candle.openTime, candle.openTime)
+            case .rejected(let row):
+                rejected.append(row)
+            case .header, .blank:
+                break
+            }
+            if candles.count + rejected.count >= batchSize {
+                try await flush()
+                progress?.update(done: reader.bytesRead, total: reader.size, rows: lineNumber)
+            }
+        }
+        try await flush()
+        summary.linesRead = lineNumber
+        progress?.finish(done: reader.size, rows: lineNumber)
+
+        let gaps = try await database.transaction { connection -> [(Int64, Int)] in
+            _ = try CandleStore.recordGaps(pair: pair, interval: interval, from: 0, on: connection)
+            try connection.query("UPDATE ingest.backfill_files SET completed_at = coalesce(completed_at, now()) WHERE fingerprint = \(fingerprint)")
+            return try connection.query(
+                "SELECT after_open_time, missing_intervals FROM ingest.gaps WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) ORDER BY after_open_time"
+            ).map { (try $0.decode(0, as: Int64.self), try $0.decode(1, as: Int.self)) }
+        }
+        summary.gaps = Dictionary(uniqueKeysWithValues: gaps)
+        _ = firstOpenTime
+        return summary
+    }
+}
+
+/// Reads a file line by line in large chunks (history files can hold millions of rows).
+final class LineReader {
+    private let handle: FileHandle
+    private var buffer: [UInt8] = []
+    private var position = 0
+    private var atEnd = false
+    let size: Int
+    private(set) var bytesRead = 0
+
+    init(path: String) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw BackfillError("cannot open \(path)")
+        }
+        self.handle = handle
+        size = Int((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)??.intValue ?? 0)
+    }
+
+    deinit { try? handle.close() }
+
+    /// Size plus a 64-bit FNV-1a hash of the first MiB: the same file gives the same fingerprint wherever it lives.
+    func fingerprint() throws -> String {
+        let head = try handle.read(upToCount: 1 << 20) ?? Data()
+        try handle.seek(toOffset: 0)
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in head {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return "\(size)-\(String(hash, radix: 16))"
+    }
+
+    func nextLine() throws -> Substring? {
+        while true {
+            if let newline = buffer[position...].firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[position..<newline], as: UTF8.self)
+                bytesRead += newline + 1 - position
+                position = newline + 1
+                return Substring(line)
+            }
+            if atEnd {
+                guard position < buffer.count else { return nil }
+                let line = String(decoding: buffer[position...], as: UTF8.self)
+                bytesRead += buffer.count - position
+                position = buffer.count
+                return Substring(line)
+            }
+            buffer.removeFirst(position)
+            position = 0
+            let chunk = try handle.read(upToCount: 1 << 20) ?? Data()
+            if chunk.isEmpty { atEnd = true } else { buffer.append(contentsOf: chunk) }
+        }
+    }
+}
+
+struct BackfillError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Shows progress: a bar redrawn in place on a terminal, a log line per 10% otherwise.
+final class ProgressReporter: @unchecked Sendable {
+    // @unchecked: used by the one task that runs the backfill.
+    private let label: String
+    private let isTerminal = isatty(STDERR_FILENO) == 1
+    private let started = ContinuousClock.now
+    private var lastDraw = ContinuousClock.now - .seconds(1)
+    private var lastDecile = -1
+    private let logger: Logger
+
+    init(label: String, logger: Logger) {
+        self.label = label
+        self.logger = logger
+    }
+
+    func update(done: Int, total: Int, rows: Int) {
+        let fraction = total > 0 ? min(1, Double(done) / Double(total)) : 0
+        if isTerminal {
+            guard ContinuousClock.now - lastDraw >= .milliseconds(100) else { return }
+            lastDraw = .now
+            let width = 30
+            let filled = Int(fraction * Double(width))
+            let elapsed = ContinuousClock.now - started
+            let rate = Double(rows) / max(0.001, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+            FileHandle.standardError.write(Data(String(format: "\r%@ [%@] %3.0f%%  %d rows  %.0f rows/s", label, bar, fraction * 100, rows, rate).utf8))
+        } else {
+            let decile = Int(fraction * 10)
+            guard decile > lastDecile else { return }
+            lastDecile = decile
+            logger.info("backfill progress", metadata: ["percent": "\(decile * 10)", "rows": "\(rows)"])
+        }
+    }
+
+    func finish(done: Int, rows: Int) {
+        lastDraw = .now - .seconds(1)
+        update(done: done, total: done, rows: rows)
+        if isTerminal { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}

@@ -1,0 +1,102 @@
+import ArgumentParser
+import Contracts
+import Foundation
+import Logging
+import Messaging
+import ServiceKit
+import Storage
+
+/// Ingestor settings beyond the common ones (see README):
+/// `CANDLECAST_KRAKEN_URL` (https://api.kraken.com), `CANDLECAST_INGEST_PAIRS` (XBTUSD),
+/// `CANDLECAST_INGEST_INTERVALS` (1d), `CANDLECAST_KRAKEN_POLL_SECONDS` (unset: poll when candles close),
+/// `CANDLECAST_KRAKEN_TIMEOUT_SECONDS` (10), `CANDLECAST_KRAKEN_CLOSE_DELAY_SECONDS` (5).
+struct IngestorSettings: Sendable {
+    var krakenURL: URL
+    var pairs: [String]
+    var intervals: [CandleInterval]
+    var pollPeriod: Duration?
+    var timeout: Duration
+    var closeDelay: Duration
+
+    init(_ environment: EnvironmentReader) throws {
+        let url = environment.string("CANDLECAST_KRAKEN_URL", default: "https://api.kraken.com")
+        guard let krakenURL = URL(string: url), krakenURL.scheme?.hasPrefix("http") == true else {
+            throw ConfigurationError(key: "CANDLECAST_KRAKEN_URL", reason: "\(url) is not an http(s) URL")
+        }
+        self.krakenURL = krakenURL
+        pairs = environment.string("CANDLECAST_INGEST_PAIRS", default: "XBTUSD").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).uppercased() }
+        intervals = try environment.string("CANDLECAST_INGEST_INTERVALS", default: "1d").split(separator: ",").map { token in
+            guard let interval = CandleInterval(token.trimmingCharacters(in: .whitespaces)) else {
+                throw ConfigurationError(key: "CANDLECAST_INGEST_INTERVALS", reason: "\(token) is not a Kraken interval (1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w, 15d)")
+            }
+            return interval
+        }
+        let poll = try environment.int("CANDLECAST_KRAKEN_POLL_SECONDS", default: 0)
+        pollPeriod = poll > 0 ? .seconds(poll) : nil
+        timeout = .seconds(try environment.int("CANDLECAST_KRAKEN_TIMEOUT_SECONDS", default: 10))
+        closeDelay = .seconds(try environment.int("CANDLECAST_KRAKEN_CLOSE_DELAY_SECONDS", default: 5))
+    }
+}
+
+enum IngestorService {
+    static let definition = ServiceDefinition(name: .ingestor, defaultHTTPPort: 8081, migrations: IngestSchema.migrations) { context in
+        let settings = try IngestorSettings(context.configuration.environment)
+        let client = KrakenClient(baseURL: settings.krakenURL, timeout: settings.timeout)
+        let relay = OutboxRelay(schema: IngestSchema.name, database: context.database, publisher: context.publisher, logger: context.logger)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await relay.run() }
+            for pair in settings.pairs {
+                for interval in settings.intervals {
+                    let poller = LivePoller(
+                        pair: pair, interval: interval, client: client, database: context.database, logger: context.logger,
+                        pollPeriod: settings.pollPeriod, closeDelay: settings.closeDelay, now: { Date() })
+                    group.addTask { await poller.run() }
+                }
+            }
+            context.logger.info("polling Kraken", metadata: ["url": "\(settings.krakenURL)", "pairs": "\(settings.pairs)", "intervals": "\(settings.intervals)"])
+            await context.waitForShutdown()
+            group.cancelAll()
+        }
+    }
+}
+
+/// `ingestor backfill FILE --pair XBTUSD --interval 1d`
+struct BackfillCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ingestor backfill", abstract: "Load a Kraken OHLCVT history file (time,open,high,low,close,volume,trades) into Postgres.")
+
+    @Argument(help: "The history file, e.g. ../shared/data/kraken_XBTUSD_1440.csv")
+    var file: String
+    @Option(help: "Kraken pair name") var pair = "XBTUSD"
+    @Option(help: "Candle interval: 1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w, 15d or Kraken minutes") var interval = "1d"
+    @Flag(help: "Read the file from its first line even if an earlier run completed it") var restart = false
+
+    func run() async throws {
+        guard let interval = CandleInterval(interval) else { throw ValidationError("\(interval) is not a Kraken interval") }
+        let configuration = try ServiceConfiguration(service: "ingestor-backfill", defaultHTTPPort: 0)
+        ServiceRunner.bootstrapLogging(configuration)
+        let logger = Logger(label: "ingestor")
+        let database = PostgresClient(configuration: configuration.database, logger: logger)
+        defer { Task { await database.close() } }
+        try await database.migrate(IngestSchema.migrations, logger: logger)
+        let backfill = HistoryBackfill(database: database, logger: logger)
+        let summary = try await backfill.run(
+            path: file, pair: pair.uppercased(), interval: interval, restart: restart, progress: ProgressReporter(label: "backfill", logger: logger))
+        print(
+            """
+            \(file): \(summary.linesRead) lines\(summary.resumedAfterLine > 0 ? " (resumed after line \(summary.resumedAfterLine))" : "")
+              stored: \(summary.inserted) new, \(summary.revised) revised, \(summary.unchanged) unchanged; rejected: \(summary.rejected)
+              gaps: \(summary.gaps.count) (\(summary.missingIntervals) missing \(interval) candles)
+            """)
+        // Publish the summary events now if the broker is there; otherwise the running ingestor's relay will.
+        let publisher = try Publisher(configuration: configuration.broker, options: Publisher.Options(confirmTimeout: .seconds(10), topology: ServiceName.ingestor.topology), logger: logger)
+        let relay = OutboxRelay(schema: IngestSchema.name, database: database, publisher: publisher, logger: logger)
+        do {
+            while try await relay.relayOnce() > 0 {}
+        } catch {
+            logger.warning("events stay in the outbox until the ingestor relays them", metadata: ["error": "\(error)"])
+        }
+        await publisher.close()
+        await database.close()
+    }
+}

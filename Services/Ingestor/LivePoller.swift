@@ -1,0 +1,108 @@
+import Contracts
+import Foundation
+import Logging
+import Metrics
+import Storage
+
+/// Polls Kraken's OHLC endpoint for one pair and interval, stores every newly closed (or revised) candle
+/// with its event in the outbox, and never stores the still-open last row.
+struct LivePoller: Sendable {
+    let pair: String
+    let interval: CandleInterval
+    let client: KrakenClient
+    let database: PostgresClient
+    let logger: Logger
+    /// Fixed delay between polls; nil polls right after each candle closes (plus `closeDelay`).
+    let pollPeriod: Duration?
+    let closeDelay: Duration
+    let now: @Sendable () -> Date
+
+    struct Outcome: Sendable, Equatable {
+        var store = StoreOutcome()
+        var skippedOpenCandle = false
+        var newGaps = 0
+    }
+
+    /// One request and its storage, in one transaction.
+    func pollOnce() async throws -> Outcome {
+        let pair = self.pair, interval = self.interval
+        let since = try await database.withConnection { try CandleStore.cursor(pair: pair, interval: interval, on: $0) }
+        let response = try await client.ohlc(pair: pair, interval: interval, since: since)
+        var outcome = Outcome()
+        // Kraken's last row is the candle still being traded: it is not closed, whatever its values.
+        let closedRows = response.rows.dropLast()
+        outcome.skippedOpenCandle = !response.rows.isEmpty
+        var candles: [Candle] = []
+        var rejected: [RejectedRow] = []
+        let now = self.now()
+        for row in closedRows {
+            guard row.fields.count == 6 else {
+                rejected.append(RejectedRow(raw: row.raw, reason: "expected [time, open, high, low, close, vwap, volume, count]"))
+                continue
+            }
+            switch CandleValidator.validate(
+                pair: pair, interval: interval, openTime: row.openTime, open: row.fields[0], high: row.fields[1], low: row.fields[2],
+                close: row.fields[3], vwap: row.fields[4], volume: row.fields[5], trades: row.trades, now: now)
+            {
+            case .success(let candle): candles.append(candle)
+            case .failure(let error): rejected.append(RejectedRow(raw: row.raw, reason: error.reason))
+            }
+        }
+        let nextSince = max(response.last, since ?? response.last)
+        let earliest = candles.map(\.openTime).min()
+        let validCandles = candles, rejectedRows = rejected
+        let (store, gaps) = try await database.transaction { connection in
+            var store = try CandleStore.storeClosed(validCandles, source: "rest", on: connection)
+            store.rejected = try CandleStore.reject(rejectedRows, pair: pair, interval: interval, source: "rest", on: connection)
+            try CandleStore.setCursor(nextSince, pair: pair, interval: interval, on: connection)
+            let gaps = try earliest.map { try CandleStore.recordGaps(pair: pair, interval: interval, from: $0 - interval.seconds, on: connection) } ?? []
+            return (store, gaps.count)
+        }
+        outcome.store = store
+        outcome.newGaps = gaps
+        let labels = [("pair", pair), ("interval", interval.name)]
+        Counter(label: "candlecast_candles_stored_total", dimensions: labels + [("outcome", "inserted")]).increment(by: store.inserted)
+        Counter(label: "candlecast_candles_stored_total", dimensions: labels + [("outcome", "revised")]).increment(by: store.revised)
+        Counter(label: "candlecast_candles_rejected_total", dimensions: labels).increment(by: store.rejected)
+        if store.inserted + store.revised + store.rejected + gaps > 0 {
+            logger.info(
+                "stored candles",
+                metadata: [
+                    "pair": "\(pair)", "interval": "\(interval)", "inserted": "\(store.inserted)", "revised": "\(store.revised)",
+                    "rejected": "\(store.rejected)", "gaps": "\(gaps)", "since": "\(nextSince)",
+                ])
+        }
+        return outcome
+    }
+
+    /// Polls on schedule until cancelled; Kraken and database failures back off exponentially.
+    func run() async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                _ = try await pollOnce()
+                failures = 0
+                try await Task.sleep(for: delayUntilNextPoll())
+            } catch is CancellationError {
+                return
+            } catch {
+                failures += 1
+                let kind = (error as? KrakenError)?.kind.rawValue ?? "storage"
+                Counter(label: "candlecast_kraken_errors_total", dimensions: [("kind", kind)]).increment()
+                let backoff = Duration.seconds(min(60, 1 << min(failures - 1, 6)))
+                logger.warning("poll failed; backing off", metadata: ["pair": "\(pair)", "interval": "\(interval)", "error": "\(error)", "retry_in": "\(backoff)"])
+                try? await Task.sleep(for: min(backoff, pollPeriod ?? backoff))
+            }
+        }
+    }
+
+    /// Until the next candle of `interval` closes (Kraken commits it shortly after), or the fixed period.
+    func delayUntilNextPoll() -> Duration {
+        if let pollPeriod { return pollPeriod }
+        let seconds = now().timeIntervalSince1970
+        let length = Double(interval.seconds)
+        let offset = Double(interval.alignmentOffset)
+        let nextClose = ((seconds - offset) / length).rounded(.down) * length + length + offset
+        return .milliseconds(Int64((nextClose - seconds) * 1000)) + closeDelay
+    }
+}

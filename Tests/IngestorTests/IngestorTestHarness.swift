@@ -1,0 +1,88 @@
+import Contracts
+import Foundation
+import Hummingbird
+@testable import Ingestor
+import KrakenFake
+import Logging
+import Messaging
+import ServiceKit
+import Storage
+import TestSupport
+
+/// A fresh database, the ingest schema, a fake Kraken on loopback and a queue that counts `candle.closed` events.
+struct IngestorHarness {
+    let database: TestDatabase
+    let client: PostgresClient
+    let kraken: FakeKraken
+    let server: Task<Void, Error>
+    let port: Int
+    let broker: BrokerConfiguration
+    let publisher: Publisher
+    let eventsQueue: String
+    let events: Consumer
+    let collector: DeliveryCollector
+    let logger = TestEnvironment.logger
+
+    static let dataDirectory = TestEnvironment.repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data").path
+    static let history = dataDirectory + "/kraken_XBTUSD_1440.csv"
+    static let history2024 = dataDirectory + "/kraken_XBTUSD_1440_2024.csv"
+    private static let nextPort = SharedList<Int>()
+
+    init(kraken: FakeKraken) async throws {
+        database = try await TestDatabase.create()
+        client = database.client()
+        try await client.migrate(IngestSchema.migrations, logger: TestEnvironment.logger)
+        self.kraken = kraken
+        Self.nextPort.append(0)
+        port = 18_200 + Self.nextPort.values.count
+        let application = kraken.application(port: port)
+        server = Task { try await application.run() }
+        broker = try TestEnvironment.broker(heartbeatSeconds: 5)
+        eventsQueue = TestEnvironment.uniqueName("test.ingestor-events")
+        let topology = ServiceName.ingestor.topology.merged(
+            with: Topology(
+                queues: [Topology.Queue(name: eventsQueue)],
+                bindings: [
+                    Topology.Binding(queue: eventsQueue, exchange: Exchange.events, routingKey: "candle.closed.xbtusd.1d"),
+                    Topology.Binding(queue: eventsQueue, exchange: Exchange.events, routingKey: "candle.backfilled.xbtusd.1d"),
+                ]))
+        publisher = try Publisher(configuration: broker, options: Publisher.Options(topology: topology), logger: TestEnvironment.logger)
+        events = try Consumer(configuration: broker, options: Consumer.Options(queue: eventsQueue, prefetch: 500, topology: topology), logger: TestEnvironment.logger)
+        collector = DeliveryCollector(events)
+        let listening = port, consumer = events
+        try await eventually("the fake Kraken to listen") { await httpGet("http://127.0.0.1:\(listening)/0/public/OHLC?pair=XBTUSD&interval=1440") != nil }
+        try await eventually("the events consumer") { consumer.isConnected }
+    }
+
+    func poller(timeout: Duration = .seconds(2), pollPeriod: Duration? = nil) -> LivePoller {
+        LivePoller(
+            pair: "XBTUSD", interval: .oneDay,
+            client: KrakenClient(baseURL: URL(string: "http://127.0.0.1:\(port)")!, timeout: timeout),
+            database: client, logger: logger, pollPeriod: pollPeriod, closeDelay: .zero, now: { Date() })
+    }
+
+    var relay: OutboxRelay { OutboxRelay(schema: IngestSchema.name, database: client, publisher: publisher, logger: logger, pollInterval: .milliseconds(20)) }
+
+    /// Publishes everything in the outbox.
+    func drainOutbox() async throws {
+        while try await relay.relayOnce() > 0 {}
+    }
+
+    func count(_ sql: PostgresQuery) async throws -> Int {
+        try await client.query(sql)[0].decode(0, as: Int.self)
+    }
+
+    /// The `candle.closed` events received so far, decoded.
+    var candleEvents: [CandleClosed] {
+        collector.deliveries.compactMap { try? EnvelopeCodec.decode(CandleClosed.self, from: $0).payload }
+    }
+
+    func tearDown() async {
+        await events.stop()
+        await publisher.close()
+        try? await BrokerAdmin.delete(queue: eventsQueue, configuration: broker)
+        server.cancel()
+        await client.close()
+        await database.drop()
+    }
+}
