@@ -54,6 +54,7 @@ let package = Package(
             ],
             path: "Shared/Storage"),
         .target(name: "Contracts", dependencies: ["Messaging"], path: "Shared/Contracts"),
+        .target(name: "Forecasting", dependencies: ["CBLAS"], path: "Shared/Forecasting"),
         .target(
             name: "ServiceKit",
             dependencies: [
@@ -70,7 +71,9 @@ let package = Package(
             name: "Ingestor",
             dependencies: serviceKit + [.product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Services/Ingestor"),
-        .executableTarget(name: "Preprocessor", dependencies: serviceKit, path: "Services/Preprocessor"),
+        .executableTarget(
+            name: "Preprocessor", dependencies: serviceKit + ["Forecasting", .product(name: "Hummingbird", package: "hummingbird")],
+            path: "Services/Preprocessor"),
         .executableTarget(name: "Trainer", dependencies: serviceKit, path: "Services/Trainer"),
         .executableTarget(name: "Registry", dependencies: serviceKit, path: "Services/Registry"),
         .executableTarget(name: "Predictor", dependencies: serviceKit, path: "Services/Predictor"),
@@ -92,6 +95,9 @@ let package = Package(
         .testTarget(
             name: "IngestorTests", dependencies: ["Ingestor", "KrakenFake", "TestSupport", "ServiceKit", "Contracts"],
             path: "Tests/IngestorTests"),
+        .testTarget(
+            name: "PreprocessorTests", dependencies: ["Preprocessor", "Ingestor", "KrakenFake", "TestSupport", "ServiceKit", "Contracts", "Forecasting"],
+            path: "Tests/PreprocessorTests"),
         .target(
             name: "TestSupport",
             dependencies: ["Messaging", "Storage", .product(name: "Logging", package: "swift-log")],

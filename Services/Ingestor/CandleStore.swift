@@ -52,6 +52,12 @@ enum CandleStore {
     /// inserted and revised counts; history batches announce themselves with one summary event (the caller's).
     static func storeHistory(_ candles: [Candle], source: String, on connection: PostgresConnection) throws -> StoreOutcome {
         guard !candles.isEmpty else { return StoreOutcome() }
+        // A batch may repeat an open time (a file that lists a candle twice): the last one wins, as an upsert
+        // cannot touch the same row twice in one statement.
+        var latestIndex: [Int64: Int] = [:]
+        latestIndex.reserveCapacity(candles.count)
+        for (index, candle) in candles.enumerated() { latestIndex[candle.openTime] = index }
+        let unique = latestIndex.count == candles.count ? candles : latestIndex.values.sorted().map { candles[$0] }
         try connection.executeScript(
             """
             CREATE TEMP TABLE IF NOT EXISTS candle_staging (
@@ -62,28 +68,30 @@ enum CandleStore {
         try connection.copy(
             into: "candle_staging",
             columns: ["pair", "interval_seconds", "open_time", "open", "high", "low", "close", "vwap", "volume", "trades", "source"],
-            rows: candles.lazy.map { candle in
+            rows: unique.lazy.map { candle in
                 [candle.pair, String(candle.interval.minutes * 60), String(candle.openTime), candle.open, candle.high, candle.low, candle.close,
                  candle.vwap, candle.volume, candle.trades.map(String.init), source]
             })
-        let rows = try connection.query(
+        // One summary row back instead of one row per candle.
+        let counts = try connection.query(
             """
-            INSERT INTO ingest.candles AS c (pair, interval_seconds, open_time, open, high, low, close, vwap, volume, trades, source)
-            SELECT DISTINCT ON (pair, interval_seconds, open_time) pair, interval_seconds, open_time, open, high, low, close, vwap, volume, trades, source
-            FROM candle_staging ORDER BY pair, interval_seconds, open_time
-            ON CONFLICT (pair, interval_seconds, open_time) DO UPDATE
-                SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close, vwap = EXCLUDED.vwap,
-                    volume = EXCLUDED.volume, trades = EXCLUDED.trades, source = EXCLUDED.source,
-                    revision = c.revision + 1, revised_at = now()
-                WHERE (c.open, c.high, c.low, c.close, c.volume, c.trades) IS DISTINCT FROM
-                      (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.trades)
-            RETURNING revision = 0 AS inserted
-            """)
+            WITH upserted AS (
+                INSERT INTO ingest.candles AS c (pair, interval_seconds, open_time, open, high, low, close, vwap, volume, trades, source)
+                SELECT pair, interval_seconds, open_time, open, high, low, close, vwap, volume, trades, source FROM candle_staging
+                ON CONFLICT (pair, interval_seconds, open_time) DO UPDATE
+                    SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close, vwap = EXCLUDED.vwap,
+                        volume = EXCLUDED.volume, trades = EXCLUDED.trades, source = EXCLUDED.source,
+                        revision = c.revision + 1, revised_at = now()
+                    WHERE (c.open, c.high, c.low, c.close, c.volume, c.trades) IS DISTINCT FROM
+                          (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.trades)
+                RETURNING revision
+            )
+            SELECT count(*) FILTER (WHERE revision = 0)::bigint, count(*) FILTER (WHERE revision > 0)::bigint FROM upserted
+            """)[0]
         var outcome = StoreOutcome()
-        for row in rows {
-            if try row.decode(0, as: Bool.self) { outcome.inserted += 1 } else { outcome.revised += 1 }
-        }
-        outcome.unchanged = candles.count - rows.count
+        outcome.inserted = try counts.decode(0, as: Int.self)
+        outcome.revised = try counts.decode(1, as: Int.self)
+        outcome.unchanged = candles.count - outcome.inserted - outcome.revised
         return outcome
     }
 

@@ -11,7 +11,7 @@ import Storage
 struct HistoryBackfill: Sendable {
     let database: PostgresClient
     let logger: Logger
-    var batchSize = 20_000
+    var batchSize = 50_000
 
     struct Summary: Sendable, Equatable {
         var linesRead = 0

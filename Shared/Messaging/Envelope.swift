@@ -136,31 +136,52 @@ public enum EnvelopeCodec {
     }
 }
 
+/// Handles one message type of a queue's contract.
+public struct MessageHandler: Sendable {
+    let messageType: String
+    /// Decodes and handles; a delivery that does not decode throws `EnvelopeDecodingFailure`.
+    let process: @Sendable (Delivery) async throws -> Void
+
+    public init<Payload: MessagePayload>(_ type: Payload.Type, _ handler: @escaping @Sendable (Envelope<Payload>, Delivery) async throws -> Void) {
+        messageType = Payload.messageType
+        process = { delivery in
+            let envelope = try EnvelopeCodec.decode(type, from: delivery)
+            try await handler(envelope, delivery)
+        }
+    }
+}
+
 extension Consumer {
     /// Runs `handler` for every delivery that decodes as `Payload`, until the consumer stops.
-    ///
-    /// A delivery that does not decode or validate is dead-lettered with the reason and the loop goes on.
-    /// The handler acks by returning; a `PermanentFailure` dead-letters the message; any other error
-    /// requeues it after `retryDelay` (a transient failure such as a database restart).
     public func handle<Payload: MessagePayload>(
         _ type: Payload.Type, retryDelay: Duration = .seconds(1),
-        _ handler: @Sendable (Envelope<Payload>, Delivery) async throws -> Void
+        _ handler: @escaping @Sendable (Envelope<Payload>, Delivery) async throws -> Void
     ) async {
+        await handle([MessageHandler(type, handler)], retryDelay: retryDelay)
+    }
+
+    /// Dispatches every delivery to the handler of its `type`, until the consumer stops.
+    ///
+    /// A delivery of another type, or one that does not decode or validate, is dead-lettered with the
+    /// reason and the loop goes on. A handler acks by returning; a `PermanentFailure` dead-letters the
+    /// message; any other error requeues it after `retryDelay` (a transient failure such as a database
+    /// restart).
+    public func handle(_ handlers: [MessageHandler], retryDelay: Duration = .seconds(1)) async {
+        let byType = Dictionary(handlers.map { ($0.messageType, $0) }) { first, _ in first }
         for await delivery in deliveries {
-            let envelope: Envelope<Payload>
-            do {
-                envelope = try EnvelopeCodec.decode(type, from: delivery)
-            } catch {
-                await delivery.deadLetter(reason: error.description)
+            guard let handler = delivery.properties.type.flatMap({ byType[$0] }) ?? (byType.count == 1 ? byType.values.first : nil) else {
+                await delivery.deadLetter(reason: "message type \(delivery.properties.type ?? "missing") is not handled on this queue (expected \(byType.keys.sorted().joined(separator: ", ")))")
                 continue
             }
             do {
-                try await handler(envelope, delivery)
+                try await handler.process(delivery)
                 delivery.ack()
+            } catch let failure as EnvelopeDecodingFailure {
+                await delivery.deadLetter(reason: failure.description)
             } catch let failure as PermanentFailure {
                 await delivery.deadLetter(reason: failure.reason)
             } catch {
-                logger.warning("handler failed; requeueing", metadata: ["error": "\(error)", "message.id": "\(envelope.messageID)"])
+                logger.warning("handler failed; requeueing", metadata: ["error": "\(error)", "message.id": "\(delivery.properties.messageID ?? "-")"])
                 try? await Task.sleep(for: retryDelay)
                 delivery.reject(requeue: true)
             }

@@ -1,0 +1,77 @@
+import Contracts
+import Forecasting
+import Foundation
+
+/// One stored candle as the preprocessor sees it through `ingest.candles_v1`.
+struct SeriesRow: Sendable, Equatable {
+    var openTime: Int64
+    /// Exact decimal text, as stored.
+    var closeText: String
+    var revision: Int
+    var close: Double { Double(closeText) ?? .nan }
+}
+
+/// How datasets are cut. BTC-daily-v1 by default.
+struct DatasetPolicy: Sendable, Equatable {
+    var window = BTCDailyV1.window
+    var trainFraction = 0.7
+    var validationFraction = 0.1
+    var feature = "close"
+    /// A new version after this many new candles.
+    var newVersionEvery = 30
+    /// No version (and so no window) before the series has this many rows.
+    var minimumRows = 100
+}
+
+/// A dataset version before it is stored: rows, split and the scaler fitted on the training rows only.
+struct DatasetSnapshot: Sendable, Equatable {
+    var rows: [SeriesRow]
+    var split: ChronologicalSplit
+    var scaler: MinMaxScaler
+    var contentHash: String
+
+    init(rows: [SeriesRow], policy: DatasetPolicy) throws {
+        self.rows = rows
+        split = try ChronologicalSplit(count: rows.count, window: policy.window, trainFraction: policy.trainFraction, validationFraction: policy.validationFraction)
+        // Fitted on the training rows only: nothing from the validation tail's future or the test period leaks in.
+        scaler = try MinMaxScaler(fittingOn: rows[0..<split.trainingEnd].map(\.close))
+        contentHash = Self.hash(rows)
+    }
+
+    /// FNV-1a 64 over `open_time,close\n` lines: the same rows always give the same hash.
+    static func hash(_ rows: [SeriesRow]) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for row in rows {
+            for byte in "\(row.openTime),\(row.closeText)\n".utf8 {
+                hash ^= UInt64(byte)
+                hash = hash &* 0x100_0000_01b3
+            }
+        }
+        return String(format: "%016llx", hash)
+    }
+
+    func readyEvent(pair: String, interval: CandleInterval, version: Int, policy: DatasetPolicy) -> DatasetReady {
+        DatasetReady(
+            pair: pair, interval: interval, version: version, rowCount: rows.count, firstOpenTime: rows.first?.openTime ?? 0,
+            lastOpenTime: rows.last?.openTime ?? 0, contentHash: contentHash, window: policy.window, feature: policy.feature,
+            trainingEnd: split.trainingEnd, validationFraction: policy.validationFraction,
+            scaler: ScalerBounds(minimum: scaler.minimum, maximum: scaler.maximum))
+    }
+}
+
+enum WindowBuilder {
+    /// The window ending at the newest of `rows` (which are the `window` most recent rows up to the candle,
+    /// oldest first), scaled with `scaler`. Nil when the series is still shorter than the window.
+    static func window(
+        rows: [SeriesRow], pair: String, interval: CandleInterval, windowLength: Int, datasetVersion: Int, scaler: MinMaxScaler
+    ) -> FeatureWindow? {
+        guard rows.count == windowLength, let first = rows.first, let last = rows.last else { return nil }
+        let closes = rows.map(\.close)
+        let spannedIntervals = Int((last.openTime - first.openTime) / interval.seconds) + 1
+        return FeatureWindow(
+            pair: pair, interval: interval, windowEndOpenTime: last.openTime, targetOpenTime: last.openTime + interval.seconds,
+            datasetVersion: datasetVersion, closes: closes, scaledCloses: scaler.transform(closes),
+            scaler: ScalerBounds(minimum: scaler.minimum, maximum: scaler.maximum), gapIntervals: spannedIntervals - windowLength,
+            revision: last.revision)
+    }
+}

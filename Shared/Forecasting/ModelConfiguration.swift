@@ -1,0 +1,75 @@
+/// Activation of an LSTM cell (candidate and cell output) or of a dense layer's output.
+public enum Activation: String, Codable, Sendable, CaseIterable {
+    case relu, tanh, linear
+}
+
+/// One layer of a model. LSTM layers come first (each feeds its whole sequence to the next; the last
+/// hands its final hidden state on), then dense layers; the last dense layer has one unit, the forecast.
+public enum LayerSpec: Codable, Sendable, Equatable {
+    case lstm(units: Int, activation: Activation)
+    case dense(units: Int, activation: Activation = .linear)
+}
+
+/// What the network's single output means, and therefore how it is turned back into a close in USD.
+public enum ForecastTarget: String, Codable, Sendable, CaseIterable {
+    /// The next close on the min-max scale (the old system's target).
+    case nextScaledClose = "next-scaled-close"
+    /// log(next close / last close of the window): an output of 0 is the naive forecast. The network sees
+    /// the window as log prices relative to its last close (price-level invariant).
+    case logReturn = "log-return"
+    /// Next scaled close minus the window's last scaled close: an output of 0 is the naive forecast.
+    case scaledDifference = "scaled-difference"
+}
+
+/// The architecture and data shape of a model; stored in the model file.
+public struct ModelConfiguration: Codable, Sendable, Equatable {
+    /// Layers in order, input to output.
+    public var layers: [LayerSpec]
+    /// Number of past closes each forecast sees.
+    public var window: Int
+    /// The quantity the network is trained to output.
+    public var target: ForecastTarget
+    /// Values per time step. The close-price pipeline feeds one (the scaled close).
+    public var featureCount: Int
+
+    public init(layers: [LayerSpec], window: Int, target: ForecastTarget, featureCount: Int = 1) {
+        self.layers = layers
+        self.window = window
+        self.target = target
+        self.featureCount = featureCount
+    }
+
+    /// The BTC-daily-v1 reference architecture: window 14, LSTM(units, relu) -> Dense(1).
+    public static func btcDailyV1(
+        units: Int = 350, activation: Activation = .relu, target: ForecastTarget = .nextScaledClose
+    ) -> ModelConfiguration {
+        ModelConfiguration(layers: [.lstm(units: units, activation: activation), .dense(units: 1)], window: 14, target: target)
+    }
+
+    /// Throws `ForecastingError.invalidConfiguration` unless the layers form LSTM+ then Dense+ ending in one unit.
+    public func validate() throws {
+        guard window >= 1 else { throw ForecastingError.invalidConfiguration("window must be at least 1, got \(window)") }
+        guard featureCount == 1 else {
+            throw ForecastingError.invalidConfiguration("featureCount must be 1 (the inputs are closes), got \(featureCount)")
+        }
+        var seenDense = false
+        var lstmCount = 0
+        for (index, layer) in layers.enumerated() {
+            switch layer {
+            case .lstm(let units, _):
+                guard !seenDense else {
+                    throw ForecastingError.invalidConfiguration("layer \(index): LSTM layers must come before dense layers")
+                }
+                guard units >= 1 else { throw ForecastingError.invalidConfiguration("layer \(index): units must be at least 1") }
+                lstmCount += 1
+            case .dense(let units, _):
+                guard units >= 1 else { throw ForecastingError.invalidConfiguration("layer \(index): units must be at least 1") }
+                seenDense = true
+            }
+        }
+        guard lstmCount >= 1 else { throw ForecastingError.invalidConfiguration("at least one LSTM layer is required") }
+        guard case .dense(1, _) = layers.last else {
+            throw ForecastingError.invalidConfiguration("the last layer must be a dense layer with 1 unit (the forecast)")
+        }
+    }
+}

@@ -1,0 +1,147 @@
+/// Trains a model on a close-price series: Adam on MSE, seeded shuffled mini-batches, early stopping on the
+/// validation tail with the best weights restored, learning-rate reduction on plateaus, optional clipping.
+public struct Trainer: Sendable {
+    public let model: ModelConfiguration
+    public let training: TrainingConfiguration
+
+    public init(model: ModelConfiguration, training: TrainingConfiguration = TrainingConfiguration()) {
+        self.model = model
+        self.training = training
+    }
+
+    /// Trains on `closes` under `split` and returns the model with the best validation weights.
+    ///
+    /// Runs synchronously on the calling thread (CPU-bound; call it from a detached task or a dedicated
+    /// thread). Sets OpenBLAS's process-wide thread count to `training.blasThreads`.
+    /// - Parameters:
+    ///   - onEpoch: called after every epoch, on the training thread, for progress and metric events.
+    ///   - shouldCancel: polled before every batch, like the current task's cancellation.
+    /// - Throws: `ForecastingError.cancelled` on cancellation; `invalidConfiguration`/`invalidInput` on bad settings or data.
+    public func train(
+        closes: [Double], split: ChronologicalSplit,
+        onEpoch: (EpochReport) -> Void = { _ in }, shouldCancel: () -> Bool = { false }
+    ) throws -> TrainedModel {
+        let layout = try NetworkLayout(model)
+        try training.validate()
+        guard split.count == closes.count, split.window == model.window else {
+            throw ForecastingError.invalidInput(
+                "split was made for \(split.count) closes and window \(split.window), got \(closes.count) closes and window \(model.window)")
+        }
+        guard closes.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+            throw ForecastingError.invalidInput("closes must be finite and positive")
+        }
+        let scaler = try MinMaxScaler(fittingOn: closes[0..<split.trainingEnd])
+        let fitSamples = try EncodedSamples(
+            closes: closes, targets: split.fitTargets, window: model.window, target: model.target, scaler: scaler)
+        let validationSamples = try EncodedSamples(
+            closes: closes, targets: split.validationTargets, window: model.window, target: model.target, scaler: scaler)
+
+        BLASThreads.set(training.blasThreads)
+        let started = ContinuousClock.now
+        var generator = SeededGenerator(seed: training.seed)
+        let parameters = FloatBuffer(layout.initialParameters(using: &generator))
+        let bestParameters = FloatBuffer(parameters.array)
+        let gradients = FloatBuffer(count: layout.parameterCount)
+        let optimizer = AdamOptimizer(
+            parameterCount: layout.parameterCount, beta1: training.adamBeta1, beta2: training.adamBeta2,
+            epsilon: training.adamEpsilon)
+        let batchCapacity = training.batchSize
+        let engine = NetworkEngine<Float>(layout: layout, batchCapacity: batchCapacity)
+        let batchInputs = FloatBuffer(count: batchCapacity * model.window * model.featureCount)
+        let outputGradient = FloatBuffer(count: batchCapacity)
+
+        var learningRate = training.learningRate
+        var order = Array(0..<fitSamples.count)
+        var bestMonitored = Double.infinity
+        var bestEpoch = 0
+        var epochsWithoutImprovement = 0
+        var plateauBest = Double.infinity
+        var epochsOnPlateau = 0
+        var epochsRun = 0
+
+        for epoch in 1...training.epochs {
+            let epochStarted = ContinuousClock.now
+            generator.shuffle(&order)
+            var squaredErrorSum = 0.0
+            for batchStart in stride(from: 0, to: order.count, by: batchCapacity) {
+                if Task.isCancelled || shouldCancel() { throw ForecastingError.cancelled }
+                let batchSamples = order[batchStart..<min(batchStart + batchCapacity, order.count)]
+                let batch = batchSamples.count
+                fitSamples.gatherTimeMajor(batchSamples, into: batchInputs.pointer)
+                let outputs = engine.forward(parameters: parameters.pointer, inputs: batchInputs.pointer, batch: batch)
+                for (position, sample) in batchSamples.enumerated() {
+                    let error = outputs[position] - fitSamples.targets[sample]
+                    squaredErrorSum += Double(error * error)
+                    outputGradient.pointer[position] = 2 * error / Float(batch)  // d(mean squared error)/d(output)
+                }
+                engine.backward(
+                    parameters: parameters.pointer, outputGradient: outputGradient.pointer,
+                    parameterGradients: gradients.pointer)
+                if let clipNorm = training.clipNorm { clipGlobalNorm(gradients, maximumNorm: clipNorm) }
+                optimizer.step(parameters: parameters, gradients: gradients, learningRate: learningRate)
+            }
+            epochsRun = epoch
+            let loss = squaredErrorSum / Double(fitSamples.count)
+            let validationLoss = validationSamples.count > 0
+                ? meanSquaredError(engine: engine, parameters: parameters, samples: validationSamples, scratch: batchInputs)
+                : nil
+            let monitored = validationLoss ?? loss
+
+            // Early stopping (Keras semantics: improvement means below best - minDelta).
+            let isBest = monitored < bestMonitored - training.minDelta
+            if isBest {
+                bestMonitored = monitored
+                bestEpoch = epoch
+                bestParameters.copy(from: parameters)
+                epochsWithoutImprovement = 0
+            } else {
+                epochsWithoutImprovement += 1
+            }
+            onEpoch(EpochReport(
+                epoch: epoch, loss: loss, validationLoss: validationLoss, learningRate: learningRate,
+                seconds: seconds(since: epochStarted), isBest: isBest))
+
+            // Reduce-on-plateau (Keras semantics), applied from the next epoch.
+            if monitored < plateauBest - training.reduceLRMinDelta {
+                plateauBest = monitored
+                epochsOnPlateau = 0
+            } else {
+                epochsOnPlateau += 1
+                if epochsOnPlateau >= training.reduceLRPatience && learningRate > training.minLearningRate {
+                    learningRate = max(learningRate * training.reduceLRFactor, training.minLearningRate)
+                    epochsOnPlateau = 0
+                }
+            }
+            if epochsWithoutImprovement >= training.patience || !monitored.isFinite { break }
+        }
+
+        let summary = TrainingSummary(
+            training: training, epochsRun: epochsRun, bestEpoch: bestEpoch, bestMonitoredLoss: bestMonitored,
+            finalLearningRate: learningRate, trainingSamples: fitSamples.count,
+            validationSamples: validationSamples.count, trainingEnd: split.trainingEnd,
+            trainSeconds: seconds(since: started))
+        return try TrainedModel(configuration: model, scaler: scaler, summary: summary, weights: bestParameters.array)
+    }
+
+    private func meanSquaredError(
+        engine: NetworkEngine<Float>, parameters: FloatBuffer, samples: EncodedSamples, scratch: FloatBuffer
+    ) -> Double {
+        var squaredErrorSum = 0.0
+        let indices = Array(0..<samples.count)
+        for start in stride(from: 0, to: samples.count, by: engine.batchCapacity) {
+            let chunk = indices[start..<min(start + engine.batchCapacity, samples.count)]
+            samples.gatherTimeMajor(chunk, into: scratch.pointer)
+            let outputs = engine.forward(parameters: parameters.pointer, inputs: scratch.pointer, batch: chunk.count)
+            for (position, sample) in chunk.enumerated() {
+                let error = Double(outputs[position]) - Double(samples.targets[sample])
+                squaredErrorSum += error * error
+            }
+        }
+        return squaredErrorSum / Double(samples.count)
+    }
+}
+
+func seconds(since start: ContinuousClock.Instant) -> Double {
+    let elapsed = ContinuousClock.now - start
+    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+}
