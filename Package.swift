@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
     ],
     targets: [
         // C bridges: module.modulemap + shim.h, nothing else.
@@ -74,8 +75,13 @@ let package = Package(
         .executableTarget(
             name: "Preprocessor", dependencies: serviceKit + ["Forecasting", .product(name: "Hummingbird", package: "hummingbird")],
             path: "Services/Preprocessor"),
-        .executableTarget(name: "Trainer", dependencies: serviceKit, path: "Services/Trainer"),
-        .executableTarget(name: "Registry", dependencies: serviceKit, path: "Services/Registry"),
+        .executableTarget(name: "Trainer", dependencies: serviceKit + ["Forecasting"], path: "Services/Trainer"),
+        .executableTarget(
+            name: "Registry",
+            dependencies: serviceKit + [
+                "Forecasting", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            path: "Services/Registry"),
         .executableTarget(name: "Predictor", dependencies: serviceKit, path: "Services/Predictor"),
         .executableTarget(name: "Monitor", dependencies: serviceKit, path: "Services/Monitor"),
 

@@ -49,7 +49,7 @@ extension ServiceName {
         case .registry:
             return [
                 QueueSubscription(queue: "registry.datasets", bindingKeys: ["dataset.ready.#"]),
-                QueueSubscription(queue: "registry.training-results", bindingKeys: [RoutingKey.trainingCompleted]),
+                QueueSubscription(queue: "registry.training-results", bindingKeys: [RoutingKey.trainingCompleted, "metric.trainer.#"]),
             ]
         case .predictor:
             return [

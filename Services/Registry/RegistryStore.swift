@@ -1,0 +1,360 @@
+import Contracts
+import Forecasting
+import Foundation
+import Messaging
+import ServiceKit
+import Storage
+
+/// Registry settings beyond the common ones: `CANDLECAST_SWEEP_GRID` (JSON: lists per parameter),
+/// `CANDLECAST_PROMOTION_MAX_MASE` (1.0: a challenger must not be worse than the naive forecast),
+/// `CANDLECAST_REGISTRY_TOKEN` / `_FILE` (bearer token of the write endpoints; unset: writes refused).
+struct RegistrySettings: Sendable {
+    var grid: SweepGrid
+    var maximumMASE: Double
+    var token: String?
+
+    init(_ environment: EnvironmentReader) throws {
+        let gridText = environment.string("CANDLECAST_SWEEP_GRID", default: #"{"batch_size":[16,32,64]}"#)
+        guard let grid = try? JSONDecoder().decode(SweepGrid.self, from: Data(gridText.utf8)) else {
+            throw ConfigurationError(key: "CANDLECAST_SWEEP_GRID", reason: "not a grid: expected JSON lists, e.g. {\"batch_size\":[16,32]}")
+        }
+        self.grid = grid
+        guard let mase = Double(environment.string("CANDLECAST_PROMOTION_MAX_MASE", default: "1.0")), mase > 0 else {
+            throw ConfigurationError(key: "CANDLECAST_PROMOTION_MAX_MASE", reason: "must be a positive number")
+        }
+        maximumMASE = mase
+        token = try environment.secret("CANDLECAST_REGISTRY_TOKEN")
+    }
+}
+
+/// Lists of values per parameter; a sweep trains every combination. Missing lists take the defaults of
+/// `TrainingParameters` (the BTC-daily-v1 reference: LSTM(350, relu), window 14, batch 32).
+struct SweepGrid: Codable, Sendable, Equatable {
+    var units: [Int]?
+    var layers: [Int]?
+    var activation: [String]?
+    var target: [String]?
+    var window: [Int]?
+    var batchSize: [Int]?
+    var learningRate: [Double]?
+    var epochs: [Int]?
+    var patience: [Int]?
+    var seed: [UInt64]?
+
+    enum CodingKeys: String, CodingKey {
+        case units, layers, activation, target, window, epochs, patience, seed
+        case batchSize = "batch_size"
+        case learningRate = "learning_rate"
+    }
+
+    var points: [TrainingParameters] {
+        let base = TrainingParameters()
+        var points = [base]
+        func expand<T>(_ values: [T]?, _ apply: (inout TrainingParameters, T) -> Void) {
+            guard let values, !values.isEmpty else { return }
+            points = points.flatMap { point in values.map { value in
+                var copy = point
+                apply(&copy, value)
+                return copy
+            } }
+        }
+        expand(units) { $0.units = $1 }
+        expand(layers) { $0.layers = $1 }
+        expand(activation) { $0.activation = $1 }
+        expand(target) { $0.target = $1 }
+        expand(window) { $0.window = $1 }
+        expand(batchSize) { $0.batchSize = $1 }
+        expand(learningRate) { $0.learningRate = $1 }
+        expand(epochs) { $0.epochs = $1 }
+        expand(patience) { $0.patience = $1 }
+        expand(seed) { $0.seed = $1 }
+        return points
+    }
+}
+
+struct RegistryError: Error, CustomStringConvertible {
+    enum Kind { case notFound, invalid, conflict }
+    let kind: Kind
+    let description: String
+}
+
+/// What the promotion gate decided for a finished sweep.
+struct GateDecision: Sendable, Equatable {
+    var challengerVersion: Int?
+    var championVersion: Int?
+    var promoted: Bool
+    var reason: String
+}
+
+/// Tracking, sweeps, the promotion gate and aliases, each a set of statements run inside the caller's
+/// transaction so that rows and their outbox events commit together.
+struct RegistryStore: Sendable {
+    let maximumMASE: Double
+    static let schema = RegistrySchema.name
+
+    static func experimentName(pair: String, interval: CandleInterval) -> String { "\(pair.lowercased())-\(interval.name)" }
+    static func modelName(pair: String, interval: CandleInterval) -> String { "lstm-\(pair.lowercased())-\(interval.name)" }
+
+    // MARK: Sweeps
+
+    /// Creates a sweep with one queued run and one `training.job` per grid point. An automatic sweep
+    /// (`trigger` `dataset.ready`) happens once per dataset version: nil when it already exists.
+    func startSweep(pair: String, interval: CandleInterval, datasetVersion: Int, grid: SweepGrid, trigger: String, on connection: PostgresConnection) throws -> (UUID, [TrainingJob])? {
+        let points = grid.points
+        guard !points.isEmpty, points.count <= 256 else { throw RegistryError(kind: .invalid, description: "a sweep needs 1 to 256 grid points, got \(points.count)") }
+        for point in points {
+            do { try point.validate() } catch { throw RegistryError(kind: .invalid, description: error.reason) }
+        }
+        guard try connection.query(
+            "SELECT 1 FROM features.dataset_versions_v1 WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) AND version = \(datasetVersion)"
+        ).first != nil else {
+            throw RegistryError(kind: .notFound, description: "dataset version \(datasetVersion) of \(pair) \(interval) does not exist")
+        }
+        let experiment = Self.experimentName(pair: pair, interval: interval)
+        let modelName = Self.modelName(pair: pair, interval: interval)
+        try connection.query("INSERT INTO registry.experiments (name, pair, interval_seconds) VALUES (\(experiment), \(pair), \(Int(interval.seconds))) ON CONFLICT DO NOTHING")
+        try connection.query("INSERT INTO registry.registered_models (name, experiment) VALUES (\(modelName), \(experiment)) ON CONFLICT DO NOTHING")
+        let sweepID = UUID()
+        let gridJSON = String(decoding: try JSONEncoder().encode(grid), as: UTF8.self)
+        let inserted = try connection.execute(
+            """
+            INSERT INTO registry.sweeps (id, experiment, model_name, dataset_version, grid, trigger, job_count)
+            VALUES (\(sweepID), \(experiment), \(modelName), \(datasetVersion), \(gridJSON)::jsonb, \(trigger), \(points.count))
+            ON CONFLICT DO NOTHING
+            """
+        ).affectedRows
+        guard inserted == 1 else { return nil }
+        var jobs: [TrainingJob] = []
+        for point in points {
+            let job = TrainingJob(
+                jobID: UUID(), sweepID: sweepID, experiment: experiment, modelName: modelName, pair: pair, interval: interval,
+                datasetVersion: datasetVersion, parameters: point)
+            let params = String(decoding: try JSONEncoder().encode(point), as: UTF8.self)
+            try connection.query(
+                """
+                INSERT INTO registry.runs (job_id, sweep_id, experiment, status, params, dataset_version)
+                VALUES (\(job.jobID), \(sweepID), \(experiment), 'queued', \(params)::jsonb, \(datasetVersion))
+                """)
+            try Outbox.enqueue(
+                Envelope(payload: job, correlationID: sweepID.uuidString.lowercased()), routingKey: RoutingKey.trainingJob, exchange: Exchange.events,
+                schema: Self.schema, on: connection)
+            jobs.append(job)
+        }
+        return (sweepID, jobs)
+    }
+
+    // MARK: Runs
+
+    func recordEpoch(_ metric: TrainingEpochMetric, on connection: PostgresConnection) throws {
+        guard let runID = try connection.query(
+            """
+            UPDATE registry.runs SET status = CASE WHEN status = 'queued' THEN 'running' ELSE status END,
+                started_at = coalesce(started_at, now()), trainer = \(metric.trainer)
+            WHERE job_id = \(metric.jobID) AND status IN ('queued', 'running') RETURNING id
+            """
+        ).first?.decode(0, as: Int64.self) else { return }
+        var values: [(String, Double)] = [("loss", metric.loss), ("learning_rate", metric.learningRate), ("epoch_seconds", metric.seconds)]
+        if let validationLoss = metric.validationLoss { values.append(("validation_loss", validationLoss)) }
+        for (key, value) in values where value.isFinite {
+            try connection.query(
+                """
+                INSERT INTO registry.run_metrics (run_id, key, step, value) VALUES (\(runID), \(key), \(metric.epoch), \(value))
+                ON CONFLICT (run_id, key, step) DO UPDATE SET value = EXCLUDED.value, recorded_at = now()
+                """)
+        }
+    }
+
+    /// Stores a job's result once (a repeat is ignored), then runs the gate when it was the sweep's last.
+    func recordCompletion(_ completed: TrainingCompleted, on connection: PostgresConnection) throws -> GateDecision? {
+        guard let run = try connection.query("SELECT id, status, sweep_id FROM registry.runs WHERE job_id = \(completed.jobID) FOR UPDATE").first else {
+            throw PermanentFailure("no run for job \(completed.jobID)")
+        }
+        let runID = try run.decode(0, as: Int64.self)
+        guard try !["finished", "failed"].contains(run.decode(1, as: String.self)) else { return nil }
+        var status = completed.succeeded ? "finished" : "failed"
+        var error = completed.error
+        var artifact: [UInt8]?
+        if completed.succeeded {
+            let bytes = completed.artifact.flatMap { Data(base64Encoded: $0) }.map { [UInt8]($0) }
+            if let bytes, CRC32.checksum(bytes) == completed.artifactCRC32 {
+                artifact = bytes
+            } else {
+                status = "failed"
+                error = "the model file does not match its checksum"
+            }
+        }
+        let encoder = JSONEncoder()
+        let test = try completed.test.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
+        let naive = try completed.naive.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
+        try connection.query(
+            """
+            UPDATE registry.runs SET status = \(status), error = \(error), trainer = \(completed.trainer), epochs_run = \(completed.epochsRun),
+                best_epoch = \(completed.bestEpoch), validation_loss = \(completed.validationLoss), test_metrics = \(test)::jsonb,
+                naive_metrics = \(naive)::jsonb, train_seconds = \(completed.trainSeconds), started_at = coalesce(started_at, now()), ended_at = now()
+            WHERE id = \(runID)
+            """)
+        if let artifact {
+            try connection.query(
+                """
+                INSERT INTO registry.artifacts (run_id, name, content, byte_count, crc32)
+                VALUES (\(runID), \("model.cclstm"), \(artifact), \(artifact.count), \(Int64(completed.artifactCRC32 ?? 0)))
+                ON CONFLICT (run_id) DO NOTHING
+                """)
+        }
+        let sweepID = try run.decode(2, as: UUID.self)
+        let open = try connection.query(
+            "SELECT count(*) FILTER (WHERE status IN ('queued', 'running')) FROM registry.runs WHERE sweep_id = \(sweepID)"
+        )[0].decode(0, as: Int.self)
+        guard open == 0 else { return nil }
+        return try decide(sweepID: sweepID, on: connection)
+    }
+
+    // MARK: The gate
+
+    /// The sweep's best run on validation loss becomes `challenger`, and `champion` only if it beats the
+    /// current champion on the same test window and its MASE is within `maximumMASE`.
+    func decide(sweepID: UUID, on connection: PostgresConnection) throws -> GateDecision {
+        guard let sweep = try connection.query(
+            "SELECT model_name, dataset_version, decided_at IS NOT NULL FROM registry.sweeps WHERE id = \(sweepID) FOR UPDATE"
+        ).first else { throw RegistryError(kind: .notFound, description: "no sweep \(sweepID)") }
+        let modelName = try sweep.decode(0, as: String.self)
+        let datasetVersion = try sweep.decode(1, as: Int.self)
+        if try sweep.decode(2, as: Bool.self) {
+            throw RegistryError(kind: .conflict, description: "sweep \(sweepID) was already decided")
+        }
+        try connection.query("UPDATE registry.sweeps SET decided_at = now() WHERE id = \(sweepID)")
+        guard let best = try connection.query(
+            """
+            SELECT id, (test_metrics->>'rmse')::float8, (test_metrics->>'mase')::float8, (naive_metrics->>'rmse')::float8 FROM registry.runs
+            WHERE sweep_id = \(sweepID) AND status = 'finished' AND validation_loss IS NOT NULL ORDER BY validation_loss, id LIMIT 1
+            """
+        ).first else {
+            return try record(GateDecision(promoted: false, reason: "no run of the sweep finished"), sweepID: sweepID, modelName: modelName, on: connection)
+        }
+        let runID = try best.decode(0, as: Int64.self)
+        let challengerRMSE = try best.decode(1, as: Double.self)
+        let challengerMASE = try best.decode(2, as: Double.self)
+        let version = try connection.query(
+            """
+            INSERT INTO registry.model_versions (model_name, version, run_id, dataset_version)
+            SELECT \(modelName), coalesce(max(version), 0) + 1, \(runID), \(datasetVersion) FROM registry.model_versions WHERE model_name = \(modelName)
+            RETURNING version
+            """
+        )[0].decode(0, as: Int.self)
+        try moveAlias("challenger", of: modelName, to: version, actor: "gate", reason: "best validation loss of sweep \(sweepID)", on: connection)
+
+        var decision = GateDecision(challengerVersion: version, promoted: false, reason: "")
+        var championRMSE: Double?
+        if let champion = try aliasVersion("champion", of: modelName, on: connection) {
+            decision.championVersion = champion
+            championRMSE = try rmseOnTestWindow(modelName: modelName, version: champion, datasetVersion: datasetVersion, on: connection)
+        }
+        if !(challengerMASE <= maximumMASE) {
+            decision.reason = String(format: "challenger v%d has MASE %.3f, above the %.3f threshold against the naive forecast", version, challengerMASE, maximumMASE)
+        } else if let championRMSE, let champion = decision.championVersion, !(challengerRMSE < championRMSE) {
+            decision.reason = String(format: "challenger v%d does not beat champion v%d on the same test window (RMSE %.1f vs %.1f)", version, champion, challengerRMSE, championRMSE)
+        } else {
+            decision.promoted = true
+            decision.reason = championRMSE.map { String(format: "beats champion v%d on the same test window (RMSE %.1f vs %.1f), MASE %.3f", decision.championVersion ?? 0, challengerRMSE, $0, challengerMASE) }
+                ?? String(format: "first champion: MASE %.3f within %.3f", challengerMASE, maximumMASE)
+            try promote(modelName: modelName, version: version, actor: "gate", reason: decision.reason, on: connection)
+        }
+        return try record(decision, sweepID: sweepID, modelName: modelName, challengerRMSE: challengerRMSE, championRMSE: championRMSE, challengerMASE: challengerMASE, on: connection)
+    }
+
+    private func record(_ decision: GateDecision, sweepID: UUID, modelName: String, challengerRMSE: Double? = nil, championRMSE: Double? = nil, challengerMASE: Double? = nil, on connection: PostgresConnection) throws -> GateDecision {
+        try connection.query(
+            """
+            INSERT INTO registry.promotion_decisions (sweep_id, model_name, challenger_version, champion_version, promoted, reason, challenger_rmse, champion_rmse, challenger_mase)
+            VALUES (\(sweepID), \(modelName), \(decision.challengerVersion), \(decision.championVersion), \(decision.promoted), \(decision.reason), \(challengerRMSE), \(championRMSE), \(challengerMASE))
+            """)
+        return decision
+    }
+
+    /// The RMSE in USD of a stored model version on a dataset version's test targets.
+    func rmseOnTestWindow(modelName: String, version: Int, datasetVersion: Int, on connection: PostgresConnection) throws -> Double {
+        let model = try TrainedModel(decoding: try artifact(modelName: modelName, version: version, on: connection).content)
+        guard let dataset = try connection.query(
+            """
+            SELECT d.closes::float8[]::text, d.training_end FROM features.dataset_versions_v1 d
+            JOIN registry.experiments e ON e.pair = d.pair AND e.interval_seconds = d.interval_seconds
+            JOIN registry.registered_models m ON m.experiment = e.name
+            WHERE m.name = \(modelName) AND d.version = \(datasetVersion)
+            """
+        ).first else { throw RegistryError(kind: .notFound, description: "dataset version \(datasetVersion) not found") }
+        let closes = try dataset.decode(0, as: String.self).trimmingCharacters(in: CharacterSet(charactersIn: "{}")).split(separator: ",").compactMap { Double($0) }
+        let trainingEnd = try dataset.decode(1, as: Int.self)
+        return try model.evaluate(closes: closes, targets: trainingEnd..<closes.count).model.rmse
+    }
+
+    // MARK: Aliases
+
+    func aliasVersion(_ alias: String, of modelName: String, on connection: PostgresConnection) throws -> Int? {
+        try connection.query("SELECT version FROM registry.aliases WHERE model_name = \(modelName) AND alias = \(alias)").first?.decode(0, as: Int.self)
+    }
+
+    @discardableResult
+    func moveAlias(_ alias: String, of modelName: String, to version: Int, actor: String, reason: String, on connection: PostgresConnection) throws -> Int? {
+        guard try connection.query("SELECT 1 FROM registry.model_versions WHERE model_name = \(modelName) AND version = \(version)").first != nil else {
+            throw RegistryError(kind: .notFound, description: "model \(modelName) has no version \(version)")
+        }
+        let previous = try aliasVersion(alias, of: modelName, on: connection)
+        try connection.query(
+            """
+            INSERT INTO registry.aliases (model_name, alias, version) VALUES (\(modelName), \(alias), \(version))
+            ON CONFLICT (model_name, alias) DO UPDATE SET version = EXCLUDED.version, updated_at = now()
+            """)
+        try connection.query(
+            """
+            INSERT INTO registry.alias_history (model_name, alias, from_version, to_version, actor, reason)
+            VALUES (\(modelName), \(alias), \(previous), \(version), \(actor), \(reason))
+            """)
+        return previous
+    }
+
+    /// Points `champion` at `version` and announces it with `model.promoted.<name>`.
+    func promote(modelName: String, version: Int, actor: String, reason: String, on connection: PostgresConnection) throws {
+        let previous = try moveAlias("champion", of: modelName, to: version, actor: actor, reason: reason, on: connection)
+        guard let row = try connection.query(
+            """
+            SELECT e.pair, e.interval_seconds, v.dataset_version, a.crc32 FROM registry.model_versions v
+            JOIN registry.registered_models m ON m.name = v.model_name JOIN registry.experiments e ON e.name = m.experiment
+            JOIN registry.artifacts a ON a.run_id = v.run_id
+            WHERE v.model_name = \(modelName) AND v.version = \(version)
+            """
+        ).first else { throw RegistryError(kind: .notFound, description: "model \(modelName) v\(version) has no artifact") }
+        let event = ModelPromoted(
+            modelName: modelName, alias: "champion", version: version, previousVersion: previous, reason: reason, pair: try row.decode(0, as: String.self),
+            interval: CandleInterval(minutes: try row.decode(1, as: Int.self) / 60), datasetVersion: try row.decode(2, as: Int.self),
+            artifactCRC32: UInt32(truncatingIfNeeded: try row.decode(3, as: Int64.self)))
+        try Outbox.enqueue(Envelope(payload: event), routingKey: event.routingKey, exchange: Exchange.events, schema: Self.schema, on: connection)
+    }
+
+    /// Moves `champion` back: to `version`, or to the version it pointed at before its last move.
+    func rollback(modelName: String, to version: Int?, actor: String, reason: String, on connection: PostgresConnection) throws -> Int {
+        let target: Int
+        if let version {
+            target = version
+        } else {
+            guard let previous = try connection.query(
+                """
+                SELECT from_version FROM registry.alias_history WHERE model_name = \(modelName) AND alias = 'champion' AND from_version IS NOT NULL
+                ORDER BY id DESC LIMIT 1
+                """
+            ).first?.decode(0, as: Int.self) else { throw RegistryError(kind: .conflict, description: "\(modelName) has no earlier champion to roll back to") }
+            target = previous
+        }
+        try promote(modelName: modelName, version: target, actor: actor, reason: "rollback: \(reason)", on: connection)
+        return target
+    }
+
+    func artifact(modelName: String, version: Int, on connection: PostgresConnection) throws -> (content: [UInt8], crc32: UInt32) {
+        guard let row = try connection.query(
+            """
+            SELECT a.content, a.crc32 FROM registry.model_versions v JOIN registry.artifacts a ON a.run_id = v.run_id
+            WHERE v.model_name = \(modelName) AND v.version = \(version)
+            """
+        ).first else { throw RegistryError(kind: .notFound, description: "model \(modelName) has no version \(version)") }
+        return (try row.decode(0, as: [UInt8].self), UInt32(truncatingIfNeeded: try row.decode(1, as: Int64.self)))
+    }
+}

@@ -1,0 +1,116 @@
+import ServiceKit
+import Storage
+
+/// The `registry` schema: what MLflow tracked, plus the history of every alias move.
+enum RegistrySchema {
+    static let name = "registry"
+
+    static let migrations = SchemaMigrations(
+        schema: name,
+        migrations: [
+            Migration(
+                version: 1, name: "tracking and registry",
+                sql: """
+                    CREATE TABLE experiments (
+                        name text PRIMARY KEY,
+                        pair text NOT NULL,
+                        interval_seconds integer NOT NULL,
+                        created_at timestamptz NOT NULL DEFAULT now()
+                    );
+                    CREATE TABLE sweeps (
+                        id uuid PRIMARY KEY,
+                        experiment text NOT NULL REFERENCES experiments (name),
+                        model_name text NOT NULL,
+                        dataset_version integer NOT NULL,
+                        grid jsonb NOT NULL,
+                        trigger text NOT NULL,
+                        job_count integer NOT NULL,
+                        decided_at timestamptz,
+                        created_at timestamptz NOT NULL DEFAULT now()
+                    );
+                    -- An automatic sweep per dataset version, whatever how often dataset.ready is delivered.
+                    CREATE UNIQUE INDEX sweeps_once_per_dataset ON sweeps (experiment, dataset_version) WHERE trigger = 'dataset.ready';
+                    CREATE TABLE runs (
+                        id bigserial PRIMARY KEY,
+                        job_id uuid NOT NULL UNIQUE,
+                        sweep_id uuid NOT NULL REFERENCES sweeps (id),
+                        experiment text NOT NULL REFERENCES experiments (name),
+                        status text NOT NULL CHECK (status IN ('queued', 'running', 'finished', 'failed')),
+                        params jsonb NOT NULL,
+                        dataset_version integer NOT NULL,
+                        trainer text,
+                        error text,
+                        epochs_run integer,
+                        best_epoch integer,
+                        validation_loss double precision,
+                        test_metrics jsonb,
+                        naive_metrics jsonb,
+                        train_seconds double precision,
+                        queued_at timestamptz NOT NULL DEFAULT now(),
+                        started_at timestamptz,
+                        ended_at timestamptz
+                    );
+                    CREATE TABLE run_metrics (
+                        run_id bigint NOT NULL REFERENCES runs (id),
+                        key text NOT NULL,
+                        step integer NOT NULL,
+                        value double precision NOT NULL,
+                        recorded_at timestamptz NOT NULL DEFAULT now(),
+                        PRIMARY KEY (run_id, key, step)
+                    );
+                    CREATE TABLE artifacts (
+                        run_id bigint PRIMARY KEY REFERENCES runs (id),
+                        name text NOT NULL,
+                        content bytea NOT NULL,
+                        byte_count integer NOT NULL,
+                        crc32 bigint NOT NULL,
+                        created_at timestamptz NOT NULL DEFAULT now()
+                    );
+                    CREATE TABLE registered_models (
+                        name text PRIMARY KEY,
+                        experiment text NOT NULL REFERENCES experiments (name),
+                        created_at timestamptz NOT NULL DEFAULT now()
+                    );
+                    CREATE TABLE model_versions (
+                        model_name text NOT NULL REFERENCES registered_models (name),
+                        version integer NOT NULL,
+                        run_id bigint NOT NULL UNIQUE REFERENCES runs (id),
+                        dataset_version integer NOT NULL,
+                        created_at timestamptz NOT NULL DEFAULT now(),
+                        PRIMARY KEY (model_name, version)
+                    );
+                    CREATE TABLE aliases (
+                        model_name text NOT NULL REFERENCES registered_models (name),
+                        alias text NOT NULL,
+                        version integer NOT NULL,
+                        updated_at timestamptz NOT NULL DEFAULT now(),
+                        PRIMARY KEY (model_name, alias),
+                        FOREIGN KEY (model_name, version) REFERENCES model_versions (model_name, version)
+                    );
+                    CREATE TABLE alias_history (
+                        id bigserial PRIMARY KEY,
+                        model_name text NOT NULL,
+                        alias text NOT NULL,
+                        from_version integer,
+                        to_version integer NOT NULL,
+                        actor text NOT NULL,
+                        reason text NOT NULL,
+                        moved_at timestamptz NOT NULL DEFAULT now()
+                    );
+                    -- Every gate decision, promoted or not, with its reason.
+                    CREATE TABLE promotion_decisions (
+                        sweep_id uuid PRIMARY KEY REFERENCES sweeps (id),
+                        model_name text NOT NULL,
+                        challenger_version integer,
+                        champion_version integer,
+                        promoted boolean NOT NULL,
+                        reason text NOT NULL,
+                        challenger_rmse double precision,
+                        champion_rmse double precision,
+                        challenger_mase double precision,
+                        decided_at timestamptz NOT NULL DEFAULT now()
+                    );
+                    """),
+            Outbox.migration(version: 2),
+        ])
+}

@@ -1,0 +1,162 @@
+import Contracts
+import Forecasting
+import Foundation
+import Logging
+import Messaging
+import Metrics
+import ServiceKit
+import Storage
+import Synchronization
+
+/// Trainer settings beyond the common ones: `CANDLECAST_BLAS_THREADS` (1: replicas share the cores well).
+enum TrainerService {
+    static let definition = ServiceDefinition(name: .trainer, defaultHTTPPort: 8083, migrations: nil) { context in
+        let blasThreads = try context.configuration.environment.int("CANDLECAST_BLAS_THREADS", default: 1)
+        let identity = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        let worker = TrainingWorker(database: context.database, publisher: context.publisher, logger: context.logger, trainer: identity, blasThreads: blasThreads)
+        guard let subscription = ServiceName.trainer.subscriptions.first else { return }
+        // Prefetch 1: a replica holds one job at a time, so idle replicas take the others.
+        let consumer = try context.consumer(for: subscription, prefetch: 1)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await worker.consume(consumer) }
+            await context.waitForShutdown()
+            worker.cancelRunningJob()
+            await consumer.stop()
+            group.cancelAll()
+        }
+    }
+}
+
+/// Why a job could not run: it is reported as a failed run, not retried.
+struct JobRejected: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Trains one job at a time, off Swift's cooperative pool.
+final class TrainingWorker: Sendable {
+    let database: PostgresClient
+    let publisher: Publisher
+    let logger: Logger
+    let trainer: String
+    let blasThreads: Int
+    private let cancelled = Mutex(false)
+
+    init(database: PostgresClient, publisher: Publisher, logger: Logger, trainer: String, blasThreads: Int) {
+        self.database = database
+        self.publisher = publisher
+        self.logger = logger
+        self.trainer = trainer
+        self.blasThreads = blasThreads
+    }
+
+    func cancelRunningJob() { cancelled.withLock { $0 = true } }
+
+    func consume(_ consumer: Consumer) async {
+        await consumer.handle(TrainingJob.self) { envelope, _ in
+            try await self.run(envelope.payload, correlationID: envelope.correlationID)
+        }
+    }
+
+    /// Trains, evaluates and publishes `training.completed` (confirmed by the broker) before returning, so
+    /// that the job is acked only once its result is durable. A job that cannot run is reported as failed.
+    func run(_ job: TrainingJob, correlationID: String?) async throws {
+        var logger = self.logger
+        logger[metadataKey: "job.id"] = "\(job.jobID)"
+        logger.info("training", metadata: ["dataset_version": "\(job.datasetVersion)", "units": "\(job.parameters.units)", "batch_size": "\(job.parameters.batchSize)"])
+        let started = ContinuousClock.now
+        let completed: TrainingCompleted
+        do {
+            let closes = try await loadDataset(job)
+            let model = try await train(job, closes: closes)
+            let evaluation = try model.evaluate(closes: closes, targets: model.summary.trainingEnd..<closes.count)
+            let artifact = try model.encode()
+            completed = TrainingCompleted(
+                jobID: job.jobID, sweepID: job.sweepID, trainer: trainer, succeeded: true, error: nil, epochsRun: model.summary.epochsRun,
+                bestEpoch: model.summary.bestEpoch, validationLoss: model.summary.bestMonitoredLoss.isFinite ? model.summary.bestMonitoredLoss : nil,
+                trainSeconds: model.summary.trainSeconds, test: ForecastScores(evaluation.model), naive: ForecastScores(evaluation.naive),
+                artifact: Data(artifact).base64EncodedString(), artifactCRC32: CRC32.checksum(artifact))
+            logger.info("trained", metadata: ["epochs": "\(model.summary.epochsRun)", "test.rmse": "\(evaluation.model.rmse)", "test.mase": "\(evaluation.model.mase)", "naive.rmse": "\(evaluation.naive.rmse)"])
+        } catch let rejected as JobRejected {
+            completed = failure(job, reason: rejected.description, started: started)
+        } catch ForecastingError.cancelled {
+            throw CancellationError()  // requeued: another replica takes it
+        } catch let error as ForecastingError {
+            completed = failure(job, reason: "\(error)", started: started)
+        }
+        let message = try EnvelopeCodec.encode(Envelope(payload: completed, correlationID: correlationID), exchange: Exchange.events, routingKey: RoutingKey.trainingCompleted)
+        try await publisher.publish(message)
+        Counter(label: "candlecast_training_jobs_total", dimensions: [("result", completed.succeeded ? "succeeded" : "failed")]).increment()
+    }
+
+    private func failure(_ job: TrainingJob, reason: String, started: ContinuousClock.Instant) -> TrainingCompleted {
+        logger.warning("training failed", metadata: ["job.id": "\(job.jobID)", "reason": "\(reason)"])
+        let elapsed = ContinuousClock.now - started
+        return TrainingCompleted(
+            jobID: job.jobID, sweepID: job.sweepID, trainer: trainer, succeeded: false, error: reason, epochsRun: 0, bestEpoch: 0,
+            validationLoss: nil, trainSeconds: Double(elapsed.components.seconds), test: nil, naive: nil, artifact: nil, artifactCRC32: nil)
+    }
+
+    /// The closes of the job's dataset version, through the preprocessor's read contract.
+    private func loadDataset(_ job: TrainingJob) async throws -> [Double] {
+        let rows = try await database.query(
+            """
+            SELECT closes::float8[]::text FROM features.dataset_versions_v1
+            WHERE pair = \(job.pair) AND interval_seconds = \(Int(job.interval.seconds)) AND version = \(job.datasetVersion)
+            """)
+        guard let text = try rows.first?.decode(0, as: String.self) else {
+            throw JobRejected(description: "dataset version \(job.datasetVersion) of \(job.pair) \(job.interval) does not exist")
+        }
+        return text.trimmingCharacters(in: CharacterSet(charactersIn: "{}")).split(separator: ",").compactMap { Double($0) }
+    }
+
+    /// Runs the CPU-bound training on a thread of its own; epoch metrics are published as it goes.
+    private func train(_ job: TrainingJob, closes: [Double]) async throws -> TrainedModel {
+        let parameters = job.parameters
+        guard let activation = Activation(rawValue: parameters.activation), let target = ForecastTarget(rawValue: parameters.target) else {
+            throw JobRejected(description: "unknown activation or target in \(parameters)")
+        }
+        let layers = Array(repeating: LayerSpec.lstm(units: parameters.units, activation: activation), count: parameters.layers) + [.dense(units: 1)]
+        let model = ModelConfiguration(layers: layers, window: parameters.window, target: target)
+        var training = TrainingConfiguration()
+        training.epochs = parameters.epochs
+        training.batchSize = parameters.batchSize
+        training.learningRate = parameters.learningRate
+        training.seed = parameters.seed
+        training.patience = parameters.patience
+        training.blasThreads = blasThreads
+        let split: ChronologicalSplit
+        do {
+            split = try ChronologicalSplit(count: closes.count, window: parameters.window)
+        } catch {
+            throw JobRejected(description: "dataset too small for window \(parameters.window): \(error)")
+        }
+        cancelled.withLock { $0 = false }
+        let publisher = self.publisher, trainerName = self.trainer, jobID = job.jobID, settings = training
+        return try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                continuation.resume(with: Result {
+                    try Trainer(model: model, training: settings).train(
+                        closes: closes, split: split,
+                        onEpoch: { report in
+                            let metric = TrainingEpochMetric(
+                                jobID: jobID, trainer: trainerName, epoch: report.epoch, loss: report.loss, validationLoss: report.validationLoss,
+                                learningRate: report.learningRate, seconds: report.seconds)
+                            guard let message = try? EnvelopeCodec.encode(Envelope(payload: metric), exchange: Exchange.events, routingKey: RoutingKey.metric(service: .trainer, name: "epoch")) else { return }
+                            // Progress is best effort: training does not wait for its confirms.
+                            Task { try? await publisher.publish(message) }
+                        },
+                        shouldCancel: { self.cancelled.withLock { $0 } })
+                })
+            }
+            thread.name = "trainer"
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+    }
+}
+
+extension ForecastScores {
+    init(_ metrics: ForecastMetrics) {
+        self.init(rmse: metrics.rmse, mae: metrics.mae, mape: metrics.mape, r2: metrics.r2, mase: metrics.mase)
+    }
+}

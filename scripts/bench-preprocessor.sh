@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Preprocessor benchmark: a backlog of N candle.closed events (default 100,000, 1-minute candles) waits on
+# preprocessor.candles; the preprocessor (release build) is started and drains it. Prints events/s and the
+# process's resident memory sampled every second while the backlog drains.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+events=${1:-100000}
+venv=${ANCHOR_VENV:-$HOME/.venvs/anchors}
+
+scripts/servers.sh start
+# shellcheck source=/dev/null
+source .local/env
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c "import pika" 2>/dev/null || "$venv/bin/pip" install -q pika
+swift build -c release --product ingestor --product preprocessor 2>&1 | tail -1
+bin=$(swift build -c release --show-bin-path)
+
+mkdir -p .local/bench
+file=.local/bench/xbtusd_1m_$events.csv
+python3 - "$events" "$file" <<'PY'
+import sys
+rows, out = int(sys.argv[1]), sys.argv[2]
+series = []
+for name in ["../shared/data/kraken_XBTUSD_1440.csv", "../shared/data/kraken_XBTUSD_1440_2024.csv"]:
+    series += [line.rstrip("\n").split(",", 1)[1] for line in open(name)]
+with open(out, "w") as f:
+    for i in range(rows):
+        f.write(f"{1577836800 + 60 * i},{series[i % len(series)]}\n")
+PY
+
+database=candlecast_bench_preprocessor
+export PGPASSWORD; PGPASSWORD=$(cat "$CANDLECAST_DATABASE_PASSWORD_FILE")
+psql -q -h 127.0.0.1 -p "${CANDLECAST_PG_PORT:-55432}" -U candlecast -d candlecast -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" -c "CREATE DATABASE $database"
+export CANDLECAST_DATABASE_URL="${CANDLECAST_DATABASE_URL%/*}/$database" CANDLECAST_LOG_LEVEL=warning
+"$bin/ingestor" backfill "$file" --pair XBTUSD --interval 1m >/dev/null
+
+# The backlog: one candle.closed event per stored candle, published straight onto the queue.
+amqp_password=$(cat "$CANDLECAST_AMQP_PASSWORD_FILE")
+"$venv/bin/python" - "$file" "$amqp_password" "${CANDLECAST_AMQP_PORT:-5672}" <<'PY'
+import json, sys, uuid, pika
+path, password, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port, credentials=pika.PlainCredentials("candlecast", password)))
+channel = connection.channel()
+channel.queue_declare("preprocessor.candles", durable=True, arguments={"x-dead-letter-exchange": "candlecast.dead-letters", "x-dead-letter-routing-key": "preprocessor"})
+channel.queue_purge("preprocessor.candles")
+for line in open(path):
+    t, o, h, l, c, v, n = line.strip().split(",")
+    body = json.dumps({"pair": "XBTUSD", "interval": "1m", "open_time": int(t), "open": o, "high": h, "low": l, "close": c, "volume": v, "trades": int(n), "revision": 0})
+    channel.basic_publish("", "preprocessor.candles", body, pika.BasicProperties(content_type="application/json", delivery_mode=2, message_id=str(uuid.uuid4()), type="candle.closed", headers={"schema_version": 1}))
+print("backlog:", channel.queue_declare("preprocessor.candles", durable=True, passive=True).method.message_count, "events", file=sys.stderr)
+connection.close()
+PY
+
+depth() { curl -s -u "candlecast:$amqp_password" >/dev/null 2>&1; HOME=.local/rabbitmq RABBITMQ_NODENAME=candlecast-${CANDLECAST_AMQP_PORT:-5672}@localhost /usr/lib/rabbitmq/bin/rabbitmqctl -q list_queues name messages 2>/dev/null | awk '$1 == "preprocessor.candles" { print $2 }'; }
+CANDLECAST_DATASET_EVERY=1000000000 CANDLECAST_HTTP_PORT=18299 "$bin/preprocessor" > .local/bench/preprocessor.log 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+start=$(date +%s.%N)
+max_rss=0; samples=""
+while true; do
+  rss=$(awk '/VmRSS/ { print $2 }' /proc/$pid/status 2>/dev/null || echo 0)
+  [ "$rss" -gt "$max_rss" ] && max_rss=$rss
+  left=$(depth); samples="$samples ${left:-?}:$((rss / 1024))MB"
+  [ "${left:-1}" = "0" ] && break
+  sleep 1
+done
+elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+windows=$(psql -tA -h 127.0.0.1 -p "${CANDLECAST_PG_PORT:-55432}" -U candlecast -d "$database" -c "SELECT count(*) FROM features.processed_candles")
+kill -TERM $pid; wait $pid || true
+psql -q -h 127.0.0.1 -p "${CANDLECAST_PG_PORT:-55432}" -U candlecast -d candlecast -c "DROP DATABASE IF EXISTS $database WITH (FORCE)"
+echo "samples (queue depth:RSS):$samples" | fold -w 160
+python3 -c "print(f'preprocessor: {$windows} events in {$elapsed:.1f} s = {$windows / $elapsed:,.0f} events/s; peak RSS {$max_rss / 1024:.0f} MB')"
