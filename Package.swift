@@ -104,6 +104,13 @@ let package = Package(
         .testTarget(
             name: "PreprocessorTests", dependencies: ["Preprocessor", "Ingestor", "KrakenFake", "TestSupport", "ServiceKit", "Contracts", "Forecasting"],
             path: "Tests/PreprocessorTests"),
+        .testTarget(
+            name: "RegistryTests",
+            dependencies: [
+                "Registry", "Trainer", "Preprocessor", "Ingestor", "TestSupport", "ServiceKit", "Contracts", "Forecasting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            path: "Tests/RegistryTests"),
         .target(
             name: "TestSupport",
             dependencies: ["Messaging", "Storage", .product(name: "Logging", package: "swift-log")],

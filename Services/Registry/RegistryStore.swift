@@ -330,15 +330,17 @@ struct RegistryStore: Sendable {
         try Outbox.enqueue(Envelope(payload: event), routingKey: event.routingKey, exchange: Exchange.events, schema: Self.schema, on: connection)
     }
 
-    /// Moves `champion` back: to `version`, or to the version it pointed at before its last move.
+    /// Moves `champion` back: to `version`, or to the last different version it pointed at before.
     func rollback(modelName: String, to version: Int?, actor: String, reason: String, on connection: PostgresConnection) throws -> Int {
         let target: Int
         if let version {
             target = version
         } else {
+            let current = try aliasVersion("champion", of: modelName, on: connection)
             guard let previous = try connection.query(
                 """
-                SELECT from_version FROM registry.alias_history WHERE model_name = \(modelName) AND alias = 'champion' AND from_version IS NOT NULL
+                SELECT from_version FROM registry.alias_history WHERE model_name = \(modelName) AND alias = 'champion'
+                    AND from_version IS NOT NULL AND from_version IS DISTINCT FROM \(current)
                 ORDER BY id DESC LIMIT 1
                 """
             ).first?.decode(0, as: Int.self) else { throw RegistryError(kind: .conflict, description: "\(modelName) has no earlier champion to roll back to") }

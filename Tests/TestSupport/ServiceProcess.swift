@@ -72,3 +72,17 @@ public func httpGet(_ url: String) async -> (status: Int, body: String)? {
     }
     return (http.statusCode, String(decoding: data, as: UTF8.self))
 }
+
+/// An HTTP request on loopback: status, headers and body, or nil when nothing answers.
+public func httpRequest(_ method: String, _ url: String, headers: [String: String] = [:], body: Data? = nil) async -> (status: Int, headers: [String: String], body: Data)? {
+    guard let url = URL(string: url) else { return nil }
+    var request = URLRequest(url: url)
+    request.httpMethod = method
+    request.timeoutInterval = 10
+    request.httpBody = body
+    for (key, value) in headers { request.setValue(value, forHTTPHeaderField: key) }
+    guard let (data, response) = try? await URLSession.shared.data(for: request), let http = response as? HTTPURLResponse else { return nil }
+    var fields: [String: String] = [:]
+    for (key, value) in http.allHeaderFields { fields["\(key)".lowercased()] = "\(value)" }
+    return (http.statusCode, fields, data)
+}
