@@ -234,3 +234,38 @@ struct RegistryIntegrationTests {
         await pipeline.tearDown()
     }
 }
+
+@Suite("Trainer processes", .serialized)
+struct TrainerProcessTests {
+    @Test("a trainer killed with SIGKILL mid-job: the job is redelivered, finished by the other, one run and one version")
+    func sigkillMidJob() async throws {
+        let pipeline = try await TrainingPipeline(maximumMASE: 10)
+        var components = try #require(URLComponents(string: pipeline.database.configuration.url))
+        components.user = "candlecast"
+        let environment = ["CANDLECAST_DATABASE_URL": components.string ?? "", "CANDLECAST_LOG_LEVEL": "info"]
+        let first = try ServiceProcess("trainer", environment: environment.merging(["CANDLECAST_HTTP_PORT": "18501"]) { $1 })
+        defer { first.kill() }
+        try await eventually(timeout: .seconds(20), "the first trainer to be ready") { await httpGet("http://127.0.0.1:18501/readyz")?.status == 200 }
+
+        // Long enough to be killed mid-job (epoch 1 of 40), short enough for a debug build.
+        var grid = tinyGrid(batchSizes: [32], units: 8, epochs: 40)
+        grid.patience = [40]
+        let sweep = try await pipeline.sweep(grid)
+        try await eventually(timeout: .seconds(60), "the first trainer to report an epoch") {
+            try await pipeline.count("SELECT count(*) FROM registry.run_metrics WHERE key = 'loss'") >= 1
+        }
+        first.signal(SIGKILL)
+        _ = try await first.waitForExit(timeout: .seconds(5))
+        let second = try ServiceProcess("trainer", environment: environment.merging(["CANDLECAST_HTTP_PORT": "18502"]) { $1 })
+        defer { second.kill() }
+        let decided = try await pipeline.decision(sweep, timeout: .seconds(600))
+        #expect(decided.challenger == 1)
+        #expect(try await pipeline.count("SELECT count(*) FROM registry.runs") == 1)
+        #expect(try await pipeline.count("SELECT count(*) FROM registry.model_versions") == 1)
+        let trainer = try await pipeline.client.query("SELECT trainer FROM registry.runs")[0].decode(0, as: String.self)
+        #expect(trainer.hasSuffix("-\(second.pid)"), "the run was finished by the second trainer (\(trainer))")
+        second.signal(SIGTERM)
+        #expect(try await second.waitForExit(timeout: .seconds(5)) == 0)
+        await pipeline.tearDown()
+    }
+}
