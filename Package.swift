@@ -82,7 +82,9 @@ let package = Package(
                 "Forecasting", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             path: "Services/Registry"),
-        .executableTarget(name: "Predictor", dependencies: serviceKit, path: "Services/Predictor"),
+        .executableTarget(
+            name: "Predictor", dependencies: serviceKit + ["Forecasting", .product(name: "Hummingbird", package: "hummingbird")],
+            path: "Services/Predictor"),
         .executableTarget(name: "Monitor", dependencies: serviceKit, path: "Services/Monitor"),
 
         .executableTarget(

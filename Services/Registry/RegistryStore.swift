@@ -93,7 +93,7 @@ struct RegistryStore: Sendable {
     static let schema = RegistrySchema.name
 
     static func experimentName(pair: String, interval: CandleInterval) -> String { "\(pair.lowercased())-\(interval.name)" }
-    static func modelName(pair: String, interval: CandleInterval) -> String { "lstm-\(pair.lowercased())-\(interval.name)" }
+    static func modelName(pair: String, interval: CandleInterval) -> String { Contracts.modelName(pair: pair, interval: interval) }
 
     // MARK: Sweeps
 

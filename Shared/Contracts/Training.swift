@@ -222,3 +222,6 @@ public struct ModelPromoted: MessagePayload, Equatable {
 
     public var routingKey: String { RoutingKey.modelPromoted(name: modelName) }
 }
+
+/// The registered model that forecasts a pair and interval: `lstm-<pair>-<interval>`, e.g. `lstm-xbtusd-1d`.
+public func modelName(pair: String, interval: CandleInterval) -> String { "lstm-\(pairToken(pair))-\(interval.name)" }

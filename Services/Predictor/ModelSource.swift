@@ -1,0 +1,73 @@
+import Contracts
+import Forecasting
+import Foundation
+import Synchronization
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A champion model in memory, with what a forecast records about it.
+struct LoadedModel: Sendable {
+    var name: String
+    var version: Int
+    var createdAt: Date
+    var model: TrainedModel
+}
+
+struct ModelSourceError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Fetches champions from the registry's HTTP API and verifies each model file's checksum.
+struct RegistryModelSource: Sendable {
+    let baseURL: URL
+
+    /// The current champion of `name`, or nil when the model has none yet.
+    func champion(of name: String) async throws -> LoadedModel? {
+        let (data, status, _) = try await get("v1/models/\(name)/versions")
+        if status == 404 { return nil }
+        guard status == 200, let versions = try JSONSerialization.jsonObject(with: data) as? [[String: Any]] else {
+            throw ModelSourceError(description: "registry answered \(status) for the versions of \(name)")
+        }
+        guard let entry = versions.first(where: { ($0["aliases"] as? [String])?.contains("champion") == true }),
+            let version = (entry["version"] as? NSNumber)?.intValue
+        else { return nil }
+        return try await load(name: name, version: version, createdAt: Self.date(entry["created_at"]))
+    }
+
+    /// Downloads one version's model file and checks it against the registry's CRC-32 before decoding it.
+    func load(name: String, version: Int, createdAt: Date? = nil) async throws -> LoadedModel {
+        let (data, status, headers) = try await get("v1/models/\(name)/versions/\(version)/artifact")
+        guard status == 200 else { throw ModelSourceError(description: "registry answered \(status) for \(name) v\(version)'s artifact") }
+        let bytes = [UInt8](data)
+        guard let expected = headers["x-checksum-crc32"].flatMap(UInt32.init), CRC32.checksum(bytes) == expected else {
+            throw ModelSourceError(description: "\(name) v\(version): the model file does not match its checksum")
+        }
+        return LoadedModel(name: name, version: version, createdAt: createdAt ?? Date(), model: try TrainedModel(decoding: bytes))
+    }
+
+    private func get(_ path: String) async throws -> (Data, Int, [String: String]) {
+        var request = URLRequest(url: baseURL.appendingPathComponent(path))
+        request.timeoutInterval = 30
+        let (data, response) = try await URLSession.shared.data(for: request)
+        guard let http = response as? HTTPURLResponse else { throw ModelSourceError(description: "no HTTP response from the registry") }
+        var headers: [String: String] = [:]
+        for (key, value) in http.allHeaderFields { headers["\(key)".lowercased()] = "\(value)" }
+        return (data, http.statusCode, headers)
+    }
+
+    private static func date(_ value: Any?) -> Date? {
+        guard let text = value as? String else { return nil }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: text) ?? ISO8601DateFormatter().date(from: text)
+    }
+}
+
+/// The models in use, swapped atomically: a forecast uses the model it started with.
+final class ModelHolder: Sendable {
+    private let models = Mutex<[String: LoadedModel]>([:])
+    func current(_ name: String) -> LoadedModel? { models.withLock { $0[name] } }
+    func install(_ model: LoadedModel) { models.withLock { $0[model.name] = model } }
+    var all: [LoadedModel] { models.withLock { Array($0.values) } }
+}

@@ -1,0 +1,113 @@
+import Contracts
+import Foundation
+import Messaging
+import ServiceKit
+import Storage
+import Synchronization
+
+/// Forecasting and scoring, each a set of statements inside the caller's transaction so that the stored
+/// forecast (or score) and its event commit together.
+struct Predictions: Sendable {
+    /// A model trained longer ago than this makes forecasts flagged `stale`.
+    let maximumModelAge: Duration
+
+    /// Forecasts the window's target with `loaded`; nil when this model already forecast that target.
+    func forecast(_ window: FeatureWindow, with loaded: LoadedModel, now: Date = Date(), on connection: PostgresConnection) throws -> ForecastCreated? {
+        guard window.closes.count == loaded.model.configuration.window else {
+            throw PermanentFailure("window of \(window.closes.count) closes for a model of window \(loaded.model.configuration.window)")
+        }
+        let predicted = try loaded.model.predict(window: window.closes)
+        guard predicted.isFinite, predicted > 0, let lastClose = window.closes.last else {
+            throw PermanentFailure("the model produced \(predicted) for the window ending \(window.windowEndOpenTime)")
+        }
+        let ageSeconds = Double(maximumModelAge.components.seconds)
+        let forecast = ForecastCreated(
+            pair: window.pair, interval: window.interval, targetOpenTime: window.targetOpenTime, predictedClose: predicted, lastClose: lastClose,
+            modelName: loaded.name, modelVersion: loaded.version, datasetVersion: window.datasetVersion, producedAt: now,
+            stale: now.timeIntervalSince(loaded.createdAt) > ageSeconds)
+        let inserted = try connection.execute(
+            """
+            INSERT INTO predictions.forecasts (pair, interval_seconds, target_open_time, model_name, model_version, dataset_version,
+                window_end_open_time, predicted_close, last_close, stale, produced_at)
+            VALUES (\(forecast.pair), \(Int(forecast.interval.seconds)), \(forecast.targetOpenTime), \(forecast.modelName), \(forecast.modelVersion),
+                \(forecast.datasetVersion), \(window.windowEndOpenTime), \(predicted), \(lastClose), \(forecast.stale), \(now))
+            ON CONFLICT DO NOTHING
+            """
+        ).affectedRows
+        guard inserted == 1 else { return nil }
+        try Outbox.enqueue(Envelope(payload: forecast), routingKey: forecast.routingKey, exchange: Exchange.events, schema: PredictionsSchema.name, on: connection)
+        return forecast
+    }
+
+    /// Scores every forecast of the candle's open time (once; again if the candle was revised).
+    func score(_ candle: CandleClosed, on connection: PostgresConnection) throws -> [ForecastScored] {
+        guard let actual = Double(candle.close), actual > 0 else { throw PermanentFailure("close \(candle.close) is not a positive number") }
+        let rows = try connection.query(
+            """
+            UPDATE predictions.forecasts SET actual_close = \(actual), error = predicted_close - \(actual),
+                absolute_error = abs(predicted_close - \(actual)), percentage_error = abs(predicted_close - \(actual)) / \(actual) * 100,
+                naive_absolute_error = abs(last_close - \(actual)), scored_at = now()
+            WHERE pair = \(candle.pair) AND interval_seconds = \(Int(candle.interval.seconds)) AND target_open_time = \(candle.openTime)
+                AND actual_close IS DISTINCT FROM \(actual)
+            RETURNING model_name, model_version, predicted_close, error, absolute_error, percentage_error, naive_absolute_error
+            """)
+        var scores: [ForecastScored] = []
+        for row in rows {
+            let score = ForecastScored(
+                pair: candle.pair, interval: candle.interval, targetOpenTime: candle.openTime, modelName: try row.decode(0, as: String.self),
+                modelVersion: try row.decode(1, as: Int.self), predictedClose: try row.decode(2, as: Double.self), actualClose: actual,
+                error: try row.decode(3, as: Double.self), absoluteError: try row.decode(4, as: Double.self),
+                percentageError: try row.decode(5, as: Double.self), naiveAbsoluteError: try row.decode(6, as: Double.self))
+            try Outbox.enqueue(Envelope(payload: score), routingKey: score.routingKey, exchange: Exchange.events, schema: PredictionsSchema.name, on: connection)
+            scores.append(score)
+        }
+        return scores
+    }
+
+    /// Keeps a window that arrived before any champion existed.
+    func park(_ window: FeatureWindow, on connection: PostgresConnection) throws {
+        let payload = String(decoding: try JSONEncoder().encode(window), as: UTF8.self)
+        try connection.query(
+            """
+            INSERT INTO predictions.pending_windows (pair, interval_seconds, target_open_time, payload)
+            VALUES (\(window.pair), \(Int(window.interval.seconds)), \(window.targetOpenTime), \(payload))
+            ON CONFLICT (pair, interval_seconds, target_open_time) DO UPDATE SET payload = EXCLUDED.payload
+            """)
+    }
+
+    /// Forecasts the parked windows of `loaded`'s pair and interval and forgets them.
+    func forecastParked(pair: String, interval: CandleInterval, with loaded: LoadedModel, on connection: PostgresConnection) throws -> [ForecastCreated] {
+        let rows = try connection.query(
+            """
+            DELETE FROM predictions.pending_windows WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds))
+            RETURNING payload
+            """)
+        var forecasts: [ForecastCreated] = []
+        for row in rows {
+            let window = try JSONDecoder().decode(FeatureWindow.self, from: Data(try row.decode(0, as: String.self).utf8))
+            if let forecast = try forecast(window, with: loaded, on: connection) { forecasts.append(forecast) }
+        }
+        return forecasts.sorted { $0.targetOpenTime < $1.targetOpenTime }
+    }
+}
+
+/// The newest forecast per pair and interval, kept in memory for the latest-forecast endpoint.
+final class LatestForecasts: Sendable {
+    private let latest = Mutex<[String: (target: Int64, body: [UInt8])]>([:])
+
+    static func key(pair: String, interval: String) -> String { "\(pair.uppercased())/\(interval)" }
+
+    func record(_ forecast: ForecastCreated) {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys]
+        guard let body = try? encoder.encode(forecast) else { return }
+        let key = Self.key(pair: forecast.pair, interval: forecast.interval.name)
+        latest.withLock { latest in
+            if let current = latest[key], current.target > forecast.targetOpenTime { return }
+            latest[key] = (forecast.targetOpenTime, Array(body))
+        }
+    }
+
+    func body(pair: String, interval: String) -> [UInt8]? { latest.withLock { $0[Self.key(pair: pair, interval: interval)]?.body } }
+}

@@ -1,0 +1,144 @@
+import Contracts
+import Foundation
+import Hummingbird
+import Logging
+import Messaging
+import Metrics
+import ServiceKit
+import Storage
+import Synchronization
+
+/// Predictor settings beyond the common ones: `CANDLECAST_REGISTRY_URL` (http://127.0.0.1:8084),
+/// `CANDLECAST_MODEL_MAX_AGE_DAYS` (30: forecasts of older models are flagged `stale`).
+struct PredictorSettings: Sendable {
+    var registryURL: URL
+    var maximumModelAge: Duration
+
+    init(_ environment: EnvironmentReader) throws {
+        let url = environment.string("CANDLECAST_REGISTRY_URL", default: "http://127.0.0.1:8084")
+        guard let registryURL = URL(string: url), registryURL.scheme?.hasPrefix("http") == true else {
+            throw ConfigurationError(key: "CANDLECAST_REGISTRY_URL", reason: "\(url) is not an http(s) URL")
+        }
+        self.registryURL = registryURL
+        maximumModelAge = .seconds(try environment.int("CANDLECAST_MODEL_MAX_AGE_DAYS", default: 30) * 86_400)
+    }
+}
+
+/// Everything the predictor's handlers and routes share.
+struct Predictor: Sendable {
+    let predictions: Predictions
+    let source: RegistryModelSource
+    let models: ModelHolder
+    let latest: LatestForecasts
+    let database: PostgresClient
+    let logger: Logger
+
+    /// The champion for a pair and interval: in memory, else fetched once from the registry.
+    func model(pair: String, interval: CandleInterval) async throws -> LoadedModel? {
+        let name = modelName(pair: pair, interval: interval)
+        if let loaded = models.current(name) { return loaded }
+        guard let loaded = try await source.champion(of: name) else { return nil }
+        models.install(loaded)
+        logger.info("model loaded", metadata: ["model": "\(name)", "version": "\(loaded.version)"])
+        return loaded
+    }
+
+    func handle(_ window: FeatureWindow) async throws {
+        let predictions = self.predictions
+        guard let loaded = try await model(pair: window.pair, interval: window.interval) else {
+            try await database.transaction { try predictions.park(window, on: $0) }
+            logger.info("no champion yet: window kept until one is promoted", metadata: ["pair": "\(window.pair)", "target": "\(window.targetOpenTime)"])
+            return
+        }
+        if let forecast = try await database.transaction({ try predictions.forecast(window, with: loaded, on: $0) }) {
+            latest.record(forecast)
+            Counter(label: "candlecast_forecasts_total", dimensions: [("pair", forecast.pair), ("interval", forecast.interval.name)]).increment()
+        }
+    }
+
+    func handle(_ promoted: ModelPromoted) async throws {
+        let loaded = try await source.load(name: promoted.modelName, version: promoted.version)
+        models.install(loaded)
+        logger.notice("model swapped", metadata: ["model": "\(promoted.modelName)", "version": "\(promoted.version)", "previous": "\(promoted.previousVersion.map(String.init) ?? "-")"])
+        let predictions = self.predictions
+        let forecasts = try await database.transaction { try predictions.forecastParked(pair: promoted.pair, interval: promoted.interval, with: loaded, on: $0) }
+        forecasts.forEach(latest.record)
+    }
+
+    func handle(_ candle: CandleClosed) async throws {
+        let predictions = self.predictions
+        let scores = try await database.transaction { try predictions.score(candle, on: $0) }
+        for score in scores {
+            Counter(label: "candlecast_forecasts_scored_total", dimensions: [("pair", score.pair), ("interval", score.interval.name)]).increment()
+        }
+    }
+
+    /// Fills the latest-forecast cache from the database at start.
+    func warmUp() async throws {
+        let rows = try await database.query(
+            """
+            SELECT DISTINCT ON (pair, interval_seconds) pair, interval_seconds, target_open_time, predicted_close, last_close, model_name, model_version,
+                   dataset_version, produced_at, stale
+            FROM predictions.forecasts ORDER BY pair, interval_seconds, target_open_time DESC, model_version DESC
+            """)
+        for row in rows {
+            latest.record(
+                ForecastCreated(
+                    pair: try row.decode(0, as: String.self), interval: CandleInterval(minutes: try row.decode(1, as: Int.self) / 60),
+                    targetOpenTime: try row.decode(2, as: Int64.self), predictedClose: try row.decode(3, as: Double.self),
+                    lastClose: try row.decode(4, as: Double.self), modelName: try row.decode(5, as: String.self), modelVersion: try row.decode(6, as: Int.self),
+                    datasetVersion: try row.decode(7, as: Int.self), producedAt: try row.decode(8, as: Date.self), stale: try row.decode(9, as: Bool.self)))
+        }
+    }
+
+    func consume(windows: Consumer, models promotions: Consumer, candles: Consumer) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await windows.handle(FeatureWindow.self) { envelope, _ in try await self.handle(envelope.payload) } }
+            group.addTask { await promotions.handle(ModelPromoted.self) { envelope, _ in try await self.handle(envelope.payload) } }
+            group.addTask { await candles.handle(CandleClosed.self) { envelope, _ in try await self.handle(envelope.payload) } }
+        }
+    }
+}
+
+enum PredictorService {
+    static let definition = ServiceDefinition(
+        name: .predictor, defaultHTTPPort: 8085, migrations: PredictionsSchema.migrations,
+        routes: { router, context in
+            guard let predictor = try? makePredictor(context) else { return }
+            PredictorAPI(predictor: predictor).add(to: router)
+            shared.install(predictor)
+        },
+        work: { context in
+            let predictor = try shared.current ?? makePredictor(context)
+            try await predictor.warmUp()
+            let relay = OutboxRelay(schema: PredictionsSchema.name, database: context.database, publisher: context.publisher, logger: context.logger)
+            let subscriptions = ServiceName.predictor.subscriptions
+            guard subscriptions.count == 3 else { return }
+            let windows = try context.consumer(for: subscriptions[0], prefetch: 32)
+            let promotions = try context.consumer(for: subscriptions[1], prefetch: 1)
+            let candles = try context.consumer(for: subscriptions[2], prefetch: 32)
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await relay.run() }
+                group.addTask { await predictor.consume(windows: windows, models: promotions, candles: candles) }
+                await context.waitForShutdown()
+                for consumer in [windows, promotions, candles] { await consumer.stop() }
+                group.cancelAll()
+            }
+        })
+
+    /// The routes and the work share one predictor (one model holder and one latest-forecast cache).
+    static let shared = SharedPredictor()
+
+    static func makePredictor(_ context: ServiceContext) throws -> Predictor {
+        let settings = try PredictorSettings(context.configuration.environment)
+        return Predictor(
+            predictions: Predictions(maximumModelAge: settings.maximumModelAge), source: RegistryModelSource(baseURL: settings.registryURL),
+            models: ModelHolder(), latest: LatestForecasts(), database: context.database, logger: context.logger)
+    }
+}
+
+final class SharedPredictor: Sendable {
+    private let value = Mutex<Predictor?>(nil)
+    var current: Predictor? { value.withLock { $0 } }
+    func install(_ predictor: Predictor) { value.withLock { $0 = predictor } }
+}

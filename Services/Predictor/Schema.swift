@@ -1,0 +1,47 @@
+import ServiceKit
+import Storage
+
+/// The `predictions` schema: forecasts with their realized errors, and windows waiting for a first model.
+enum PredictionsSchema {
+    static let name = "predictions"
+
+    static let migrations = SchemaMigrations(
+        schema: name,
+        migrations: [
+            Migration(
+                version: 1, name: "forecasts",
+                sql: """
+                    CREATE TABLE forecasts (
+                        pair text NOT NULL,
+                        interval_seconds integer NOT NULL,
+                        target_open_time bigint NOT NULL,
+                        model_name text NOT NULL,
+                        model_version integer NOT NULL,
+                        dataset_version integer NOT NULL,
+                        window_end_open_time bigint NOT NULL,
+                        predicted_close double precision NOT NULL,
+                        last_close double precision NOT NULL,
+                        stale boolean NOT NULL,
+                        produced_at timestamptz NOT NULL DEFAULT now(),
+                        actual_close double precision,
+                        error double precision,
+                        absolute_error double precision,
+                        percentage_error double precision,
+                        naive_absolute_error double precision,
+                        scored_at timestamptz,
+                        PRIMARY KEY (pair, interval_seconds, target_open_time, model_version)
+                    );
+                    CREATE INDEX forecasts_latest ON forecasts (pair, interval_seconds, produced_at DESC);
+                    -- Windows that arrived before any champion existed: forecast once one is promoted.
+                    CREATE TABLE pending_windows (
+                        pair text NOT NULL,
+                        interval_seconds integer NOT NULL,
+                        target_open_time bigint NOT NULL,
+                        payload text NOT NULL,
+                        received_at timestamptz NOT NULL DEFAULT now(),
+                        PRIMARY KEY (pair, interval_seconds, target_open_time)
+                    );
+                    """),
+            Outbox.migration(version: 2),
+        ])
+}
