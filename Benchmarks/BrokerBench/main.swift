@@ -8,7 +8,7 @@ import Messaging
 import Synchronization
 
 let arguments = CommandLine.arguments.dropFirst().compactMap { Int($0) }
-let pipelinedCount = arguments.first ?? 20_000
+let pipelinedCount = arguments.first ?? 50_000
 let roundTripCount = arguments.dropFirst().first ?? 2000
 let sequentialCount = 2000
 

@@ -18,7 +18,7 @@ public final class Publisher: Sendable {
         /// Most messages in flight (sent, not yet confirmed); more wait their turn.
         public var maxUnconfirmed: Int
 
-        public init(confirmTimeout: Duration = .seconds(30), topology: Topology = Topology(), maxUnconfirmed: Int = 2048) {
+        public init(confirmTimeout: Duration = .seconds(30), topology: Topology = Topology(), maxUnconfirmed: Int = 8192) {
             self.confirmTimeout = confirmTimeout
             self.topology = topology
             self.maxUnconfirmed = maxUnconfirmed
