@@ -113,6 +113,13 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             path: "Tests/RegistryTests"),
+        .testTarget(
+            name: "PredictorTests",
+            dependencies: [
+                "Predictor", "Registry", "Preprocessor", "Ingestor", "KrakenFake", "TestSupport", "ServiceKit", "Contracts", "Forecasting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            path: "Tests/PredictorTests"),
         .target(
             name: "TestSupport",
             dependencies: ["Messaging", "Storage", .product(name: "Logging", package: "swift-log")],

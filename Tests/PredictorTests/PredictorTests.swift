@@ -1,0 +1,217 @@
+import Contracts
+import Forecasting
+import Foundation
+import Hummingbird
+@testable import Ingestor
+import KrakenFake
+import Logging
+import Messaging
+@testable import Predictor
+@testable import Preprocessor
+@testable import Registry
+import ServiceKit
+import Storage
+import TestSupport
+import Testing
+
+let dataDirectory = TestEnvironment.repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data").path
+
+/// History to 2023 with dataset version 1, a registry API on loopback with trained model versions, and a predictor.
+final class ForecastingStack: Sendable {
+    let database: TestDatabase
+    let client: PostgresClient
+    let registry: RegistryStore
+    let server: Task<Void, Never>
+    let port: Int
+    let predictor: Predictor
+    let preprocessing = Preprocessing(policy: DatasetPolicy())
+    let rows2024: [FakeKraken.Row]
+
+    init(port: Int) async throws {
+        database = try await TestDatabase.create()
+        client = database.client(connections: 3)
+        for plan in [IngestSchema.migrations, FeaturesSchema.migrations, RegistrySchema.migrations, PredictionsSchema.migrations] {
+            try await client.migrate(plan, logger: TestEnvironment.logger)
+        }
+        _ = try await HistoryBackfill(database: client, logger: TestEnvironment.logger).run(
+            path: dataDirectory + "/kraken_XBTUSD_1440.csv", pair: "XBTUSD", interval: .oneDay)
+        let preprocessing = self.preprocessing
+        _ = try await client.transaction { try preprocessing.currentVersion(pair: "XBTUSD", interval: .oneDay, on: $0) }
+        registry = RegistryStore(maximumMASE: 100)
+        self.port = port
+        let router = Router()
+        let settings = try RegistrySettings(EnvironmentReader([:]))
+        RegistryAPI(database: client, store: registry, settings: settings, logger: TestEnvironment.logger).add(to: router)
+        let app = Application(router: router, configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: port)))
+        server = Task { try? await app.run() }
+        predictor = Predictor(
+            predictions: Predictions(maximumModelAge: .seconds(30 * 86_400)),
+            source: RegistryModelSource(baseURL: URL(string: "http://127.0.0.1:\(port)")!), models: ModelHolder(), latest: LatestForecasts(),
+            database: client, logger: TestEnvironment.logger)
+        rows2024 = try FakeKraken.Row.load(csv: dataDirectory + "/kraken_XBTUSD_1440_2024.csv")
+        try await eventually("the registry API") { await httpGet("http://127.0.0.1:\(port)/v1/models") != nil }
+    }
+
+    /// Trains a tiny model in-process and registers it through the registry's own path (a one-job sweep).
+    func registerModel(seed: UInt64) async throws -> Int {
+        var grid = SweepGrid()
+        grid.units = [4]
+        grid.epochs = [2]
+        grid.seed = [seed]
+        let store = registry, sweepGrid = grid
+        let (sweep, jobs) = try #require(try await client.transaction {
+            try store.startSweep(pair: "XBTUSD", interval: .oneDay, datasetVersion: 1, grid: sweepGrid, trigger: "test-\(seed)", on: $0)
+        })
+        let job = jobs[0]
+        let closes = try await client.query("SELECT closes::float8[]::text FROM features.dataset_versions WHERE version = 1")[0]
+            .decode(0, as: String.self).trimmingCharacters(in: CharacterSet(charactersIn: "{}")).split(separator: ",").compactMap { Double($0) }
+        var training = TrainingConfiguration()
+        training.epochs = 2
+        training.seed = seed
+        training.blasThreads = 1
+        let model = try Trainer(model: .btcDailyV1(units: 4, target: .logReturn), training: training).train(closes: closes, split: try ChronologicalSplit(count: closes.count))
+        let evaluation = try model.evaluate(closes: closes, targets: model.summary.trainingEnd..<closes.count)
+        let bytes = try model.encode()
+        let scores = { (m: ForecastMetrics) in ForecastScores(rmse: m.rmse, mae: m.mae, mape: m.mape, r2: m.r2, mase: m.mase) }
+        let completed = TrainingCompleted(
+            jobID: job.jobID, sweepID: sweep, trainer: "test", succeeded: true, error: nil, epochsRun: 2, bestEpoch: 1, validationLoss: model.summary.bestMonitoredLoss,
+            trainSeconds: 1, test: scores(evaluation.model), naive: scores(evaluation.naive), artifact: Data(bytes).base64EncodedString(), artifactCRC32: CRC32.checksum(bytes))
+        let decision = try await client.transaction { try store.recordCompletion(completed, on: $0) }
+        return try #require(decision?.challengerVersion)
+    }
+
+    /// Stores the 2024 candle `index` as the ingestor would and returns its event and the window it yields.
+    func closeCandle(_ index: Int) async throws -> (CandleClosed, FeatureWindow?) {
+        let row = rows2024[index]
+        let candle = Candle(pair: "XBTUSD", interval: .oneDay, openTime: row.time, open: row.open, high: row.high, low: row.low, close: row.close, vwap: nil, volume: row.volume, trades: row.trades)
+        _ = try await client.transaction { try CandleStore.storeClosed([candle], source: "rest", on: $0) }
+        let event = candle.event(revision: 0)
+        let preprocessing = self.preprocessing
+        let outcome = try await client.transaction { try preprocessing.process(event, on: $0) }
+        return (event, outcome.window)
+    }
+
+    func promotedEvent(version: Int) async throws -> ModelPromoted {
+        let store = registry
+        try await client.transaction { try store.promote(modelName: "lstm-xbtusd-1d", version: version, actor: "test", reason: "test", on: $0) }
+        let body = try await client.query("SELECT body FROM registry.outbox WHERE message_type = 'model.promoted' ORDER BY id DESC LIMIT 1")[0].decode(0, as: String.self)
+        return try JSONDecoder().decode(ModelPromoted.self, from: Data(body.utf8))
+    }
+
+    func forecastEvents() async throws -> [ForecastCreated] {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try await client.query("SELECT body FROM predictions.outbox WHERE message_type = 'forecast.created' ORDER BY id").map {
+            try decoder.decode(ForecastCreated.self, from: Data(try $0.decode(0, as: String.self).utf8))
+        }
+    }
+
+    func tearDown() async {
+        server.cancel()
+        await client.close()
+        await database.drop()
+    }
+}
+
+@Suite("Predictor against PostgreSQL and the registry API", .serialized)
+struct PredictorIntegrationTests {
+    @Test("windows become forecast events; a promotion mid-stream switches the version between two consecutive forecasts, none lost")
+    func forecastsAndPromotion() async throws {
+        let stack = try await ForecastingStack(port: 18_450)
+        // A window before any champion exists is kept, then forecast when the first is promoted.
+        let (_, early) = try await stack.closeCandle(0)
+        try await stack.predictor.handle(try #require(early))
+        #expect(try await stack.forecastEvents().isEmpty)
+        let first = try await stack.registerModel(seed: 1)
+        #expect(first == 1)
+        try await stack.predictor.handle(try await stack.promotedEvent(version: 1))
+        #expect(try await stack.forecastEvents().count == 1)
+
+        for index in 1..<10 { try await stack.predictor.handle(try #require(try await stack.closeCandle(index).1)) }
+        let second = try await stack.registerModel(seed: 2)
+        try await stack.predictor.handle(try await stack.promotedEvent(version: second))
+        for index in 10..<20 { try await stack.predictor.handle(try #require(try await stack.closeCandle(index).1)) }
+
+        let events = try await stack.forecastEvents()
+        #expect(events.count == 20)
+        #expect(events.map(\.targetOpenTime) == (0..<20).map { stack.rows2024[$0].time + 86_400 })
+        #expect(events.map(\.modelVersion) == Array(repeating: 1, count: 10) + Array(repeating: second, count: 10))
+        for (index, event) in events.enumerated() {
+            #expect(event.pair == "XBTUSD" && event.interval == .oneDay && event.modelName == "lstm-xbtusd-1d")
+            #expect(event.lastClose == Double(stack.rows2024[index].close))
+            #expect(event.predictedClose > 0 && event.datasetVersion == 1 && !event.stale)
+        }
+        // The same window again (a redelivery) forecasts nothing new.
+        let repeated = try await stack.client.query("SELECT payload FROM predictions.pending_windows").count
+        #expect(repeated == 0)
+        let (_, again) = try await stack.closeCandle(19)
+        #expect(again == nil, "an already processed candle yields no new window")
+        #expect(try await stack.forecastEvents().count == 20)
+        await stack.tearDown()
+    }
+
+    @Test("2024 replayed: every forecast is scored when its actual arrives; stored errors match an independent computation")
+    func scoring2024() async throws {
+        let stack = try await ForecastingStack(port: 18_451)
+        let version = try await stack.registerModel(seed: 3)
+        try await stack.predictor.handle(try await stack.promotedEvent(version: version))
+        var scoredEvents = 0
+        for index in 0..<stack.rows2024.count {
+            let (candle, window) = try await stack.closeCandle(index)
+            try await stack.predictor.handle(candle)  // scores the forecast made yesterday for today
+            if let window { try await stack.predictor.handle(window) }
+            scoredEvents = try await stack.client.query("SELECT count(*) FROM predictions.outbox WHERE message_type = 'metric.predictor.forecast_scored'")[0].decode(0, as: Int.self)
+        }
+        // 366 forecasts; the last one targets 2025-01-01, not yet known.
+        let rows = try await stack.client.query(
+            "SELECT target_open_time, predicted_close, last_close, actual_close, error, absolute_error, percentage_error, naive_absolute_error FROM predictions.forecasts ORDER BY target_open_time")
+        #expect(rows.count == 366)
+        #expect(scoredEvents == 365)
+        let closes = Dictionary(uniqueKeysWithValues: stack.rows2024.map { ($0.time, Double($0.close)!) })
+        var independentAbsolute = 0.0, independentNaive = 0.0
+        for row in rows.dropLast() {
+            let target = try row.decode(0, as: Int64.self)
+            let predicted = try row.decode(1, as: Double.self)
+            let actual = try #require(closes[target])
+            let previous = try #require(closes[target - 86_400])
+            #expect(try row.decode(2, as: Double.self) == previous)
+            #expect(try row.decode(3, as: Double.self) == actual)
+            #expect(abs(try row.decode(4, as: Double.self) - (predicted - actual)) < 1e-6)
+            #expect(abs(try row.decode(5, as: Double.self) - abs(predicted - actual)) < 1e-6)
+            #expect(abs(try row.decode(6, as: Double.self) - abs(predicted - actual) / actual * 100) < 1e-9)
+            #expect(abs(try row.decode(7, as: Double.self) - abs(previous - actual)) < 1e-6)
+            independentAbsolute += abs(predicted - actual)
+            independentNaive += abs(previous - actual)
+        }
+        #expect(try rows.last?.decode(3, as: Double?.self) == nil)
+        print("2024 replay: model MAE \(independentAbsolute / 365) USD, naive MAE \(independentNaive / 365) USD, MASE \(independentAbsolute / independentNaive)")
+
+        // The HTTP API over the same data.
+        let router = Router()
+        PredictorAPI(predictor: stack.predictor).add(to: router)
+        let app = Application(router: router, configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 18_452)))
+        let serving = Task { try await app.run() }
+        let base = "http://127.0.0.1:18452"
+        try await eventually("the predictor API") { await httpGet(base + "/v1/model") != nil }
+        let latest = try #require(await httpGet(base + "/v1/forecasts/latest?pair=XBTUSD&interval=1d"))
+        #expect(latest.status == 200)
+        #expect(latest.body.contains(#""target_open_time":1735689600"#))
+        #expect(await httpGet(base + "/v1/forecasts/latest?pair=ETHUSD&interval=1d")?.status == 404)
+        #expect(await httpGet(base + "/v1/forecasts/latest?pair=XBT%27USD")?.status == 400)
+        let history = try #require(await httpGet(base + "/v1/forecasts?pair=XBTUSD&interval=1d&from=1704153600&to=1704412800"))
+        let historyRows = try JSONSerialization.jsonObject(with: Data(history.body.utf8)) as? [[String: Any]]
+        #expect(historyRows?.count == 4)
+        #expect(historyRows?.first?["absolute_error"] != nil)
+        #expect(await httpGet(base + "/v1/forecasts?from=10&to=1")?.status == 400)
+        let closes14 = stack.rows2024.suffix(14).map(\.close).joined(separator: ",")
+        let predicted = await httpRequest("POST", base + "/v1/predict", body: Data(#"{"closes":[\#(closes14)]}"#.utf8))
+        #expect(predicted?.status == 200)
+        #expect(await httpRequest("POST", base + "/v1/predict", body: Data(#"{"closes":[1,2,3]}"#.utf8))?.status == 400)
+        #expect(await httpRequest("POST", base + "/v1/predict", body: Data(#"{"closes":[-5,\#(stack.rows2024.suffix(13).map(\.close).joined(separator: ","))]}"#.utf8))?.status == 400)
+        #expect(await httpRequest("POST", base + "/v1/predict", body: Data(#"{"closes":"many"}"#.utf8))?.status == 400)
+        #expect(await httpRequest("POST", base + "/v1/predict", body: Data(repeating: 0x20, count: 400_000))?.status == 413)
+        #expect(await httpGet(base + "/v1/model")?.status == 200)
+        serving.cancel()
+        await stack.tearDown()
+    }
+}
