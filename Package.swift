@@ -87,11 +87,13 @@ let package = Package(
             path: "Services/Predictor"),
         .executableTarget(name: "Monitor", dependencies: serviceKit, path: "Services/Monitor"),
 
+        .executableTarget(name: "LSTMBench", dependencies: ["Forecasting"], path: "Benchmarks/LSTMBench"),
         .executableTarget(
             name: "BrokerBench",
             dependencies: ["Messaging", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/BrokerBench"),
 
+        .testTarget(name: "ForecastingTests", dependencies: ["Forecasting"], path: "Tests/ForecastingTests"),
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "Contracts", "TestSupport"], path: "Tests/MessagingTests"),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "TestSupport"], path: "Tests/StorageTests"),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "TestSupport"], path: "Tests/ServiceKitTests"),
