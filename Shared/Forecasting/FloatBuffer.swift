@@ -1,5 +1,7 @@
 /// A fixed-size heap buffer of Float for the training loop's hot paths: no copy-on-write, no bounds checks.
-final class FloatBuffer {
+/// `@unchecked Sendable`: the training loop shares buffers with its data-parallel shards only while every
+/// shard just reads them (parameters) or writes a buffer of its own; the loop touches them again after the join.
+final class FloatBuffer: @unchecked Sendable {
     let count: Int
     let pointer: UnsafeMutablePointer<Float>
 

@@ -1,3 +1,4 @@
+import Dispatch
 /// Trains a model on a close-price series: Adam on MSE, seeded shuffled mini-batches, early stopping on the
 /// validation tail with the best weights restored, learning-rate reduction on plateaus, optional clipping.
 public struct Trainer: Sendable {
@@ -36,7 +37,11 @@ public struct Trainer: Sendable {
         let validationSamples = try EncodedSamples(
             closes: closes, targets: split.validationTargets, window: model.window, target: model.target, scaler: scaler)
 
-        BLASThreads.set(training.blasThreads)
+        // Data parallelism: each batch is cut into `blasThreads` shards that run forward and backward at once,
+        // each on single-threaded BLAS. Batch-32 GEMMs are too small for OpenBLAS's own threads to pay off;
+        // shards scale better, and summing their gradients in a fixed order keeps runs bit-reproducible.
+        let shardCount = max(1, min(training.blasThreads, training.batchSize))
+        BLASThreads.set(1)
         let started = ContinuousClock.now
         var generator = SeededGenerator(seed: training.seed)
         let parameters = FloatBuffer(layout.initialParameters(using: &generator))
@@ -46,9 +51,12 @@ public struct Trainer: Sendable {
             parameterCount: layout.parameterCount, beta1: training.adamBeta1, beta2: training.adamBeta2,
             epsilon: training.adamEpsilon)
         let batchCapacity = training.batchSize
-        let engine = NetworkEngine<Float>(layout: layout, batchCapacity: batchCapacity)
-        let batchInputs = FloatBuffer(count: batchCapacity * model.window * model.featureCount)
-        let outputGradient = FloatBuffer(count: batchCapacity)
+        let shardCapacity = (batchCapacity + shardCount - 1) / shardCount
+        let shards = (0..<shardCount).map { _ in
+            TrainingShard(layout: layout, capacity: shardCapacity, inputSize: model.window * model.featureCount)
+        }
+        let engine = shards[0].engine
+        let batchInputs = shards[0].inputs
 
         var learningRate = training.learningRate
         var order = Array(0..<fitSamples.count)
@@ -67,16 +75,37 @@ public struct Trainer: Sendable {
                 if Task.isCancelled || shouldCancel() { throw ForecastingError.cancelled }
                 let batchSamples = order[batchStart..<min(batchStart + batchCapacity, order.count)]
                 let batch = batchSamples.count
-                fitSamples.gatherTimeMajor(batchSamples, into: batchInputs.pointer)
-                let outputs = engine.forward(parameters: parameters.pointer, inputs: batchInputs.pointer, batch: batch)
-                for (position, sample) in batchSamples.enumerated() {
-                    let error = outputs[position] - fitSamples.targets[sample]
-                    squaredErrorSum += Double(error * error)
-                    outputGradient.pointer[position] = 2 * error / Float(batch)  // d(mean squared error)/d(output)
+                let runShard: @Sendable (Int) -> Void = { index in
+                    let shard = shards[index]
+                    let lower = batchSamples.startIndex + index * shardCapacity
+                    let upper = min(lower + shardCapacity, batchSamples.endIndex)
+                    shard.squaredErrorSum = 0
+                    guard lower < upper else { return }
+                    let samples = batchSamples[lower..<upper]
+                    fitSamples.gatherTimeMajor(samples, into: shard.inputs.pointer)
+                    let outputs = shard.engine.forward(parameters: parameters.pointer, inputs: shard.inputs.pointer, batch: samples.count)
+                    for (position, sample) in samples.enumerated() {
+                        let error = outputs[position] - fitSamples.targets[sample]
+                        shard.squaredErrorSum += Double(error * error)
+                        // d(mean squared error over the whole batch)/d(output): shards' gradients add up.
+                        shard.outputGradient.pointer[position] = 2 * error / Float(batch)
+                    }
+                    shard.engine.backward(
+                        parameters: parameters.pointer, outputGradient: shard.outputGradient.pointer,
+                        parameterGradients: shard.gradients.pointer)
+                    shard.active = true
                 }
-                engine.backward(
-                    parameters: parameters.pointer, outputGradient: outputGradient.pointer,
-                    parameterGradients: gradients.pointer)
+                for shard in shards { shard.active = false }
+                if shardCount == 1 {
+                    runShard(0)
+                } else {
+                    DispatchQueue.concurrentPerform(iterations: shardCount, execute: runShard)
+                }
+                gradients.pointer.update(repeating: 0, count: gradients.count)
+                for shard in shards where shard.active {
+                    squaredErrorSum += shard.squaredErrorSum
+                    for index in 0..<gradients.count { gradients.pointer[index] += shard.gradients.pointer[index] }
+                }
                 if let clipNorm = training.clipNorm { clipGlobalNorm(gradients, maximumNorm: clipNorm) }
                 optimizer.step(parameters: parameters, gradients: gradients, learningRate: learningRate)
             }
@@ -144,4 +173,23 @@ public struct Trainer: Sendable {
 func seconds(since start: ContinuousClock.Instant) -> Double {
     let elapsed = ContinuousClock.now - start
     return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+}
+
+/// One data-parallel slice of a batch: its own engine, inputs and gradients.
+private final class TrainingShard: @unchecked Sendable {
+    // @unchecked: each shard is touched by exactly one concurrentPerform iteration at a time, and read by the
+    // training thread only after concurrentPerform has returned.
+    let engine: NetworkEngine<Float>
+    let inputs: FloatBuffer
+    let outputGradient: FloatBuffer
+    let gradients: FloatBuffer
+    var squaredErrorSum = 0.0
+    var active = false
+
+    init(layout: NetworkLayout, capacity: Int, inputSize: Int) {
+        engine = NetworkEngine<Float>(layout: layout, batchCapacity: capacity)
+        inputs = FloatBuffer(count: capacity * inputSize)
+        outputGradient = FloatBuffer(count: capacity)
+        gradients = FloatBuffer(count: layout.parameterCount)
+    }
 }
