@@ -12,7 +12,7 @@ scripts/servers.sh start
 source .local/env
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c "import pika" 2>/dev/null || "$venv/bin/pip" install -q pika
-swift build -c release --product ingestor --product preprocessor 2>&1 | tail -1
+swift build -c release 2>&1 | tail -1
 bin=$(swift build -c release --show-bin-path)
 
 mkdir -p .local/bench

@@ -11,7 +11,7 @@ epochs=${2:-15}
 scripts/servers.sh start
 # shellcheck source=/dev/null
 source .local/env
-swift build -c release --product ingestor --product preprocessor --product registry --product trainer 2>&1 | tail -1
+swift build -c release 2>&1 | tail -1
 bin=$(swift build -c release --show-bin-path)
 export PGPASSWORD; PGPASSWORD=$(cat "$CANDLECAST_DATABASE_PASSWORD_FILE")
 port=${CANDLECAST_PG_PORT:-55432}

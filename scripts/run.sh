@@ -13,7 +13,7 @@ scripts/servers.sh start
 source .local/env
 
 say "building the services (release)"
-swift build -c release --product ingestor --product preprocessor --product trainer --product registry --product predictor --product monitor 2>&1 | tail -1
+swift build -c release 2>&1 | tail -1
 bin=$(swift build -c release --show-bin-path)
 mkdir -p .local/logs
 

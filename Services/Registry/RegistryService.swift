@@ -62,6 +62,8 @@ enum RegistryService {
 
 /// The registry's HTTP API (docs/registry-openapi.yaml). Reads are open; writes need the bearer token.
 struct RegistryAPI: Sendable {
+    /// The model file's CRC-32, which the predictor checks before loading it.
+    static let checksumHeader = HTTPField.Name("X-Checksum-CRC32")!
     let database: PostgresClient
     let store: RegistryStore
     let settings: RegistrySettings
@@ -129,7 +131,7 @@ struct RegistryAPI: Sendable {
                 status: .ok,
                 headers: [
                     .contentType: "application/octet-stream", .contentDisposition: "attachment; filename=\"\(name)-v\(version).cclstm\"",
-                    HTTPField.Name("X-Checksum-CRC32") ?? .contentLocation: String(artifact.crc32),
+                    Self.checksumHeader: String(artifact.crc32),
                 ],
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: artifact.content)))
         }
