@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # Runs Candlecast locally: installs and starts RabbitMQ and PostgreSQL (scripts/servers.sh), builds the
 # services in release mode, starts all six (two trainers), waits until each is ready and prints where
-# they answer. Ctrl-C stops every process it started.
+# they answer. With `--history FILE` (a Kraken OHLCVT file such as ../shared/data/kraken_XBTUSD_1440.csv) it
+# backfills it and follows the first dataset, sweep and promotion decision. Ctrl-C stops every process it started.
 set -euo pipefail
+history=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --history) history=${2:?--history needs a file}; shift 2 ;;
+    *) echo "usage: scripts/run.sh [--history FILE]" >&2; exit 2 ;;
+  esac
+done
+[ -z "$history" ] || [ -r "$history" ] || { echo "cannot read $history" >&2; exit 2; }
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
@@ -50,5 +59,15 @@ for port in 8081 8082 8083 8087 8084 8085 8086; do
   curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { say "a service on port $port is not ready; see .local/logs"; exit 1; }
 done
 say "all services ready: health at /healthz and /readyz, Prometheus metrics at /metrics on each port above"
+if [ -n "$history" ]; then
+  say "backfilling $history"
+  CANDLECAST_LOG_LEVEL=warning "$bin/ingestor" backfill "$history"
+  say "waiting for the dataset, the sweep and the promotion gate (training runs on both trainers)"
+  until curl -fs http://127.0.0.1:8084/v1/runs | grep -q '"status"'; do sleep 2; done
+  while curl -fs http://127.0.0.1:8084/v1/runs | grep -qE '"status" *: *"(queued|running)"'; do sleep 5; done
+  sleep 2
+  curl -fs http://127.0.0.1:8084/v1/models | python3 -m json.tool || true
+  say "registry: http://127.0.0.1:8084/v1/runs   predictor: http://127.0.0.1:8085/v1/forecasts/latest"
+fi
 say "Ctrl-C stops everything"
 wait

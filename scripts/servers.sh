@@ -119,6 +119,7 @@ export CANDLECAST_AMQP_URL=amqp://candlecast@127.0.0.1:$AMQP_PORT/
 export CANDLECAST_AMQP_PASSWORD_FILE=$SECRETS/amqp_password
 export CANDLECAST_DATABASE_URL=postgresql://candlecast@127.0.0.1:$PG_PORT/candlecast
 export CANDLECAST_DATABASE_PASSWORD_FILE=$SECRETS/database_password
+export CANDLECAST_REGISTRY_TOKEN_FILE=$(secret registry_token)
 export CANDLECAST_SERVERS_SCRIPT=$ROOT/scripts/servers.sh
 ENV
 }
