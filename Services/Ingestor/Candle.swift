@@ -56,8 +56,10 @@ enum CandleValidator {
             guard isDecimal(value) else { return .failure(.init("\(name) \(value.debugDescription) is not a non-negative decimal")) }
         }
         if let vwap, !isDecimal(vwap) { return .failure(.init("vwap \(vwap.debugDescription) is not a non-negative decimal")) }
-        // Safe: every value passed isDecimal. Comparisons in Double are exact enough for ordering prices.
-        let o = Double(open)!, h = Double(high)!, l = Double(low)!, c = Double(close)!
+        // Comparisons in Double are exact enough for ordering prices; the stored values stay the exact text.
+        guard let o = Double(open), let h = Double(high), let l = Double(low), let c = Double(close) else {
+            return .failure(.init("prices are not numbers"))
+        }
         guard o > 0, h > 0, l > 0, c > 0 else { return .failure(.init("prices must be positive")) }
         guard l <= o, l <= c, o <= h, c <= h else { return .failure(.init("prices out of order: need low <= open, close <= high")) }
         var tradeCount: Int?
