@@ -8,6 +8,8 @@ struct SeriesRow: Sendable, Equatable {
     /// Exact decimal text, as stored.
     var closeText: String
     var revision: Int
+    /// Exact decimal text; read only when the feature set includes volume.
+    var volumeText: String? = nil
     var close: Double { Double(closeText) ?? .nan }
 }
 
@@ -16,7 +18,10 @@ struct DatasetPolicy: Sendable, Equatable {
     var window = BTCDailyV1.window
     var trainFraction = 0.7
     var validationFraction = 0.1
-    var feature = "close"
+    /// The feature set: the close always; `volume` optionally (CANDLECAST_FEATURES=close,volume). The model
+    /// trains on closes; volumes travel in the windows and dataset versions for models that use them.
+    var includesVolume = false
+    var feature: String { includesVolume ? "close,volume" : "close" }
     /// A new version after this many new candles.
     var newVersionEvery = 30
     /// No version (and so no window) before the series has this many rows.
@@ -38,11 +43,11 @@ struct DatasetSnapshot: Sendable, Equatable {
         contentHash = Self.hash(rows)
     }
 
-    /// FNV-1a 64 over `open_time,close\n` lines: the same rows always give the same hash.
+    /// FNV-1a 64 over `open_time,close[,volume]\n` lines: the same rows always give the same hash.
     static func hash(_ rows: [SeriesRow]) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for row in rows {
-            for byte in "\(row.openTime),\(row.closeText)\n".utf8 {
+            for byte in "\(row.openTime),\(row.closeText)\(row.volumeText.map { "," + $0 } ?? "")\n".utf8 {
                 hash ^= UInt64(byte)
                 hash = hash &* 0x100_0000_01b3
             }
@@ -68,10 +73,12 @@ enum WindowBuilder {
         guard rows.count == windowLength, let first = rows.first, let last = rows.last else { return nil }
         let closes = rows.map(\.close)
         let spannedIntervals = Int((last.openTime - first.openTime) / interval.seconds) + 1
-        return FeatureWindow(
+        var window = FeatureWindow(
             pair: pair, interval: interval, windowEndOpenTime: last.openTime, targetOpenTime: last.openTime + interval.seconds,
             datasetVersion: datasetVersion, closes: closes, scaledCloses: scaler.transform(closes),
             scaler: ScalerBounds(minimum: scaler.minimum, maximum: scaler.maximum), gapIntervals: spannedIntervals - windowLength,
             revision: last.revision)
+        if rows.allSatisfy({ $0.volumeText != nil }) { window.volumes = rows.compactMap { $0.volumeText.flatMap(Double.init) } }
+        return window
     }
 }

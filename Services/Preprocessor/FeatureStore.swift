@@ -16,13 +16,13 @@ struct StoredVersion: Sendable, Equatable {
 /// Reads candles through the ingestor's read contract (`ingest.candles_v1`) and writes the `features`
 /// schema. Every function runs on a connection inside the caller's transaction.
 enum FeatureStore {
-    static func rows(pair: String, interval: CandleInterval, upTo openTime: Int64? = nil, last limit: Int? = nil, on connection: PostgresConnection) throws -> [SeriesRow] {
+    static func rows(pair: String, interval: CandleInterval, upTo openTime: Int64? = nil, last limit: Int? = nil, withVolume: Bool = false, on connection: PostgresConnection) throws -> [SeriesRow] {
         let seconds = Int(interval.seconds)
         let rows: [PostgresRow]
         if let limit {
             rows = try connection.query(
                 """
-                SELECT open_time, close::text, revision FROM ingest.candles_v1
+                SELECT open_time, close::text, revision, volume::text FROM ingest.candles_v1
                 WHERE pair = \(pair) AND interval_seconds = \(seconds) AND open_time <= \(openTime ?? Int64.max)
                 ORDER BY open_time DESC LIMIT \(limit)
                 """
@@ -30,12 +30,16 @@ enum FeatureStore {
         } else {
             rows = try connection.query(
                 """
-                SELECT open_time, close::text, revision FROM ingest.candles_v1
+                SELECT open_time, close::text, revision, volume::text FROM ingest.candles_v1
                 WHERE pair = \(pair) AND interval_seconds = \(seconds) AND open_time <= \(openTime ?? Int64.max)
                 ORDER BY open_time
                 """)
         }
-        return try rows.map { SeriesRow(openTime: try $0.decode(0, as: Int64.self), closeText: try $0.decode(1, as: String.self), revision: try $0.decode(2, as: Int.self)) }
+        return try rows.map {
+            SeriesRow(
+                openTime: try $0.decode(0, as: Int64.self), closeText: try $0.decode(1, as: String.self), revision: try $0.decode(2, as: Int.self),
+                volumeText: withVolume ? try $0.decode(3, as: String.self) : nil)
+        }
     }
 
     static func rowCount(pair: String, interval: CandleInterval, after openTime: Int64, on connection: PostgresConnection) throws -> Int {
@@ -59,7 +63,7 @@ enum FeatureStore {
     /// Snapshots every stored candle as a new version, unless a version with the same rows exists.
     /// Returns the version and whether it was created now (then its `dataset.ready` is in the outbox).
     static func createVersion(pair: String, interval: CandleInterval, policy: DatasetPolicy, reason: String, on connection: PostgresConnection) throws -> (StoredVersion, created: Bool)? {
-        let rows = try rows(pair: pair, interval: interval, on: connection)
+        let rows = try rows(pair: pair, interval: interval, withVolume: policy.includesVolume, on: connection)
         guard rows.count >= policy.minimumRows, let first = rows.first, let last = rows.last else { return nil }
         let snapshot = try DatasetSnapshot(rows: rows, policy: policy)
         let seconds = Int(interval.seconds)
@@ -74,13 +78,14 @@ enum FeatureStore {
         )[0].decode(0, as: Int.self)
         let openTimes = "{" + rows.map { String($0.openTime) }.joined(separator: ",") + "}"
         let closes = "{" + rows.map(\.closeText).joined(separator: ",") + "}"
+        let volumes = policy.includesVolume ? "{" + rows.map { $0.volumeText ?? "NULL" }.joined(separator: ",") + "}" : nil
         try connection.query(
             """
             INSERT INTO features.dataset_versions (pair, interval_seconds, version, feature, window_length, row_count, first_open_time, last_open_time,
-                content_hash, training_end, validation_fraction, scaler_minimum, scaler_maximum, open_times, closes, reason)
+                content_hash, training_end, validation_fraction, scaler_minimum, scaler_maximum, open_times, closes, volumes, reason)
             VALUES (\(pair), \(seconds), \(next), \(policy.feature), \(policy.window), \(rows.count), \(first.openTime), \(last.openTime),
                 \(snapshot.contentHash), \(snapshot.split.trainingEnd), \(policy.validationFraction), \(snapshot.scaler.minimum), \(snapshot.scaler.maximum),
-                \(openTimes)::bigint[], \(closes)::numeric[], \(reason))
+                \(openTimes)::bigint[], \(closes)::numeric[], \(volumes)::numeric[], \(reason))
             """)
         let event = snapshot.readyEvent(pair: pair, interval: interval, version: next, policy: policy)
         try Outbox.enqueue(Envelope(payload: event), routingKey: event.routingKey, exchange: Exchange.events, schema: FeaturesSchema.name, on: connection)
@@ -118,7 +123,8 @@ struct Preprocessing: Sendable {
         let (current, created) = try currentVersion(pair: candle.pair, interval: candle.interval, on: connection)
         outcome.createdVersion = created
         guard let current else { return outcome }
-        let rows = try FeatureStore.rows(pair: candle.pair, interval: candle.interval, upTo: candle.openTime, last: policy.window, on: connection)
+        let rows = try FeatureStore.rows(
+            pair: candle.pair, interval: candle.interval, upTo: candle.openTime, last: policy.window, withVolume: policy.includesVolume, on: connection)
         // Only the window that ends at this very candle (it may have been revised away meanwhile).
         guard rows.last?.openTime == candle.openTime,
             let window = WindowBuilder.window(

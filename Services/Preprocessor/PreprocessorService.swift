@@ -8,7 +8,7 @@ import Storage
 
 /// Preprocessor settings beyond the common ones: `CANDLECAST_FEATURE_WINDOW` (14),
 /// `CANDLECAST_DATASET_EVERY` (30 new candles), `CANDLECAST_DATASET_MIN_ROWS` (100),
-/// `CANDLECAST_TRAIN_FRACTION` (0.7), `CANDLECAST_VALIDATION_FRACTION` (0.1).
+/// `CANDLECAST_TRAIN_FRACTION` (0.7), `CANDLECAST_VALIDATION_FRACTION` (0.1), `CANDLECAST_FEATURES` (close; or close,volume).
 extension DatasetPolicy {
     init(_ environment: EnvironmentReader) throws {
         self.init()
@@ -17,6 +17,11 @@ extension DatasetPolicy {
         minimumRows = try environment.int("CANDLECAST_DATASET_MIN_ROWS", default: minimumRows)
         trainFraction = Double(environment.string("CANDLECAST_TRAIN_FRACTION", default: "\(trainFraction)")) ?? trainFraction
         validationFraction = Double(environment.string("CANDLECAST_VALIDATION_FRACTION", default: "\(validationFraction)")) ?? validationFraction
+        let features = Set(environment.string("CANDLECAST_FEATURES", default: "close").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        guard features.contains("close"), features.isSubset(of: ["close", "volume"]) else {
+            throw ConfigurationError(key: "CANDLECAST_FEATURES", reason: "must be close or close,volume")
+        }
+        includesVolume = features.contains("volume")
         guard window >= 1, newVersionEvery >= 1, minimumRows >= window + 2, trainFraction > 0, trainFraction < 1 else {
             throw ConfigurationError(key: "CANDLECAST_FEATURE_WINDOW/DATASET_*", reason: "need window >= 1, every >= 1, min rows >= window + 2, 0 < train fraction < 1")
         }

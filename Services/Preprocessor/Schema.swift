@@ -51,5 +51,14 @@ enum FeaturesSchema {
                         FROM dataset_versions;
                     """),
             Outbox.migration(version: 2),
+            Migration(
+                version: 3, name: "volume feature",
+                sql: """
+                    ALTER TABLE dataset_versions ADD COLUMN volumes numeric[];
+                    CREATE OR REPLACE VIEW dataset_versions_v1 AS
+                        SELECT pair, interval_seconds, version, feature, window_length, row_count, first_open_time, last_open_time,
+                               content_hash, training_end, validation_fraction, scaler_minimum, scaler_maximum, open_times, closes, created_at, volumes
+                        FROM dataset_versions;
+                    """),
         ])
 }

@@ -35,6 +35,8 @@ public struct FeatureWindow: MessagePayload, Equatable {
     public var gapIntervals: Int
     /// The revision of the newest candle (a revised candle produces a new window).
     public var revision: Int
+    /// Raw volumes, oldest first, when the preprocessor's feature set includes volume; absent otherwise.
+    public var volumes: [Double]?
 
     public init(pair: String, interval: CandleInterval, windowEndOpenTime: Int64, targetOpenTime: Int64, datasetVersion: Int, closes: [Double], scaledCloses: [Double], scaler: ScalerBounds, gapIntervals: Int, revision: Int) {
         self.pair = pair
@@ -50,7 +52,7 @@ public struct FeatureWindow: MessagePayload, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case pair, interval, closes, scaler, revision
+        case pair, interval, closes, scaler, revision, volumes
         case windowEndOpenTime = "window_end_open_time"
         case targetOpenTime = "target_open_time"
         case datasetVersion = "dataset_version"
@@ -64,6 +66,9 @@ public struct FeatureWindow: MessagePayload, Equatable {
         guard scaledCloses.allSatisfy(\.isFinite) else { throw ValidationFailure("scaled_closes must be finite") }
         guard scaler.maximum > scaler.minimum, scaler.minimum.isFinite, scaler.maximum.isFinite else { throw ValidationFailure("scaler bounds are invalid") }
         guard targetOpenTime > windowEndOpenTime else { throw ValidationFailure("target_open_time must follow window_end_open_time") }
+        if let volumes, volumes.count != closes.count || !volumes.allSatisfy({ $0.isFinite && $0 >= 0 }) {
+            throw ValidationFailure("volumes must match closes in length and be non-negative")
+        }
     }
 
     public var routingKey: String { RoutingKey.featuresWindow(pair: pairToken(pair), interval: interval.name) }

@@ -169,6 +169,29 @@ struct PreprocessorIntegrationTests {
         await pipeline.tearDown()
     }
 
+    @Test("with the volume feature configured, windows and dataset versions carry exact volumes too")
+    func volumeFeature() async throws {
+        let pipeline = try await PipelineDatabase.make()
+        var policy = DatasetPolicy()
+        policy.includesVolume = true
+        let preprocessing = Preprocessing(policy: policy)
+        let row = try FakeKraken.Row.load(csv: dataDirectory + "/kraken_XBTUSD_1440_2024.csv")[0]
+        let event = try await pipeline.storeLive(row)
+        let outcome = try await pipeline.client.transaction { try preprocessing.process(event, on: $0) }
+        let window = try #require(outcome.window)
+        #expect(window.volumes?.count == 14)
+        #expect(window.volumes?.last == Double(row.volume))
+        let stored = try await pipeline.client.query("SELECT feature, array_length(volumes, 1), volumes[array_length(volumes, 1)]::text FROM features.dataset_versions_v1")[0]
+        #expect(try stored.decode(0, as: String.self) == "close,volume")
+        #expect(try stored.decode(1, as: Int.self) == 3728)
+        #expect(try stored.decode(2, as: String.self) == row.volume)
+        // Without the feature, windows carry no volumes.
+        let plain = try WindowBuilder.window(
+            rows: sharedRows().prefix(14).map { $0 }, pair: "XBTUSD", interval: .oneDay, windowLength: 14, datasetVersion: 1, scaler: MinMaxScaler(minimum: 1, maximum: 2))
+        #expect(plain?.volumes == nil)
+        await pipeline.tearDown()
+    }
+
     @Test("through RabbitMQ: candle events in, window events out, poison dead-lettered")
     func throughTheBroker() async throws {
         let pipeline = try await PipelineDatabase.make()
