@@ -62,11 +62,28 @@ say "all services ready: health at /healthz and /readyz, Prometheus metrics at /
 if [ -n "$history" ]; then
   say "backfilling $history"
   CANDLECAST_LOG_LEVEL=warning "$bin/ingestor" backfill "$history"
+  # A dataset version of everything stored now (the preprocessor also cuts one by itself as candles arrive);
+  # an unchanged series returns the existing version.
+  say "dataset: $(curl -fs -X POST http://127.0.0.1:8082/v1/datasets/XBTUSD/1d)"
   say "waiting for the dataset, the sweep and the promotion gate (training runs on both trainers)"
   until curl -fs http://127.0.0.1:8084/v1/runs | grep -q '"status"'; do sleep 2; done
   while curl -fs http://127.0.0.1:8084/v1/runs | grep -qE '"status" *: *"(queued|running)"'; do sleep 5; done
   sleep 2
-  curl -fs http://127.0.0.1:8084/v1/models | python3 -m json.tool || true
+  sweep=$(curl -fs http://127.0.0.1:8084/v1/runs | python3 -c "import json, sys; print(json.load(sys.stdin)[0]['sweep_id'])")
+  curl -fs "http://127.0.0.1:8084/v1/sweeps/$sweep" | python3 -c "
+import json, sys
+sweep = json.load(sys.stdin)
+decision = sweep.get('decision') or {}
+print('promotion gate:', 'PROMOTED' if decision.get('promoted') else 'kept as challenger', '-', decision.get('reason', 'pending'))
+for run in sweep.get('runs') or []:
+    print('  run', run['id'], run['status'], 'on', run['trainer'])
+"
+  curl -fs http://127.0.0.1:8084/v1/runs | python3 -c "
+import json, sys
+for run in json.load(sys.stdin):
+    test, naive = run.get('test_metrics') or {}, run.get('naive_metrics') or {}
+    if test: print(f\"  run {run['id']}: batch {run['params']['batch_size']}, test RMSE {test['rmse']:.0f} USD, MASE {test['mase']:.3f} (naive RMSE {naive['rmse']:.0f})\")
+"
   say "registry: http://127.0.0.1:8084/v1/runs   predictor: http://127.0.0.1:8085/v1/forecasts/latest"
 fi
 say "Ctrl-C stops everything"
