@@ -89,6 +89,9 @@ let package = Package(
 
         .executableTarget(name: "LSTMBench", dependencies: ["Forecasting"], path: "Benchmarks/LSTMBench"),
         .executableTarget(
+            name: "ForecastLatencyBench", dependencies: ["Messaging", "Contracts", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/ForecastLatencyBench"),
+        .executableTarget(
             name: "BrokerBench",
             dependencies: ["Messaging", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/BrokerBench"),

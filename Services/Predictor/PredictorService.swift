@@ -32,6 +32,8 @@ struct Predictor: Sendable {
     let latest: LatestForecasts
     let database: PostgresClient
     let logger: Logger
+    /// Woken after each commit that wrote outbox rows, so events leave at once.
+    var relay: OutboxRelay? = nil
 
     /// The champion for a pair and interval: in memory, else fetched once from the registry.
     func model(pair: String, interval: CandleInterval) async throws -> LoadedModel? {
@@ -51,6 +53,7 @@ struct Predictor: Sendable {
             return
         }
         if let forecast = try await database.transaction({ try predictions.forecast(window, with: loaded, on: $0) }) {
+            relay?.wake()
             latest.record(forecast)
             Counter(label: "candlecast_forecasts_total", dimensions: [("pair", forecast.pair), ("interval", forecast.interval.name)]).increment()
         }
@@ -62,12 +65,14 @@ struct Predictor: Sendable {
         logger.notice("model swapped", metadata: ["model": "\(promoted.modelName)", "version": "\(promoted.version)", "previous": "\(promoted.previousVersion.map(String.init) ?? "-")"])
         let predictions = self.predictions
         let forecasts = try await database.transaction { try predictions.forecastParked(pair: promoted.pair, interval: promoted.interval, with: loaded, on: $0) }
+        if !forecasts.isEmpty { relay?.wake() }
         forecasts.forEach(latest.record)
     }
 
     func handle(_ candle: CandleClosed) async throws {
         let predictions = self.predictions
         let scores = try await database.transaction { try predictions.score(candle, on: $0) }
+        if !scores.isEmpty { relay?.wake() }
         for score in scores {
             Counter(label: "candlecast_forecasts_scored_total", dimensions: [("pair", score.pair), ("interval", score.interval.name)]).increment()
         }
@@ -109,9 +114,11 @@ enum PredictorService {
             shared.install(predictor)
         },
         work: { context in
-            let predictor = try shared.current ?? makePredictor(context)
-            try await predictor.warmUp()
             let relay = OutboxRelay(schema: PredictionsSchema.name, database: context.database, publisher: context.publisher, logger: context.logger)
+            var configured = try shared.current ?? makePredictor(context)
+            configured.relay = relay
+            let predictor = configured
+            try await predictor.warmUp()
             let subscriptions = ServiceName.predictor.subscriptions
             guard subscriptions.count == 3 else { return }
             let windows = try context.consumer(for: subscriptions[0], prefetch: 32)

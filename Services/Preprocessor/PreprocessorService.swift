@@ -44,7 +44,7 @@ enum PreprocessorService {
             let logger = context.logger
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { try? await relay.run() }
-                group.addTask { await consume(consumer, preprocessing: preprocessing, database: database, logger: logger) }
+                group.addTask { await consume(consumer, preprocessing: preprocessing, database: database, logger: logger, relay: relay) }
                 await context.waitForShutdown()
                 await consumer.stop()
                 group.cancelAll()
@@ -53,11 +53,12 @@ enum PreprocessorService {
 
     /// Processes candle and backfill events until the consumer stops; each event's effects (processed
     /// mark, dataset version, window in the outbox) commit in one transaction before the ack.
-    static func consume(_ consumer: Consumer, preprocessing: Preprocessing, database: PostgresClient, logger: Logger) async {
+    static func consume(_ consumer: Consumer, preprocessing: Preprocessing, database: PostgresClient, logger: Logger, relay: OutboxRelay? = nil) async {
         await consumer.handle([
             MessageHandler(CandleClosed.self) { envelope, _ in
                 let candle = envelope.payload
                 let outcome = try await database.transaction { try preprocessing.process(candle, on: $0) }
+                if outcome.window != nil || outcome.createdVersion != nil { relay?.wake() }
                 log(outcome, pair: candle.pair, interval: candle.interval, logger: logger)
             },
             MessageHandler(CandlesBackfilled.self) { envelope, _ in
