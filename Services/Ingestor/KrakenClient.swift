@@ -1,5 +1,6 @@
 import Contracts
 import Foundation
+import ServiceKit
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -53,7 +54,7 @@ struct KrakenClient: Sendable {
         let data: Data
         let response: URLResponse
         do {
-            (data, response) = try await URLSession.shared.data(for: request)
+            (data, response) = try await URLSession.shared.fetch(request)
         } catch let error as URLError where error.code == .timedOut {
             throw KrakenError(kind: .timeout, message: "no answer within \(timeout)")
         } catch {

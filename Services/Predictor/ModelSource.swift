@@ -1,5 +1,6 @@
 import Contracts
 import Forecasting
+import ServiceKit
 import Foundation
 import Synchronization
 #if canImport(FoundationNetworking)
@@ -49,7 +50,7 @@ struct RegistryModelSource: Sendable {
     private func get(_ path: String) async throws -> (Data, Int, [String: String]) {
         var request = URLRequest(url: baseURL.appendingPathComponent(path))
         request.timeoutInterval = 30
-        let (data, response) = try await URLSession.shared.data(for: request)
+        let (data, response) = try await URLSession.shared.fetch(request)
         guard let http = response as? HTTPURLResponse else { throw ModelSourceError(description: "no HTTP response from the registry") }
         var headers: [String: String] = [:]
         for (key, value) in http.allHeaderFields { headers["\(key)".lowercased()] = "\(value)" }
