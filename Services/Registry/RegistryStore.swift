@@ -276,13 +276,13 @@ struct RegistryStore: Sendable {
         let model = try TrainedModel(decoding: try artifact(modelName: modelName, version: version, on: connection).content)
         guard let dataset = try connection.query(
             """
-            SELECT d.closes::float8[]::text, d.training_end FROM features.dataset_versions_v1 d
+            SELECT d.closes::float8[], d.training_end FROM features.dataset_versions_v1 d
             JOIN registry.experiments e ON e.pair = d.pair AND e.interval_seconds = d.interval_seconds
             JOIN registry.registered_models m ON m.experiment = e.name
             WHERE m.name = \(modelName) AND d.version = \(datasetVersion)
             """
         ).first else { throw RegistryError(kind: .notFound, description: "dataset version \(datasetVersion) not found") }
-        let closes = try dataset.decode(0, as: String.self).trimmingCharacters(in: CharacterSet(charactersIn: "{}")).split(separator: ",").compactMap { Double($0) }
+        let closes = try dataset.decode(0, as: PostgresDoubleArray.self).values
         let trainingEnd = try dataset.decode(1, as: Int.self)
         return try model.evaluate(closes: closes, targets: trainingEnd..<closes.count).model.rmse
     }

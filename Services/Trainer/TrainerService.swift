@@ -100,13 +100,13 @@ final class TrainingWorker: Sendable {
     private func loadDataset(_ job: TrainingJob) async throws -> [Double] {
         let rows = try await database.query(
             """
-            SELECT closes::float8[]::text FROM features.dataset_versions_v1
+            SELECT closes::float8[] FROM features.dataset_versions_v1
             WHERE pair = \(job.pair) AND interval_seconds = \(Int(job.interval.seconds)) AND version = \(job.datasetVersion)
             """)
-        guard let text = try rows.first?.decode(0, as: String.self) else {
+        guard let closes = try rows.first?.decode(0, as: PostgresDoubleArray.self) else {
             throw JobRejected(description: "dataset version \(job.datasetVersion) of \(job.pair) \(job.interval) does not exist")
         }
-        return text.trimmingCharacters(in: CharacterSet(charactersIn: "{}")).split(separator: ",").compactMap { Double($0) }
+        return closes.values
     }
 
     /// Runs the CPU-bound training on a thread of its own; epoch metrics are published as it goes.

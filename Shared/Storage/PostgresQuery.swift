@@ -251,3 +251,22 @@ private func hexValue(_ character: UInt8) -> UInt8? {
     default: return nil
     }
 }
+
+/// A `float8[]` (or any numeric array cast to it) read from PostgreSQL's text format `{1.5,2,3}`.
+public struct PostgresDoubleArray: PostgresDecodable, Equatable {
+    public let values: [Double]
+
+    public init(postgresText: String) throws(PostgresError) {
+        let body = postgresText.trimmingCharacters(in: CharacterSet(charactersIn: "{}"))
+        guard !body.isEmpty else {
+            values = []
+            return
+        }
+        var values: [Double] = []
+        for element in body.split(separator: ",") {
+            guard let value = Double(element) else { throw decodingError(postgresText, PostgresDoubleArray.self) }
+            values.append(value)
+        }
+        self.values = values
+    }
+}

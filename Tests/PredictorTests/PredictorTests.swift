@@ -63,8 +63,8 @@ final class ForecastingStack: Sendable {
             try store.startSweep(pair: "XBTUSD", interval: .oneDay, datasetVersion: 1, grid: sweepGrid, trigger: "test-\(seed)", on: $0)
         })
         let job = jobs[0]
-        let closes = try await client.query("SELECT closes::float8[]::text FROM features.dataset_versions WHERE version = 1")[0]
-            .decode(0, as: String.self).trimmingCharacters(in: CharacterSet(charactersIn: "{}")).split(separator: ",").compactMap { Double($0) }
+        let closes = try await client.query("SELECT closes::float8[] FROM features.dataset_versions WHERE version = 1")[0]
+            .decode(0, as: PostgresDoubleArray.self).values
         var training = TrainingConfiguration()
         training.epochs = 2
         training.seed = seed

@@ -65,6 +65,9 @@ struct PostgresIntegrationTests {
         #expect(try row.decode("missing", as: String?.self) == nil)
         #expect(throws: PostgresError.self) { try row.decode("missing", as: String.self) }
         #expect(throws: PostgresError.self) { try row.decode("flag", as: Int.self) }
+        let arrays = try await client.query("SELECT ARRAY[1.5, 2, 0.00003, 93429.2]::float8[], '{}'::float8[]")[0]
+        #expect(try arrays.decode(0, as: PostgresDoubleArray.self).values == [1.5, 2, 0.00003, 93429.2])
+        #expect(try arrays.decode(1, as: PostgresDoubleArray.self).values == [])
         await client.close()
     }
 
