@@ -23,7 +23,7 @@ struct IngestorHarness {
     let collector: DeliveryCollector
     let logger = TestEnvironment.logger
 
-    static let dataDirectory = TestEnvironment.repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data").path
+    static let dataDirectory = TestEnvironment.sharedDataDirectory
     static let history = dataDirectory + "/kraken_XBTUSD_1440.csv"
     static let history2024 = dataDirectory + "/kraken_XBTUSD_1440_2024.csv"
     private static let nextPort = SharedList<Int>()

@@ -14,7 +14,7 @@ import Storage
 import TestSupport
 import Testing
 
-let dataDirectory = TestEnvironment.repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data").path
+let dataDirectory = TestEnvironment.sharedDataDirectory
 
 /// History to 2023 with dataset version 1, a registry API on loopback with trained model versions, and a predictor.
 final class ForecastingStack: Sendable {

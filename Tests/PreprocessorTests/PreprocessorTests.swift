@@ -10,7 +10,7 @@ import Storage
 import TestSupport
 import Testing
 
-let dataDirectory = TestEnvironment.repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data").path
+let dataDirectory = TestEnvironment.sharedDataDirectory
 
 /// The shared XBTUSD files as the preprocessor reads them.
 func sharedRows() throws -> [SeriesRow] {

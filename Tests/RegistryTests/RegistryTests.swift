@@ -13,7 +13,7 @@ import TestSupport
 import Testing
 @testable import Trainer
 
-let dataDirectory = TestEnvironment.repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data").path
+let dataDirectory = TestEnvironment.sharedDataDirectory
 
 /// Database with candles 2013-2023 and dataset version 1, the registry's consumers and relay, and trainers.
 final class TrainingPipeline: Sendable {
