@@ -85,7 +85,9 @@ let package = Package(
         .executableTarget(
             name: "Predictor", dependencies: serviceKit + ["Forecasting", .product(name: "Hummingbird", package: "hummingbird")],
             path: "Services/Predictor"),
-        .executableTarget(name: "Monitor", dependencies: serviceKit, path: "Services/Monitor"),
+        .executableTarget(
+            name: "Monitor", dependencies: serviceKit + [.product(name: "Hummingbird", package: "hummingbird"), .product(name: "Metrics", package: "swift-metrics")],
+            path: "Services/Monitor"),
 
         .executableTarget(name: "LSTMBench", dependencies: ["Forecasting"], path: "Benchmarks/LSTMBench"),
         .executableTarget(
@@ -118,6 +120,10 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             path: "Tests/RegistryTests"),
+        .testTarget(
+            name: "MonitorTests",
+            dependencies: ["Monitor", "Ingestor", "KrakenFake", "TestSupport", "ServiceKit", "Contracts", "Messaging", "Storage"],
+            path: "Tests/MonitorTests"),
         .testTarget(
             name: "PredictorTests",
             dependencies: [

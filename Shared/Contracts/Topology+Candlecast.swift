@@ -59,9 +59,12 @@ extension ServiceName {
             ]
         case .monitor:
             return [
-                QueueSubscription(queue: "monitor.metrics", bindingKeys: ["metric.#"]),
+                QueueSubscription(queue: "monitor.metrics", bindingKeys: ["metric.#", RoutingKey.trainingCompleted]),
                 QueueSubscription(queue: "monitor.forecasts", bindingKeys: ["forecast.created.#"]),
-                QueueSubscription(queue: "monitor.candles", bindingKeys: ["candle.closed.#"]),
+                QueueSubscription(queue: "monitor.candles", bindingKeys: ["candle.closed.#", "candle.backfilled.#"]),
+                QueueSubscription(queue: "monitor.models", bindingKeys: ["model.promoted.#"]),
+                // Every event, only counted: how many each service produced.
+                QueueSubscription(queue: "monitor.events", bindingKeys: ["#"]),
             ]
         }
     }
@@ -76,6 +79,14 @@ extension ServiceName {
             ],
             queues: [Topology.Queue(name: deadLetterQueue)],
             bindings: [Topology.Binding(queue: deadLetterQueue, exchange: Exchange.deadLetters, routingKey: deadLetterRoutingKey)])
+        if self == .monitor {
+            // The monitor watches every service's dead-letter queue, so it declares them all (idempotently).
+            for service in ServiceName.allCases where service != self {
+                topology.queues.append(Topology.Queue(name: service.deadLetterQueue))
+                topology.bindings.append(
+                    Topology.Binding(queue: service.deadLetterQueue, exchange: Exchange.deadLetters, routingKey: service.deadLetterRoutingKey))
+            }
+        }
         for subscription in subscriptions {
             topology.queues.append(
                 Topology.Queue(name: subscription.queue, deadLetterExchange: Exchange.deadLetters, deadLetterRoutingKey: deadLetterRoutingKey))

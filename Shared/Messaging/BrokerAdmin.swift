@@ -11,6 +11,15 @@ public enum BrokerAdmin {
         try await withSession(configuration) { Int(try $0.messageCount(queue: queue)) }
     }
 
+    /// Depths of several queues over one connection; every queue must exist.
+    public static func messageCounts(queues: [String], configuration: BrokerConfiguration) async throws -> [String: Int] {
+        try await withSession(configuration) { session in
+            var counts: [String: Int] = [:]
+            for queue in queues { counts[queue] = Int(try session.messageCount(queue: queue)) }
+            return counts
+        }
+    }
+
     public static func purge(queue: String, configuration: BrokerConfiguration) async throws {
         try await withSession(configuration) { try $0.purge(queue: queue) }
     }

@@ -33,6 +33,12 @@ public struct EnvironmentReader: Sendable {
         return value
     }
 
+    public func double(_ key: String, default defaultValue: Double) throws(ConfigurationError) -> Double {
+        guard let text = values[key], !text.isEmpty else { return defaultValue }
+        guard let value = Double(text), value.isFinite else { throw ConfigurationError(key: key, reason: "\(text.debugDescription) is not a finite number") }
+        return value
+    }
+
     /// `KEY`, else the trimmed contents of the file at `KEY_FILE`, else nil.
     public func secret(_ key: String) throws(ConfigurationError) -> String? {
         if let value = values[key], !value.isEmpty { return value }

@@ -3,7 +3,7 @@ import Hummingbird
 import Prometheus
 
 /// `/healthz` (the process is up), `/readyz` (its broker and database connections are up and its schema
-/// is migrated: 200, else 503 with the failing checks) and `/metrics` (Prometheus text format).
+/// is migrated: 200, else 503 with the failing checks) and `/metrics` (Prometheus text format, with HELP).
 public enum HealthRoutes {
     public static func add(to router: Router<BasicRequestContext>, readiness: Readiness, metrics: PrometheusCollectorRegistry) {
         router.get("healthz") { _, _ in
@@ -15,9 +15,10 @@ public enum HealthRoutes {
             return jsonResponse(ready ? .ok : .serviceUnavailable, ["status": ready ? "ready" : "not ready", "checks": checks])
         }
         router.get("metrics") { _, _ in
-            Response(
+            let exposition = MetricHelp.annotate(String(decoding: metrics.emitToBuffer(), as: UTF8.self))
+            return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))
+                body: ResponseBody(byteBuffer: ByteBuffer(string: exposition)))
         }
     }
 

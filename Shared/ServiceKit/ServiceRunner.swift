@@ -19,9 +19,14 @@ public struct ServiceDefinition: Sendable {
     public var routes: @Sendable (Router<BasicRequestContext>, ServiceContext) -> Void
     /// The service's work, started once its schema is migrated; cancelled on graceful shutdown.
     public var work: @Sendable (ServiceContext) async throws -> Void
+    /// Bucket bounds of the service's value histograms (swift-metrics recorders that aggregate), by metric name.
+    public var histogramBuckets: [String: [Double]]
+    /// Bucket bounds of the service's timers, by metric name.
+    public var durationBuckets: [String: [Duration]]
 
     public init(
         name: ServiceName, defaultHTTPPort: Int, migrations: SchemaMigrations?,
+        histogramBuckets: [String: [Double]] = [:], durationBuckets: [String: [Duration]] = [:],
         routes: @escaping @Sendable (Router<BasicRequestContext>, ServiceContext) -> Void = { _, _ in },
         work: @escaping @Sendable (ServiceContext) async throws -> Void
     ) {
@@ -30,6 +35,8 @@ public struct ServiceDefinition: Sendable {
         self.migrations = migrations
         self.routes = routes
         self.work = work
+        self.histogramBuckets = histogramBuckets
+        self.durationBuckets = durationBuckets
     }
 }
 
@@ -80,7 +87,10 @@ public enum ServiceRunner {
         }
         bootstrapLogging(configuration)
         let metricsRegistry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metricsRegistry))
+        var metricsFactory = PrometheusMetricsFactory(registry: metricsRegistry)
+        metricsFactory.valueHistogramBuckets = definition.histogramBuckets
+        metricsFactory.durationHistogramBuckets = definition.durationBuckets
+        MetricsSystem.bootstrap(metricsFactory)
         let logger = Logger(label: serviceName)
 
         let database = PostgresClient(
