@@ -15,7 +15,9 @@ let package = Package(
         .executable(name: "registry", targets: ["Registry"]),
         .executable(name: "predictor", targets: ["Predictor"]),
         .executable(name: "monitor", targets: ["Monitor"]),
+        .executable(name: "candlecast", targets: ["Admin"]),
         .executable(name: "fake-kraken", targets: ["FakeKrakenServer"]),
+        .library(name: "CandlecastClient", targets: ["CandlecastClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
@@ -55,6 +57,9 @@ let package = Package(
             ],
             path: "Shared/Storage"),
         .target(name: "Contracts", dependencies: ["Messaging"], path: "Shared/Contracts"),
+        .target(
+            name: "CandlecastClient", dependencies: ["Contracts", "Messaging", .product(name: "Logging", package: "swift-log")],
+            path: "Shared/CandlecastClient"),
         .target(name: "Forecasting", dependencies: ["CBLAS"], path: "Shared/Forecasting"),
         .target(
             name: "ServiceKit",
@@ -85,6 +90,10 @@ let package = Package(
         .executableTarget(
             name: "Predictor", dependencies: serviceKit + ["Forecasting", .product(name: "Hummingbird", package: "hummingbird")],
             path: "Services/Predictor"),
+        .executableTarget(
+            name: "Admin",
+            dependencies: serviceKit + ["CandlecastClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Services/Admin"),
         .executableTarget(
             name: "Monitor", dependencies: serviceKit + [.product(name: "Hummingbird", package: "hummingbird"), .product(name: "Metrics", package: "swift-metrics")],
             path: "Services/Monitor"),

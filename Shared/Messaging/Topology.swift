@@ -17,16 +17,22 @@ public struct Topology: Sendable, Equatable {
         public var deadLetterExchange: String?
         /// The routing key those dead letters carry (`x-dead-letter-routing-key`).
         public var deadLetterRoutingKey: String?
-        public init(name: String, deadLetterExchange: String? = nil, deadLetterRoutingKey: String? = nil) {
+        /// The broker deletes the queue after it has had no consumer for this long (`x-expires`); nil keeps it.
+        public var expiresAfter: Duration?
+        public init(name: String, deadLetterExchange: String? = nil, deadLetterRoutingKey: String? = nil, expiresAfter: Duration? = nil) {
             self.name = name
             self.deadLetterExchange = deadLetterExchange
             self.deadLetterRoutingKey = deadLetterRoutingKey
+            self.expiresAfter = expiresAfter
         }
 
         var arguments: [String: HeaderValue] {
             var arguments: [String: HeaderValue] = [:]
             if let deadLetterExchange { arguments["x-dead-letter-exchange"] = .string(deadLetterExchange) }
             if let deadLetterRoutingKey { arguments["x-dead-letter-routing-key"] = .string(deadLetterRoutingKey) }
+            if let expiresAfter {
+                arguments["x-expires"] = .int(expiresAfter.components.seconds * 1000 + expiresAfter.components.attoseconds / 1_000_000_000_000_000)
+            }
             return arguments
         }
     }

@@ -1,0 +1,74 @@
+@_exported import Contracts
+import Logging
+@_exported import struct Messaging.BrokerConfiguration
+import Messaging
+
+/// Receives Candlecast's forecasts (`forecast.created` events) as typed values.
+///
+/// Delivery is at-least-once: a forecast is acknowledged only after your handler returns, so one that was
+/// being handled when your program stopped comes again. A forecast is identified by pair, interval,
+/// target open time and model version; make your handling idempotent on those four.
+///
+///     let broker = try BrokerConfiguration(url: "amqp://me@broker:5672/", password: secret)
+///     let subscriber = try ForecastSubscriber(broker: broker, options: .init(queue: "my-app.forecasts", pair: "XBTUSD"))
+///     await subscriber.forecasts { forecast in print(forecast.pair, forecast.predictedClose) }
+public final class ForecastSubscriber: Sendable {
+    public struct Options: Sendable {
+        /// A durable queue of your own: forecasts wait in it while your program is down. nil: a temporary
+        /// queue, deleted by the broker a minute after the subscriber goes away (for tailing).
+        public var queue: String?
+        /// Only this pair (e.g. "XBTUSD"); nil for every pair.
+        public var pair: String?
+        /// Only this interval; nil for every interval.
+        public var interval: CandleInterval?
+        /// Forecasts delivered ahead of your handler.
+        public var prefetch: UInt16
+
+        public init(queue: String? = nil, pair: String? = nil, interval: CandleInterval? = nil, prefetch: UInt16 = 16) {
+            self.queue = queue
+            self.pair = pair
+            self.interval = interval
+            self.prefetch = prefetch
+        }
+    }
+
+    /// The queue the subscriber reads; its undecodable messages go to `<queue>.dead-letters`.
+    public let queue: String
+    private let consumer: Consumer
+
+    public init(broker: BrokerConfiguration, options: Options = Options(), logger: Logger = Logger(label: "candlecast.client")) throws {
+        let temporary = options.queue == nil
+        queue = options.queue ?? "candlecast.client.\(UInt64.random(in: 0...UInt64.max))"
+        let expiry: Duration? = temporary ? .seconds(60) : nil
+        let deadLetters = queue + ".dead-letters"
+        let routingKey = RoutingKey.forecastCreated(pair: options.pair.map(pairToken) ?? "*", interval: options.interval?.name ?? "*")
+        let topology = Topology(
+            exchanges: [Topology.Exchange(name: Exchange.events, kind: .topic), Topology.Exchange(name: Exchange.deadLetters, kind: .topic)],
+            queues: [
+                Topology.Queue(name: queue, deadLetterExchange: Exchange.deadLetters, deadLetterRoutingKey: deadLetters, expiresAfter: expiry),
+                Topology.Queue(name: deadLetters, expiresAfter: expiry),
+            ],
+            bindings: [
+                Topology.Binding(queue: queue, exchange: Exchange.events, routingKey: routingKey),
+                Topology.Binding(queue: deadLetters, exchange: Exchange.deadLetters, routingKey: deadLetters),
+            ])
+        // No dead-letter publisher: a forecast that does not decode is rejected and the broker moves it to
+        // the queue's dead-letter queue (x-dead-letter-exchange), so nothing is dropped.
+        consumer = try Consumer(
+            configuration: broker, options: Consumer.Options(queue: queue, prefetch: options.prefetch, topology: topology), logger: logger)
+    }
+
+    /// True while connected to the broker (it reconnects by itself).
+    public var isConnected: Bool { consumer.isConnected }
+
+    /// Calls `handler` for every forecast until `stop()`. A handler that throws gets the forecast again a
+    /// second later.
+    public func forecasts(_ handler: @escaping @Sendable (ForecastCreated) async throws -> Void) async {
+        await consumer.handle(ForecastCreated.self) { envelope, _ in try await handler(envelope.payload) }
+    }
+
+    /// Stops receiving; forecasts not yet acknowledged stay in the queue.
+    public func stop() async {
+        await consumer.stop()
+    }
+}
