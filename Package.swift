@@ -111,7 +111,10 @@ let package = Package(
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "Contracts", "TestSupport"], path: "Tests/MessagingTests"),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "TestSupport"], path: "Tests/StorageTests"),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "TestSupport"], path: "Tests/ServiceKitTests"),
-        .testTarget(name: "SystemTests", dependencies: ["TestSupport"], path: "Tests/SystemTests"),
+        .testTarget(
+            name: "ContractsTests", dependencies: ["CandlecastClient", "Contracts", "Messaging", "TestSupport"], path: "Tests/ContractsTests"),
+        .testTarget(
+            name: "SystemTests", dependencies: ["TestSupport", "CandlecastClient", "Contracts", "Messaging", "KrakenFake"], path: "Tests/SystemTests"),
         .target(name: "KrakenFake", dependencies: [.product(name: "Hummingbird", package: "hummingbird")], path: "Tests/KrakenFake"),
         .executableTarget(
             name: "FakeKrakenServer", dependencies: ["KrakenFake", .product(name: "Hummingbird", package: "hummingbird")],

@@ -6,6 +6,7 @@
 #   scripts/servers.sh stop      stop both (and the epmd that RabbitMQ started), by pid
 #   scripts/servers.sh status
 #   scripts/servers.sh rabbit-stop-app | rabbit-start-app | rabbit-restart | postgres-restart   (fault tests)
+#   scripts/servers.sh vhost-add NAME | vhost-delete NAME                                     (isolated tests)
 #
 # Ports: CANDLECAST_AMQP_PORT (5672), CANDLECAST_PG_PORT (55432). Passwords are generated once into
 # .local/secrets/ and handed to services through *_FILE variables in .local/env.
@@ -151,6 +152,11 @@ case "${1:-}" in
   rabbit-stop-app) HOME="$RABBIT_DIR" "$RABBITMQCTL" -q stop_app ;;
   rabbit-start-app) HOME="$RABBIT_DIR" "$RABBITMQCTL" -q start_app ;;
   rabbit-restart) stop_rabbit; start_rabbit ;;
+  # A virtual host of its own isolates a test's queues from every other run on the same broker.
+  vhost-add)
+    HOME="$RABBIT_DIR" "$RABBITMQCTL" -q add_vhost "${2:?vhost name}" >/dev/null
+    HOME="$RABBIT_DIR" "$RABBITMQCTL" -q set_permissions -p "$2" candlecast '.*' '.*' '.*' >/dev/null ;;
+  vhost-delete) HOME="$RABBIT_DIR" "$RABBITMQCTL" -q delete_vhost "${2:?vhost name}" >/dev/null ;;
   postgres-restart) as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w restart -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DIR -c max_connections=200" >/dev/null ;;
-  *) echo "usage: $0 start|stop|status|rabbit-stop-app|rabbit-start-app|rabbit-restart|postgres-restart" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|rabbit-stop-app|rabbit-start-app|rabbit-restart|postgres-restart|vhost-add NAME|vhost-delete NAME" >&2; exit 2 ;;
 esac

@@ -8,8 +8,25 @@ scripts/servers.sh start
 # shellcheck source=/dev/null
 source .local/env
 
+# What the tests drive besides the servers: promtool (Prometheus config, rules, /metrics), headless
+# Chromium (the dashboard), docker-compose (the compose file is validated, not run) and pika (the example).
+test_packages=(prometheus chromium docker-compose fonts-dejavu-core)
+missing=()
+for package in "${test_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  echo "[test] installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  # policy-rc.d 101: Prometheus must not start a system-wide server.
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null && $sudo chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $sudo rm -f /usr/sbin/policy-rc.d
+fi
+
 # The published API documents must stay valid OpenAPI (openapi-spec-validator from PyPI).
-python3 -c "import openapi_spec_validator" 2>/dev/null || python3 -m pip install -q openapi-spec-validator pyyaml
+python3 -c "import openapi_spec_validator, yaml, pika" 2>/dev/null || python3 -m pip install -q openapi-spec-validator pyyaml pika
 python3 - <<'PY'
 import sys, yaml
 from openapi_spec_validator import validate

@@ -30,7 +30,10 @@ struct Backfill: AsyncParsableCommand {
     func run() async throws {
         try await reporting {
             guard FileManager.default.isReadableFile(atPath: file) else { throw CommandFailure.refused("cannot read \(file)") }
-            let ingestor = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("ingestor").path
+            guard let directory = Bundle.main.executableURL?.resolvingSymlinksInPath().deletingLastPathComponent() else {
+                throw CommandFailure.refused("cannot tell where this executable is")
+            }
+            let ingestor = directory.appendingPathComponent("ingestor").path
             guard FileManager.default.isExecutableFile(atPath: ingestor) else { throw CommandFailure.refused("\(ingestor) is missing: build the ingestor too") }
             var arguments = [ingestor, "backfill", file, "--pair", series.pair, "--interval", series.interval]
             if restart { arguments.append("--restart") }
@@ -282,7 +285,7 @@ struct Status: AsyncParsableCommand {
             print("")
             let interval = try series.candleInterval()
             if let latest = try? await ServiceHTTP(base: endpoints.predictor).get("/v1/forecasts/latest?pair=\(series.pair)&interval=\(interval.name)") {
-                print("latest forecast: \(series.pair) \(interval.name) close of \(Forecasts.Tail.day(Int64(latest["target_open_time"].number ?? 0))): \(latest["predicted_close"]) USD by \(latest["model_name"]) v\(latest["model_version"])")
+                print("latest forecast: \(series.pair) \(interval.name) close of \(Forecasts.Tail.day(Int64(latest["target_open_time"].number ?? 0))): \(String(format: "%.2f", latest["predicted_close"].number ?? 0)) USD by \(latest["model_name"]) v\(latest["model_version"])")
             } else {
                 print("latest forecast: none yet")
             }

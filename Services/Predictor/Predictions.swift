@@ -20,6 +20,7 @@ struct Predictions: Sendable {
         guard predicted.isFinite, predicted > 0, let lastClose = window.closes.last else {
             throw PermanentFailure("the model produced \(predicted) for the window ending \(window.windowEndOpenTime)")
         }
+        try lockTarget(pair: window.pair, interval: window.interval, openTime: window.targetOpenTime, on: connection)
         let ageSeconds = Double(maximumModelAge.components.seconds)
         let forecast = ForecastCreated(
             pair: window.pair, interval: window.interval, targetOpenTime: window.targetOpenTime, predictedClose: predicted, lastClose: lastClose,
@@ -36,25 +37,53 @@ struct Predictions: Sendable {
         ).affectedRows
         guard inserted == 1 else { return nil }
         try Outbox.enqueue(Envelope(payload: forecast), routingKey: forecast.routingKey, exchange: Exchange.events, schema: PredictionsSchema.name, on: connection)
+        let known = try connection.query(
+            """
+            SELECT close FROM predictions.actuals
+            WHERE pair = \(forecast.pair) AND interval_seconds = \(Int(forecast.interval.seconds)) AND open_time = \(forecast.targetOpenTime)
+            """
+        ).first
+        if let actual = try known?.decode(0, as: Double.self) {
+            _ = try score(pair: forecast.pair, interval: forecast.interval, openTime: forecast.targetOpenTime, actual: actual, on: connection)
+        }
         return forecast
     }
 
     /// Scores every forecast of the candle's open time (once; again if the candle was revised).
     func score(_ candle: CandleClosed, on connection: PostgresConnection) throws -> [ForecastScored] {
-        guard let actual = Double(candle.close), actual > 0 else { throw PermanentFailure("close \(candle.close) is not a positive number") }
+        guard let actual = Double(candle.close), actual.isFinite, actual > 0 else { throw PermanentFailure("close \(candle.close) is not a positive number") }
+        try lockTarget(pair: candle.pair, interval: candle.interval, openTime: candle.openTime, on: connection)
+        try connection.execute(
+            """
+            INSERT INTO predictions.actuals (pair, interval_seconds, open_time, close)
+            VALUES (\(candle.pair), \(Int(candle.interval.seconds)), \(candle.openTime), \(actual))
+            ON CONFLICT (pair, interval_seconds, open_time) DO UPDATE SET close = EXCLUDED.close
+            """)
+        return try score(pair: candle.pair, interval: candle.interval, openTime: candle.openTime, actual: actual, on: connection)
+    }
+
+    /// Forecasting a target and recording its actual take this lock first: otherwise each transaction could
+    /// miss the other's uncommitted row (the forecast not yet visible to the score, the actual not yet visible
+    /// to the forecast) and the forecast would never be scored.
+    private func lockTarget(pair: String, interval: CandleInterval, openTime: Int64, on connection: PostgresConnection) throws {
+        try connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(pair) || '/' || \(Int(interval.seconds)) || '/' || \(openTime), 0))")
+    }
+
+    /// Scores the forecasts of one target against its actual close (again only if the close changed).
+    private func score(pair: String, interval: CandleInterval, openTime: Int64, actual: Double, on connection: PostgresConnection) throws -> [ForecastScored] {
         let rows = try connection.query(
             """
             UPDATE predictions.forecasts SET actual_close = \(actual), error = predicted_close - \(actual),
                 absolute_error = abs(predicted_close - \(actual)), percentage_error = abs(predicted_close - \(actual)) / \(actual) * 100,
                 naive_absolute_error = abs(last_close - \(actual)), scored_at = now()
-            WHERE pair = \(candle.pair) AND interval_seconds = \(Int(candle.interval.seconds)) AND target_open_time = \(candle.openTime)
+            WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) AND target_open_time = \(openTime)
                 AND actual_close IS DISTINCT FROM \(actual)
             RETURNING model_name, model_version, predicted_close, error, absolute_error, percentage_error, naive_absolute_error
             """)
         var scores: [ForecastScored] = []
         for row in rows {
             let score = ForecastScored(
-                pair: candle.pair, interval: candle.interval, targetOpenTime: candle.openTime, modelName: try row.decode(0, as: String.self),
+                pair: pair, interval: interval, targetOpenTime: openTime, modelName: try row.decode(0, as: String.self),
                 modelVersion: try row.decode(1, as: Int.self), predictedClose: try row.decode(2, as: Double.self), actualClose: actual,
                 error: try row.decode(3, as: Double.self), absoluteError: try row.decode(4, as: Double.self),
                 percentageError: try row.decode(5, as: Double.self), naiveAbsoluteError: try row.decode(6, as: Double.self))

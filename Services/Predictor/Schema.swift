@@ -43,5 +43,19 @@ enum PredictionsSchema {
                     );
                     """),
             Outbox.migration(version: 2),
+            Migration(
+                version: 3, name: "actuals",
+                sql: """
+                    -- Actual closes seen on candle.closed. Events can overtake each other (a candle before the
+                    -- window that forecasts it, after downtime or in a fast replay): a forecast stored after its
+                    -- actual is scored at once from here.
+                    CREATE TABLE actuals (
+                        pair text NOT NULL,
+                        interval_seconds integer NOT NULL,
+                        open_time bigint NOT NULL,
+                        close double precision NOT NULL,
+                        PRIMARY KEY (pair, interval_seconds, open_time)
+                    );
+                    """),
         ])
 }

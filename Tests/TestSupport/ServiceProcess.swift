@@ -10,7 +10,7 @@ public final class ServiceProcess: Sendable {
     public let logFile: String
 
     /// Starts `.build/debug/<name>` (or `$CANDLECAST_BIN_DIR/<name>`) with the test servers' variables plus `environment`.
-    public init(_ name: String, environment: [String: String]) throws {
+    public init(_ name: String, arguments: [String] = [], environment: [String: String]) throws {
         let binDirectory = ProcessInfo.processInfo.environment["CANDLECAST_BIN_DIR"]
             ?? TestEnvironment.repositoryRoot.appendingPathComponent(".build/debug").path
         let executable = binDirectory + "/" + name
@@ -22,7 +22,7 @@ public final class ServiceProcess: Sendable {
         var variables = ProcessInfo.processInfo.environment.merging(TestEnvironment.variables) { $1 }
         variables.merge(environment) { $1 }
         let envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(executable), nil]
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
         defer {
             envp.forEach { free($0) }
             argv.forEach { free($0) }

@@ -55,8 +55,8 @@ public enum TestEnvironment {
     }()
 
     /// Runs `scripts/servers.sh <command>` (fault injection: stop the broker, restart the database...).
-    public static func servers(_ command: String) async throws {
-        let status = try await run(repositoryRoot.appendingPathComponent("scripts/servers.sh").path, [command])
+    public static func servers(_ command: String, _ arguments: String...) async throws {
+        let status = try await run(repositoryRoot.appendingPathComponent("scripts/servers.sh").path, [command] + arguments)
         guard status == 0 else { throw TestSetupError("scripts/servers.sh \(command) exited \(status)") }
     }
 

@@ -1,0 +1,145 @@
+import CandlecastClient
+import Foundation
+import Logging
+import Messaging
+import TestSupport
+import Testing
+
+/// docs/asyncapi.yaml is what a program in another language follows: it must say what the code sends.
+@Suite("Message contract document")
+struct MessageContractTests {
+    /// One value of every payload type, with every optional field set, as the services would send it.
+    static let samples: [any MessagePayload] = {
+        let id = UUID()
+        let scores = ForecastScores(rmse: 1, mae: 1, mape: 1, r2: 0.9, mase: 0.99)
+        var window = FeatureWindow(
+            pair: "XBTUSD", interval: .oneDay, windowEndOpenTime: 86_400, targetOpenTime: 172_800, datasetVersion: 1, closes: [1, 2],
+            scaledCloses: [0, 1], scaler: ScalerBounds(minimum: 1, maximum: 2), gapIntervals: 0, revision: 0)
+        window.volumes = [3, 4]
+        return [
+            CandleClosed(pair: "XBTUSD", interval: .oneDay, openTime: 86_400, open: "1", high: "2", low: "1", close: "2", volume: "3", trades: 4, revision: 0),
+            CandlesBackfilled(pair: "XBTUSD", interval: .oneDay, firstOpenTime: 0, lastOpenTime: 86_400, inserted: 2, updated: 0, rejected: 0, source: "history:x.csv"),
+            window,
+            DatasetReady(
+                pair: "XBTUSD", interval: .oneDay, version: 1, rowCount: 10, firstOpenTime: 0, lastOpenTime: 9 * 86_400, contentHash: "ab", window: 14,
+                feature: "close", trainingEnd: 7, validationFraction: 0.1, scaler: ScalerBounds(minimum: 1, maximum: 2)),
+            TrainingJob(jobID: id, sweepID: id, experiment: "e", modelName: "m", pair: "XBTUSD", interval: .oneDay, datasetVersion: 1, parameters: TrainingParameters()),
+            TrainingCompleted(
+                jobID: id, sweepID: id, trainer: "t", succeeded: true, error: "none", epochsRun: 3, bestEpoch: 2, validationLoss: 0.1, trainSeconds: 1,
+                test: scores, naive: scores, artifact: "AAAA", artifactCRC32: 7),
+            TrainingEpochMetric(jobID: id, trainer: "t", epoch: 1, loss: 0.1, validationLoss: 0.2, learningRate: 0.001, seconds: 1),
+            ModelPromoted(modelName: "m", alias: "champion", version: 2, previousVersion: 1, reason: "r", pair: "XBTUSD", interval: .oneDay, datasetVersion: 1, artifactCRC32: 7),
+            ForecastCreated(
+                pair: "XBTUSD", interval: .oneDay, targetOpenTime: 172_800, predictedClose: 2, lastClose: 1, modelName: "m", modelVersion: 2, datasetVersion: 1,
+                producedAt: Date(), stale: false),
+            ForecastScored(
+                pair: "XBTUSD", interval: .oneDay, targetOpenTime: 172_800, modelName: "m", modelVersion: 2, predictedClose: 2, actualClose: 1.5, error: 0.5,
+                absoluteError: 0.5, percentageError: 33, naiveAbsoluteError: 0.5),
+        ]
+    }()
+
+    @Test("every message type of the catalogue is documented with its routing key, producer, schema version and exact fields")
+    func documentMatchesCode() async throws {
+        let document = try await Self.asyncAPI()
+        let channels = try #require(document["channels"] as? [String: Any])
+        let messages = try #require((document["components"] as? [String: Any])?["messages"] as? [String: [String: Any]])
+        #expect(Set(Self.samples.map { type(of: $0).messageType }) == Set(MessageCatalog.all.map(\.type)))
+        #expect(messages.count == MessageCatalog.all.count)
+        for kind in MessageCatalog.all {
+            let channel = kind.routingKey.replacingOccurrences(of: "<", with: "{").replacingOccurrences(of: ">", with: "}")
+            #expect(channels[channel] != nil, "no channel \(channel) for \(kind.type)")
+            let entry = try #require(messages.values.first { $0["name"] as? String == kind.type }, "no message named \(kind.type)")
+            #expect(entry["x-producer"] as? String == kind.producer.rawValue)
+            #expect(entry["x-schema-version"] as? Int == kind.schemaVersion)
+            let payload = try #require(entry["payload"] as? [String: Any])
+            let documented = Set((payload["properties"] as? [String: Any] ?? [:]).keys)
+            let required = Set(payload["required"] as? [String] ?? [])
+            let sample = try #require(Self.samples.first { type(of: $0).messageType == kind.type })
+            let encoded = try #require(JSONSerialization.jsonObject(with: try JSONEncoder().encode(sample)) as? [String: Any])
+            #expect(Set(encoded.keys) == documented, "\(kind.type): the code sends \(encoded.keys.sorted()), the document lists \(documented.sorted())")
+            #expect(required.isSubset(of: documented))
+        }
+    }
+
+    static func asyncAPI() async throws -> [String: Any] {
+        let path = TestEnvironment.repositoryRoot.appendingPathComponent("docs/asyncapi.yaml").path
+        let output = NSTemporaryDirectory() + "candlecast-asyncapi.json"
+        let status = try await TestEnvironment.run(
+            "/bin/sh", ["-c", "python3 -c 'import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), open(sys.argv[2], \"w\"))' \(path) \(output)"])
+        guard status == 0, let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output))) as? [String: Any] else {
+            throw TestSetupError("cannot read docs/asyncapi.yaml as YAML (\(status))")
+        }
+        return object
+    }
+}
+
+/// The Swift client library and the Python example, against the real broker.
+@Suite("Forecast subscribers", .serialized)
+struct ForecastSubscriberTests {
+    static func forecast(day: Int64, version: Int = 1) -> ForecastCreated {
+        ForecastCreated(
+            pair: "XBTUSD", interval: .oneDay, targetOpenTime: 1_704_067_200 + day * 86_400, predictedClose: 40_000 + Double(day), lastClose: 39_000,
+            modelName: "lstm-xbtusd-1d", modelVersion: version, datasetVersion: 1, producedAt: Date(timeIntervalSince1970: 1_750_000_000), stale: false)
+    }
+
+    @Test("CandlecastClient: typed forecasts in order, acked after the handler; an undecodable one goes to the subscriber's dead-letter queue")
+    func swiftClient() async throws {
+        let broker = try TestEnvironment.broker()
+        let queue = TestEnvironment.uniqueName("test.client")
+        let subscriber = try ForecastSubscriber(broker: broker, options: .init(queue: queue, pair: "XBTUSD"), logger: TestEnvironment.logger)
+        let publisher = try Publisher(configuration: broker, options: Publisher.Options(), logger: TestEnvironment.logger)
+        try await eventually("the subscriber connected") { subscriber.isConnected }
+        let sent = (0..<20).map { Self.forecast(day: $0) }
+        var messages = try sent.map { try EnvelopeCodec.encode(Envelope(payload: $0), exchange: Exchange.events, routingKey: $0.routingKey) }
+        messages.insert(
+            OutgoingMessage(
+                exchange: Exchange.events, routingKey: "forecast.created.xbtusd.1d", body: Array(#"{"pair": 5}"#.utf8),
+                properties: MessageProperties(contentType: "application/json", type: ForecastCreated.messageType, headers: [schemaVersionHeader: .int(1)])),
+            at: 10)
+        // Another pair is not delivered to a subscriber of XBTUSD.
+        var other = Self.forecast(day: 99)
+        other.pair = "ETHUSD"
+        messages.append(try EnvelopeCodec.encode(Envelope(payload: other), exchange: Exchange.events, routingKey: other.routingKey))
+        try await publisher.publish(contentsOf: messages)
+
+        let received = SharedList<ForecastCreated>()
+        let task = Task { await subscriber.forecasts { received.append($0) } }
+        try await eventually("20 forecasts") { received.values.count == 20 }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(received.values == sent)
+        try await eventually("the undecodable message dead-lettered") {
+            (try? await BrokerAdmin.messageCount(queue: queue + ".dead-letters", configuration: broker)) == 1
+        }
+        await subscriber.stop()
+        await task.value
+        #expect(try await BrokerAdmin.messageCount(queue: queue, configuration: broker) == 0)
+        for name in [queue, queue + ".dead-letters"] { try await BrokerAdmin.delete(queue: name, configuration: broker) }
+        await publisher.close()
+    }
+
+    @Test("the pika example prints every forecast published to its queue")
+    func pikaExample() async throws {
+        let broker = try TestEnvironment.broker()
+        let queue = TestEnvironment.uniqueName("test.pika")
+        // Declared as the example declares it (durable, bound to its pattern), so nothing published before it starts is missed.
+        try await BrokerAdmin.declare(
+            Topology(
+                exchanges: [Topology.Exchange(name: Exchange.events, kind: .topic)], queues: [Topology.Queue(name: queue)],
+                bindings: [Topology.Binding(queue: queue, exchange: Exchange.events, routingKey: "forecast.created.xbtusd.*")]),
+            configuration: broker)
+        let publisher = try Publisher(configuration: broker, options: Publisher.Options(), logger: TestEnvironment.logger)
+        let sent = (0..<5).map { Self.forecast(day: $0, version: 7) }
+        try await publisher.publish(contentsOf: sent.map { try EnvelopeCodec.encode(Envelope(payload: $0), exchange: Exchange.events, routingKey: $0.routingKey) })
+        let lines = try await PikaExample.run(queue: queue, pair: "xbtusd", count: 5)
+        #expect(lines.count == 5)
+        for (line, forecast) in zip(lines, sent) {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            #expect(object["target_open_time"] as? Int64 == forecast.targetOpenTime)
+            #expect(object["predicted_close"] as? Double == forecast.predictedClose)
+            #expect(object["model_version"] as? Int == 7)
+        }
+        #expect(try await BrokerAdmin.messageCount(queue: queue, configuration: broker) == 0)
+        try await BrokerAdmin.delete(queue: queue, configuration: broker)
+        await publisher.close()
+    }
+}
