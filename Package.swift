@@ -145,7 +145,7 @@ let package = Package(
             path: "Tests/PredictorTests"),
         .target(
             name: "TestSupport",
-            dependencies: ["Messaging", "Storage", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Messaging", "Storage", "Contracts", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport"),
     ],
     swiftLanguageModes: [.v6]

@@ -85,6 +85,8 @@ CONF
     || HOME="$RABBIT_DIR" "$RABBITMQCTL" -q change_password candlecast "$password" >/dev/null
   HOME="$RABBIT_DIR" "$RABBITMQCTL" -q set_permissions -p / candlecast '.*' '.*' '.*' >/dev/null
   HOME="$RABBIT_DIR" "$RABBITMQCTL" -q set_user_tags candlecast administrator >/dev/null
+  # The default guest/guest account is never needed: candlecast is the only user.
+  HOME="$RABBIT_DIR" "$RABBITMQCTL" -q delete_user guest >/dev/null 2>&1 || true
 }
 
 as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }

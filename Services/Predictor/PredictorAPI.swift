@@ -19,9 +19,9 @@ struct PredictorAPI: Sendable {
         }
         router.get("v1/forecasts") { request, _ in
             let (pair, interval) = try target(request)
-            let from = request.uri.queryParameters.get("from", as: Int64.self) ?? 0
-            let to = request.uri.queryParameters.get("to", as: Int64.self) ?? Int64.max
-            let limit = min(request.uri.queryParameters.get("limit", as: Int.self) ?? 1000, 10_000)
+            let from = try request.integerQuery("from", as: Int64.self) ?? 0
+            let to = try request.integerQuery("to", as: Int64.self) ?? Int64.max
+            let limit = min(try request.integerQuery("limit") ?? 1000, 10_000)
             guard from <= to, limit > 0 else { throw HTTPError(.badRequest, message: "need from <= to and limit > 0") }
             let rows = try await predictor.database.query(
                 """
@@ -48,12 +48,17 @@ struct PredictorAPI: Sendable {
             }
             guard let interval = CandleInterval(body.interval ?? "1d") else { throw HTTPError(.badRequest, message: "unknown interval") }
             let pair = (body.pair ?? "XBTUSD").uppercased()
+            guard (1...32).contains(pair.count), pair.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+                throw HTTPError(.badRequest, message: "pair must be 1 to 32 letters and digits")
+            }
+            // The input is checked before any model is looked up: a bad request is a 400 whether or not a champion exists.
+            guard (2...512).contains(body.closes.count) else { throw HTTPError(.badRequest, message: "closes must hold 2 to 512 values, oldest first") }
+            guard body.closes.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw HTTPError(.badRequest, message: "closes must be positive finite numbers") }
             guard let loaded = try await predictor.model(pair: pair, interval: interval) else {
                 throw HTTPError(.serviceUnavailable, message: "no champion model for \(pair) \(interval) yet")
             }
             let window = loaded.model.configuration.window
             guard body.closes.count == window else { throw HTTPError(.badRequest, message: "closes must hold exactly \(window) values, oldest first") }
-            guard body.closes.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw HTTPError(.badRequest, message: "closes must be positive finite numbers") }
             let predicted = try loaded.model.predict(window: body.closes)
             return HealthRoutes.jsonResponse(.ok, [
                 "pair": pair, "interval": interval.name, "predicted_close": predicted, "last_close": body.closes[window - 1],

@@ -85,7 +85,8 @@ struct RegistryAPI: Sendable {
         }
         router.get("v1/runs") { request, _ in
             let experiment = request.uri.queryParameters.get("experiment")
-            let limit = min(request.uri.queryParameters.get("limit", as: Int.self) ?? 100, 1000)
+            let limit = min(try request.integerQuery("limit") ?? 100, 1000)
+            guard limit > 0 else { throw HTTPError(.badRequest, message: "limit must be positive") }
             return try await json(
                 """
                 SELECT id, job_id, sweep_id, experiment, status, params, dataset_version, trainer, error, epochs_run, validation_loss,

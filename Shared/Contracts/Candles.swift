@@ -153,5 +153,12 @@ public struct CandlesBackfilled: MessagePayload, Equatable {
         case lastOpenTime = "last_open_time"
     }
 
+    public func validate() throws(ValidationFailure) {
+        guard !pair.isEmpty, pair.count <= 32 else { throw ValidationFailure("pair must be 1 to 32 characters") }
+        guard firstOpenTime <= lastOpenTime, inserted >= 0, updated >= 0, rejected >= 0 else {
+            throw ValidationFailure("first_open_time must not follow last_open_time and counts must be non-negative")
+        }
+    }
+
     public var routingKey: String { RoutingKey.candlesBackfilled(pair: pairToken(pair), interval: interval.name) }
 }

@@ -120,5 +120,14 @@ public struct DatasetReady: MessagePayload, Equatable {
         case validationFraction = "validation_fraction"
     }
 
+    public func validate() throws(ValidationFailure) {
+        guard !pair.isEmpty, pair.count <= 32 else { throw ValidationFailure("pair must be 1 to 32 characters") }
+        guard version >= 1, window >= 2, rowCount > window, (window...rowCount).contains(trainingEnd), firstOpenTime <= lastOpenTime else {
+            throw ValidationFailure("version, window, row_count and training_end are inconsistent")
+        }
+        guard validationFraction > 0, validationFraction < 1 else { throw ValidationFailure("validation_fraction must be between 0 and 1") }
+        guard scaler.minimum.isFinite, scaler.maximum.isFinite, scaler.maximum > scaler.minimum else { throw ValidationFailure("scaler bounds are invalid") }
+    }
+
     public var routingKey: String { RoutingKey.datasetReady(pair: pairToken(pair), interval: interval.name) }
 }

@@ -99,5 +99,15 @@ public struct ForecastScored: MessagePayload, Equatable {
         case naiveAbsoluteError = "naive_absolute_error"
     }
 
+    public func validate() throws(ValidationFailure) {
+        guard predictedClose.isFinite, predictedClose > 0, actualClose.isFinite, actualClose > 0 else {
+            throw ValidationFailure("predicted_close and actual_close must be positive finite numbers")
+        }
+        guard [error, absoluteError, percentageError, naiveAbsoluteError].allSatisfy(\.isFinite), absoluteError >= 0, percentageError >= 0,
+            naiveAbsoluteError >= 0
+        else { throw ValidationFailure("errors must be finite, absolute errors non-negative") }
+        guard modelVersion >= 1 else { throw ValidationFailure("model_version must be positive") }
+    }
+
     public var routingKey: String { RoutingKey.metric(service: .predictor, name: "forecast_scored") }
 }

@@ -146,6 +146,7 @@ public struct TrainingCompleted: MessagePayload, Equatable {
     }
 
     public func validate() throws(ValidationFailure) {
+        guard trainSeconds.isFinite, trainSeconds >= 0, epochsRun >= 0 else { throw ValidationFailure("train_seconds and epochs_run must be non-negative") }
         if succeeded {
             guard artifact != nil, artifactCRC32 != nil, test != nil, naive != nil else {
                 throw ValidationFailure("a succeeded job needs its artifact, checksum and test metrics")
@@ -183,6 +184,11 @@ public struct TrainingEpochMetric: MessagePayload, Equatable {
         case validationLoss = "validation_loss"
         case learningRate = "learning_rate"
     }
+    public func validate() throws(ValidationFailure) {
+        guard epoch >= 1, loss.isFinite, loss >= 0, learningRate.isFinite, learningRate > 0, seconds.isFinite, seconds >= 0,
+            validationLoss.map({ $0.isFinite && $0 >= 0 }) ?? true
+        else { throw ValidationFailure("epoch, losses, learning rate and seconds must be finite and in range") }
+    }
 }
 
 /// `model.promoted.<name>`: an alias (normally `champion`) now points at a model version.
@@ -218,6 +224,15 @@ public struct ModelPromoted: MessagePayload, Equatable {
         case previousVersion = "previous_version"
         case datasetVersion = "dataset_version"
         case artifactCRC32 = "artifact_crc32"
+    }
+
+    public func validate() throws(ValidationFailure) {
+        guard (1...64).contains(modelName.count), modelName.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+            throw ValidationFailure("model_name must be 1 to 64 letters, digits, - or _")
+        }
+        guard (1...64).contains(alias.count), version >= 1, previousVersion.map({ $0 >= 1 }) ?? true, datasetVersion >= 1 else {
+            throw ValidationFailure("alias, version, previous_version and dataset_version must be set and positive")
+        }
     }
 
     public var routingKey: String { RoutingKey.modelPromoted(name: modelName) }

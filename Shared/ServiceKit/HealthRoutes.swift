@@ -27,3 +27,13 @@ public enum HealthRoutes {
         return Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }
 }
+
+extension Request {
+    /// An optional integer query parameter: absent is nil, present but not an integer is a 400 (never silently
+    /// replaced by a default).
+    public func integerQuery<Value: FixedWidthInteger & Sendable>(_ name: String, as type: Value.Type = Int.self) throws -> Value? {
+        guard let text = uri.queryParameters.get(name) else { return nil }
+        guard let value = Value(text) else { throw HTTPError(.badRequest, message: "query parameter \(name) must be an integer") }
+        return value
+    }
+}

@@ -8,42 +8,12 @@ import Testing
 /// docs/asyncapi.yaml is what a program in another language follows: it must say what the code sends.
 @Suite("Message contract document")
 struct MessageContractTests {
-    /// One value of every payload type, with every optional field set, as the services would send it.
-    static let samples: [any MessagePayload] = {
-        let id = UUID()
-        let scores = ForecastScores(rmse: 1, mae: 1, mape: 1, r2: 0.9, mase: 0.99)
-        var window = FeatureWindow(
-            pair: "XBTUSD", interval: .oneDay, windowEndOpenTime: 86_400, targetOpenTime: 172_800, datasetVersion: 1, closes: [1, 2],
-            scaledCloses: [0, 1], scaler: ScalerBounds(minimum: 1, maximum: 2), gapIntervals: 0, revision: 0)
-        window.volumes = [3, 4]
-        return [
-            CandleClosed(pair: "XBTUSD", interval: .oneDay, openTime: 86_400, open: "1", high: "2", low: "1", close: "2", volume: "3", trades: 4, revision: 0),
-            CandlesBackfilled(pair: "XBTUSD", interval: .oneDay, firstOpenTime: 0, lastOpenTime: 86_400, inserted: 2, updated: 0, rejected: 0, source: "history:x.csv"),
-            window,
-            DatasetReady(
-                pair: "XBTUSD", interval: .oneDay, version: 1, rowCount: 10, firstOpenTime: 0, lastOpenTime: 9 * 86_400, contentHash: "ab", window: 14,
-                feature: "close", trainingEnd: 7, validationFraction: 0.1, scaler: ScalerBounds(minimum: 1, maximum: 2)),
-            TrainingJob(jobID: id, sweepID: id, experiment: "e", modelName: "m", pair: "XBTUSD", interval: .oneDay, datasetVersion: 1, parameters: TrainingParameters()),
-            TrainingCompleted(
-                jobID: id, sweepID: id, trainer: "t", succeeded: true, error: "none", epochsRun: 3, bestEpoch: 2, validationLoss: 0.1, trainSeconds: 1,
-                test: scores, naive: scores, artifact: "AAAA", artifactCRC32: 7),
-            TrainingEpochMetric(jobID: id, trainer: "t", epoch: 1, loss: 0.1, validationLoss: 0.2, learningRate: 0.001, seconds: 1),
-            ModelPromoted(modelName: "m", alias: "champion", version: 2, previousVersion: 1, reason: "r", pair: "XBTUSD", interval: .oneDay, datasetVersion: 1, artifactCRC32: 7),
-            ForecastCreated(
-                pair: "XBTUSD", interval: .oneDay, targetOpenTime: 172_800, predictedClose: 2, lastClose: 1, modelName: "m", modelVersion: 2, datasetVersion: 1,
-                producedAt: Date(), stale: false),
-            ForecastScored(
-                pair: "XBTUSD", interval: .oneDay, targetOpenTime: 172_800, modelName: "m", modelVersion: 2, predictedClose: 2, actualClose: 1.5, error: 0.5,
-                absoluteError: 0.5, percentageError: 33, naiveAbsoluteError: 0.5),
-        ]
-    }()
-
     @Test("every message type of the catalogue is documented with its routing key, producer, schema version and exact fields")
     func documentMatchesCode() async throws {
         let document = try await Self.asyncAPI()
         let channels = try #require(document["channels"] as? [String: Any])
         let messages = try #require((document["components"] as? [String: Any])?["messages"] as? [String: [String: Any]])
-        #expect(Set(Self.samples.map { type(of: $0).messageType }) == Set(MessageCatalog.all.map(\.type)))
+        #expect(Set(ContractSamples.all.map { type(of: $0).messageType }) == Set(MessageCatalog.all.map(\.type)))
         #expect(messages.count == MessageCatalog.all.count)
         for kind in MessageCatalog.all {
             let channel = kind.routingKey.replacingOccurrences(of: "<", with: "{").replacingOccurrences(of: ">", with: "}")
@@ -54,7 +24,7 @@ struct MessageContractTests {
             let payload = try #require(entry["payload"] as? [String: Any])
             let documented = Set((payload["properties"] as? [String: Any] ?? [:]).keys)
             let required = Set(payload["required"] as? [String] ?? [])
-            let sample = try #require(Self.samples.first { type(of: $0).messageType == kind.type })
+            let sample = try #require(ContractSamples.all.first { type(of: $0).messageType == kind.type })
             let encoded = try #require(JSONSerialization.jsonObject(with: try JSONEncoder().encode(sample)) as? [String: Any])
             #expect(Set(encoded.keys) == documented, "\(kind.type): the code sends \(encoded.keys.sorted()), the document lists \(documented.sorted())")
             #expect(required.isSubset(of: documented))

@@ -1,6 +1,6 @@
 // fake-kraken: serves recorded Kraken responses, or replays a history file as a live feed, for tests and
 // the demo's --replay mode.
-//   fake-kraken --port 8799 [--fixtures DIR] [--replay FILE --closed N --tick-ms MS]
+//   fake-kraken --port 8799 [--fixtures DIR] [--replay FILE --closed N --tick-ms MS --interval-minutes M]
 import Foundation
 import Hummingbird
 import KrakenFake
@@ -9,13 +9,15 @@ var options: [String: String] = [:]
 var arguments = CommandLine.arguments.dropFirst()
 while let key = arguments.popFirst() {
     guard key.hasPrefix("--"), let value = arguments.popFirst() else {
-        FileHandle.standardError.write(Data("usage: fake-kraken --port P [--fixtures DIR] [--replay FILE --closed N --tick-ms MS]\n".utf8))
+        FileHandle.standardError.write(Data("usage: fake-kraken --port P [--fixtures DIR] [--replay FILE --closed N --tick-ms MS --interval-minutes M]\n".utf8))
         exit(2)
     }
     options[String(key.dropFirst(2))] = value
 }
 let rows = try options["replay"].map { try FakeKraken.Row.load(csv: $0) } ?? []
-let kraken = FakeKraken(replay: rows, closed: Int(options["closed"] ?? "0") ?? 0, fixturesDirectory: options["fixtures"])
+let kraken = FakeKraken(
+    replay: rows, closed: Int(options["closed"] ?? "0") ?? 0, intervalMinutes: Int(options["interval-minutes"] ?? "1440") ?? 1440,
+    fixturesDirectory: options["fixtures"])
 if let tick = options["tick-ms"].flatMap(Int.init), tick > 0 {
     Task {
         while true {

@@ -1,0 +1,192 @@
+import CandlecastClient
+import Foundation
+import KrakenFake
+import Messaging
+import Storage
+import TestSupport
+
+/// Candlecast as users run it, for system tests: every service a separate process, a database and a RabbitMQ
+/// virtual host of its own, Kraken replaced by the fake server replaying 2024 on command.
+final class SystemHarness: @unchecked Sendable {
+    // @unchecked: `processes` is only touched by the test that owns the harness, one step at a time.
+    static let data = TestEnvironment.sharedDataDirectory
+    static let modelName = "lstm-xbtusd-1d"
+
+    struct Ports: Sendable {
+        var base: Int
+        var ingestor: Int { base + 1 }
+        var preprocessor: Int { base + 2 }
+        var trainerA: Int { base + 3 }
+        var registry: Int { base + 4 }
+        var predictor: Int { base + 5 }
+        var monitor: Int { base + 6 }
+        var trainerB: Int { base + 7 }
+        var kraken: Int { base + 9 }
+        func port(of role: String) -> Int {
+            ["ingestor": ingestor, "preprocessor": preprocessor, "trainer-a": trainerA, "trainer-b": trainerB, "registry": registry,
+             "predictor": predictor, "monitor": monitor, "fake-kraken": kraken][role] ?? 0
+        }
+    }
+
+    static let roles = ["ingestor", "preprocessor", "trainer-a", "trainer-b", "registry", "predictor", "monitor"]
+
+    let ports: Ports
+    let database: TestDatabase
+    let client: PostgresClient
+    let vhost: TestVirtualHost
+    let broker: BrokerConfiguration
+    let token = "system-\(UUID().uuidString)"
+    let rows2024: [FakeKraken.Row]
+    private let environment: [String: [String: String]]
+    private(set) var processes: [String: ServiceProcess] = [:]
+
+    var registryURL: String { "http://127.0.0.1:\(ports.registry)" }
+    var predictorURL: String { "http://127.0.0.1:\(ports.predictor)" }
+    var monitorURL: String { "http://127.0.0.1:\(ports.monitor)" }
+    /// Every target a forecast is expected for: the day after the history, then the day after each 2024 candle.
+    var expectedTargets: Set<Int64> { Set([rows2024[0].time] + rows2024.map { $0.time + 86_400 }) }
+
+    init(basePort: Int, sweepGrid: String = #"{"units":[8],"epochs":[4],"batch_size":[32,64]}"#) async throws {
+        ports = Ports(base: basePort)
+        database = try await TestDatabase.create()
+        client = database.client()
+        vhost = try await TestVirtualHost.create()
+        broker = try vhost.broker()
+        rows2024 = try FakeKraken.Row.load(csv: Self.data + "/kraken_XBTUSD_1440_2024.csv")
+        let registryURL = "http://127.0.0.1:\(ports.registry)"
+        environment = [
+            "ingestor": ["CANDLECAST_KRAKEN_URL": "http://127.0.0.1:\(ports.kraken)", "CANDLECAST_KRAKEN_POLL_SECONDS": "1"],
+            // One dataset version (so one automatic sweep): none of the monthly versions a replay would otherwise cut.
+            "preprocessor": ["CANDLECAST_DATASET_EVERY": "1000"],
+            "trainer-a": ["CANDLECAST_BLAS_THREADS": "1"],
+            "trainer-b": ["CANDLECAST_BLAS_THREADS": "1"],
+            "registry": ["CANDLECAST_SWEEP_GRID": sweepGrid],
+            "predictor": ["CANDLECAST_REGISTRY_URL": registryURL],
+            "monitor": ["CANDLECAST_REGISTRY_URL": registryURL, "CANDLECAST_MONITOR_REFRESH_SECONDS": "1"],
+        ]
+    }
+
+    /// The fake Kraken server and every service, each waited for until ready.
+    func startAll() async throws {
+        processes["fake-kraken"] = try ServiceProcess(
+            "fake-kraken", arguments: ["--port", "\(ports.kraken)", "--replay", Self.data + "/kraken_XBTUSD_1440_2024.csv", "--closed", "0"], environment: [:])
+        for role in Self.roles { try start(role) }
+        for role in Self.roles { try await waitReady(role) }
+    }
+
+    func start(_ role: String) throws {
+        let executable = role.hasPrefix("trainer") ? "trainer" : role
+        let variables = [
+            "CANDLECAST_AMQP_URL": vhost.url, "CANDLECAST_DATABASE_URL": database.configuration.url, "CANDLECAST_REGISTRY_TOKEN": token,
+            "CANDLECAST_HTTP_PORT": "\(ports.port(of: role))",
+        ].merging(environment[role] ?? [:]) { $1 }
+        processes[role] = try ServiceProcess(executable, environment: variables)
+    }
+
+    func waitReady(_ role: String, timeout: Duration = .seconds(30)) async throws {
+        let port = ports.port(of: role)
+        try await eventually(timeout: timeout, "\(role) ready") { await httpGet("http://127.0.0.1:\(port)/readyz")?.status == 200 }
+    }
+
+    /// SIGKILL, then started again; returns how long it took to be ready again.
+    @discardableResult
+    func killAndRestart(_ role: String, downFor pause: Duration = .zero) async throws -> Duration {
+        processes[role]?.kill()
+        try await Task.sleep(for: pause)
+        let restarted = ContinuousClock.now
+        try start(role)
+        try await waitReady(role)
+        return ContinuousClock.now - restarted
+    }
+
+    func backfillHistory() async throws {
+        let backfill = try ServiceProcess(
+            "ingestor", arguments: ["backfill", Self.data + "/kraken_XBTUSD_1440.csv", "--pair", "XBTUSD", "--interval", "1d"],
+            environment: ["CANDLECAST_AMQP_URL": vhost.url, "CANDLECAST_DATABASE_URL": database.configuration.url])
+        guard try await backfill.waitForExit(timeout: .seconds(180)) == 0 else { throw TestSetupError("backfill failed: \(backfill.log.suffix(1000))") }
+    }
+
+    func runs() async -> [[String: Any]] { await getJSON(registryURL + "/v1/runs?limit=1000") as? [[String: Any]] ?? [] }
+
+    /// Waits until `count` runs have ended.
+    func waitForRuns(_ count: Int, timeout: Duration = .seconds(900)) async throws {
+        try await eventually(timeout: timeout, "\(count) finished training runs") {
+            let runs = await self.runs()
+            return runs.count == count && runs.allSatisfy { ["finished", "failed"].contains($0["status"] as? String) }
+        }
+    }
+
+    /// The sweep's decision; when the gate refused, the best challenger is promoted by hand. Returns the decision.
+    @discardableResult
+    func ensureChampion(sweepID: String) async throws -> [String: Any] {
+        try await eventually(timeout: .seconds(30), "the gate's decision") {
+            (await getJSON(self.registryURL + "/v1/sweeps/\(sweepID)") as? [String: Any])?["decision"] is [String: Any]
+        }
+        let decision = (await getJSON(registryURL + "/v1/sweeps/\(sweepID)") as? [String: Any])?["decision"] as? [String: Any] ?? [:]
+        if decision["promoted"] as? Bool != true {
+            let versions = await getJSON(registryURL + "/v1/models/\(Self.modelName)/versions") as? [[String: Any]] ?? []
+            func mase(_ version: [String: Any]) -> Double { (version["test_metrics"] as? [String: Any])?["mase"] as? Double ?? .infinity }
+            guard let best = versions.min(by: { mase($0) < mase($1) }) else { throw TestSetupError("no model version to promote") }
+            let answer = await httpRequest(
+                "POST", registryURL + "/v1/models/\(Self.modelName)/promote", headers: ["Authorization": "Bearer \(token)", "Content-Type": "application/json"],
+                body: try JSONSerialization.data(withJSONObject: ["version": best["version"] ?? 0, "reason": "system test: gate refused (\(decision["reason"] ?? "-"))"]))
+            guard answer?.status == 200 else { throw TestSetupError("promotion answered \(answer?.status ?? 0)") }
+        }
+        return decision
+    }
+
+    /// Closes `count` more candles of the 2024 replay, `pause` apart.
+    func tick(_ count: Int, pause: Duration = .milliseconds(25)) async throws {
+        for _ in 0..<count {
+            _ = await httpRequest("POST", "http://127.0.0.1:\(ports.kraken)/control/tick?count=1")
+            try await Task.sleep(for: pause)
+        }
+    }
+
+    /// Rows of the predictor's forecasts from 2024 on: (target, model version, actual close or nil).
+    func storedForecasts() async throws -> [(target: Int64, version: Int, actual: Double?)] {
+        try await client.query(
+            "SELECT target_open_time, model_version, actual_close FROM predictions.forecasts WHERE target_open_time >= \(rows2024[0].time)"
+        ).map { (try $0.decode(0, as: Int64.self), try $0.decode(1, as: Int.self), try $0.decode(2, as: Double?.self)) }
+    }
+
+    /// (candles of 2024 stored, of them with a revision other than 0).
+    func storedCandles2024() async throws -> (count: Int, revised: Int) {
+        let row = try await client.query(
+            "SELECT count(*), count(*) FILTER (WHERE revision <> 0) FROM ingest.candles WHERE open_time >= \(rows2024[0].time) AND pair = 'XBTUSD'")
+        return (try row[0].decode(0, as: Int.self), try row[0].decode(1, as: Int.self))
+    }
+
+    /// SIGTERM to every process; the exit status of each.
+    func stopAll() async throws -> [String: Int32?] {
+        var statuses: [String: Int32?] = [:]
+        for process in processes.values { process.signal(SIGTERM) }
+        for (role, process) in processes { statuses[role] = try await process.waitForExit(timeout: .seconds(15)) }
+        return statuses
+    }
+
+    func logs() -> String {
+        processes.map { "\($0.key) log:\n\($0.value.log.suffix(1500))" }.joined(separator: "\n")
+    }
+
+    func tearDown() async {
+        processes.values.forEach { $0.kill() }
+        await client.close()
+        await vhost.delete()
+        await database.drop()
+    }
+}
+
+/// The JSON a GET answers, or nil.
+func getJSON(_ url: String) async -> Any? {
+    guard let body = await httpGet(url)?.body else { return nil }
+    return try? JSONSerialization.jsonObject(with: Data(body.utf8))
+}
+
+/// The sum of every sample of `name` (all label sets).
+func sample(_ exposition: String, _ name: String, labels: [String] = []) -> Double? {
+    let values = exposition.split(separator: "\n")
+        .filter { ($0.hasPrefix(name + "{") || $0.hasPrefix(name + " ")) && labels.allSatisfy($0.contains) }
+        .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
+    return values.isEmpty ? nil : values.reduce(0, +)
+}
