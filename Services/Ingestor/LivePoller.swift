@@ -5,7 +5,7 @@ import Metrics
 import Storage
 
 /// Polls Kraken's OHLC endpoint for one pair and interval, stores every newly closed (or revised) candle
-/// with its event in the outbox, and never stores the still-open last row.
+/// with its event in the outbox, and never stores the still-open candle (any row after Kraken's `last`).
 struct LivePoller: Sendable {
     let pair: String
     let interval: CandleInterval
@@ -29,9 +29,11 @@ struct LivePoller: Sendable {
         let since = try await database.withConnection { try CandleStore.cursor(pair: pair, interval: interval, on: $0) }
         let response = try await client.ohlc(pair: pair, interval: interval, since: since)
         var outcome = Outcome()
-        // Kraken's last row is the candle still being traded: it is not closed, whatever its values.
-        let closedRows = response.rows.dropLast()
-        outcome.skippedOpenCandle = !response.rows.isEmpty
+        // `last` is the newest committed (closed) candle: rows after it are still being traded, whatever their
+        // values or their place in the response (Kraken sends the open one last, but order is not relied on).
+        // A row without a readable time goes on to validation, which rejects it with its reason.
+        let closedRows = response.rows.filter { ($0.openTime ?? .min) <= response.last }.sorted { ($0.openTime ?? .min) < ($1.openTime ?? .min) }
+        outcome.skippedOpenCandle = response.rows.contains { ($0.openTime ?? .min) > response.last }
         var candles: [Candle] = []
         var rejected: [RejectedRow] = []
         let now = self.now()

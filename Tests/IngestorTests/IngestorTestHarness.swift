@@ -43,8 +43,8 @@ struct IngestorHarness {
             with: Topology(
                 queues: [Topology.Queue(name: eventsQueue)],
                 bindings: [
-                    Topology.Binding(queue: eventsQueue, exchange: Exchange.events, routingKey: "candle.closed.xbtusd.1d"),
-                    Topology.Binding(queue: eventsQueue, exchange: Exchange.events, routingKey: "candle.backfilled.xbtusd.1d"),
+                    Topology.Binding(queue: eventsQueue, exchange: Exchange.events, routingKey: "candle.closed.xbtusd.*"),
+                    Topology.Binding(queue: eventsQueue, exchange: Exchange.events, routingKey: "candle.backfilled.xbtusd.*"),
                 ]))
         publisher = try Publisher(configuration: broker, options: Publisher.Options(topology: topology), logger: TestEnvironment.logger)
         events = try Consumer(configuration: broker, options: Consumer.Options(queue: eventsQueue, prefetch: 500, topology: topology), logger: TestEnvironment.logger)
@@ -54,9 +54,9 @@ struct IngestorHarness {
         try await eventually("the events consumer") { consumer.isConnected }
     }
 
-    func poller(timeout: Duration = .seconds(2), pollPeriod: Duration? = nil) -> LivePoller {
+    func poller(timeout: Duration = .seconds(2), pollPeriod: Duration? = nil, interval: CandleInterval = .oneDay) -> LivePoller {
         LivePoller(
-            pair: "XBTUSD", interval: .oneDay,
+            pair: "XBTUSD", interval: interval,
             client: KrakenClient(baseURL: URL(string: "http://127.0.0.1:\(port)")!, timeout: timeout),
             database: client, logger: logger, pollPeriod: pollPeriod, closeDelay: .zero, now: { Date() })
     }

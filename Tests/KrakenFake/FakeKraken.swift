@@ -15,6 +15,8 @@ public final class FakeKraken: Sendable {
         case serverError = "http-500"
         case timeout
         case truncated
+        /// The rows in a shuffled order (the open candle no longer last).
+        case outOfOrder = "out-of-order"
     }
 
     /// One OHLCVT row of the replayed history, prices as text.
@@ -89,15 +91,17 @@ public final class FakeKraken: Sendable {
     }
 
     /// The JSON body Kraken would send now for `since`.
-    public func ohlcBody(since: Int64?) -> String {
+    public func ohlcBody(since: Int64?, shuffled: Bool = false) -> String {
         let (closed, open) = state.withLock { state -> ([Row], Row) in
             let closed = Array(state.rows.prefix(state.closedCount))
             let step = Int64(intervalMinutes) * 60
             // The candle being traded: the next row's open, with values that are not final.
             let open: Row
             if state.closedCount < state.rows.count {
+                // Its price moves with every request, as a traded candle's does.
                 let next = state.rows[state.closedCount]
-                open = Row(time: next.time, open: next.open, high: next.open, low: next.open, close: next.open, volume: "0.00000001", trades: 1)
+                let moving = String(format: "%.1f", (Double(next.open) ?? 1) * (1 + 0.0001 * Double(state.requests % 50 + 1)))
+                open = Row(time: next.time, open: next.open, high: moving, low: next.open, close: moving, volume: "0.00000001", trades: 1)
             } else {
                 let last = closed.last ?? Row(time: 0, open: "1", high: "1", low: "1", close: "1", volume: "0", trades: 0)
                 open = Row(time: last.time + step, open: last.close, high: last.close, low: last.close, close: last.close, volume: "0.00000001", trades: 1)
@@ -105,7 +109,9 @@ public final class FakeKraken: Sendable {
             return (closed, open)
         }
         let recent = Array(closed.filter { since == nil || $0.time > since! }.suffix(720))
-        let rows = (recent + [open]).map { row in
+        var ordered = recent + [open]
+        if shuffled { ordered.reverse() }
+        let rows = ordered.map { row in
             #"[\#(row.time),"\#(row.open)","\#(row.high)","\#(row.low)","\#(row.close)","\#(row.close)","\#(row.volume)",\#(row.trades)]"#
         }
         let last = closed.last?.time ?? (open.time - Int64(intervalMinutes) * 60)
@@ -126,6 +132,8 @@ public final class FakeKraken: Sendable {
         case .truncated:
             let body = ohlcBody(since: query["since"].flatMap { Int64($0) })
             return json(String(body.prefix(body.count / 2)))
+        case .outOfOrder:
+            return json(ohlcBody(since: query["since"].flatMap { Int64($0) }, shuffled: true))
         case nil:
             break
         }
