@@ -3,7 +3,8 @@
 # through the fake Kraken server, the ingestor, the preprocessor and the predictor (release build), after
 # WARMUP (20000) candles of history and a small champion trained on them. Prints throughput, end-to-end
 # latency (the window's last candle stored -> its forecast stored) p50/p99, and samples queue depths and
-# resident memory of each service every 5 s into .local/load/samples.csv.
+# resident memory of each service every 5 s into .local/load/samples.csv. A dataset version every 10000 candles
+# retrains a small model during the run, as a live system would.
 #
 #   scripts/bench-load.sh [CANDLES] [OFFERED_PER_SECOND]
 set -euo pipefail
@@ -55,9 +56,9 @@ trap cleanup EXIT
 "$bin/fake-kraken" --port 18899 --replay "$work/replay.csv" --closed 0 --interval-minutes 1 >"$work/fake-kraken.log" 2>&1 &
 pid[fake]=$!
 start ingestor ingestor 18901 CANDLECAST_KRAKEN_URL=http://127.0.0.1:18899 CANDLECAST_INGEST_INTERVALS=1m CANDLECAST_KRAKEN_POLL_SECONDS=1
-start preprocessor preprocessor 18902 CANDLECAST_DATASET_EVERY=100000000
+start preprocessor preprocessor 18902 CANDLECAST_DATASET_EVERY=10000
 start trainer trainer 18903 CANDLECAST_BLAS_THREADS=2
-start registry registry 18904 'CANDLECAST_SWEEP_GRID={"units":[16],"epochs":[5]}'
+start registry registry 18904 'CANDLECAST_SWEEP_GRID={"units":[8],"epochs":[2]}'
 start predictor predictor 18905
 start monitor monitor 18906
 for port in 18901 18902 18903 18904 18905 18906; do

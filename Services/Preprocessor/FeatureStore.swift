@@ -42,9 +42,14 @@ enum FeatureStore {
         }
     }
 
-    static func rowCount(pair: String, interval: CandleInterval, after openTime: Int64, on connection: PostgresConnection) throws -> Int {
+    /// Rows stored after `openTime`, counted up to `limit` only: the check runs on every candle, so it must not
+    /// grow with the series.
+    static func rowCount(pair: String, interval: CandleInterval, after openTime: Int64, upTo limit: Int, on connection: PostgresConnection) throws -> Int {
         try connection.query(
-            "SELECT count(*) FROM ingest.candles_v1 WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) AND open_time > \(openTime)"
+            """
+            SELECT count(*) FROM (SELECT 1 FROM ingest.candles_v1
+                WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) AND open_time > \(openTime) ORDER BY open_time LIMIT \(limit)) recent
+            """
         )[0].decode(0, as: Int.self)
     }
 
@@ -150,7 +155,8 @@ struct Preprocessing: Sendable {
         let latest = try FeatureStore.latestVersion(pair: pair, interval: interval, on: connection)
         let due: Bool
         if let latest {
-            due = try FeatureStore.rowCount(pair: pair, interval: interval, after: latest.lastOpenTime, on: connection) >= policy.newVersionEvery
+            due = try FeatureStore.rowCount(pair: pair, interval: interval, after: latest.lastOpenTime, upTo: policy.newVersionEvery, on: connection)
+                >= policy.newVersionEvery
         } else {
             due = true
         }

@@ -10,7 +10,7 @@ struct EndToEndTests {
     func wholeSystem() async throws {
         let clock = ContinuousClock(), started = clock.now
         let system = try await SystemHarness(basePort: 18_580)
-        do {
+        try await system.run {
             try await system.startAll()
             // Both subscribers are in place before the first forecast: the Swift client and the pika example's queue.
             let client = try ForecastSubscriber(broker: system.broker, options: .init(queue: "e2e.client", pair: "XBTUSD"), logger: TestEnvironment.logger)
@@ -79,11 +79,6 @@ struct EndToEndTests {
             await client.stop()
             await clientTask.value
             for (role, status) in try await system.stopAll() { #expect(status == 0, "\(role) did not stop cleanly") }
-        } catch {
-            Issue.record("\(system.logs())")
-            await system.tearDown()
-            throw error
         }
-        await system.tearDown()
     }
 }

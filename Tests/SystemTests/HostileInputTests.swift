@@ -52,7 +52,7 @@ struct HostileInputTests {
     @Test("poison on every queue: each message dead-lettered with a reason, counted by the monitor, and the consumers go on")
     func poisonOnEveryQueue() async throws {
         let system = try await SystemHarness(basePort: 18_880)
-        do {
+        try await system.run {
             try await system.startAll()
             let publisher = try Publisher(configuration: system.broker, options: Publisher.Options(), logger: TestEnvironment.logger)
             var expected: [ServiceName: Int] = [:]
@@ -100,18 +100,13 @@ struct HostileInputTests {
             }
             print("reliability | \(messages.count) poison messages (\(try Self.poison(for: CandleClosed.messageType).map(\.0).joined(separator: ", "))) on \(Self.queues.count) queues of 5 services | \(messages.count) dead-lettered with a reason in \(drained) | lost 0 | duplicated 0 | no restart: every service stayed ready")
             await publisher.close()
-        } catch {
-            Issue.record("\(system.logs())")
-            await system.tearDown()
-            throw error
         }
-        await system.tearDown()
     }
 
     @Test("hostile HTTP on every endpoint: 4xx with a message, nothing changed, no crash")
     func hostileHTTP() async throws {
         let system = try await SystemHarness(basePort: 18_980)
-        do {
+        try await system.run {
             try await system.startAll()
             let registry = system.registryURL, predictor = system.predictorURL, monitor = system.monitorURL
             let preprocessor = "http://127.0.0.1:\(system.ports.preprocessor)"
@@ -171,12 +166,7 @@ struct HostileInputTests {
             for role in SystemHarness.roles { try await system.waitReady(role) }
             for (role, status) in try await system.stopAll() { #expect(status == 0, "\(role) did not stop cleanly") }
             print("reliability | \(checked) hostile requests on the registry, predictor, preprocessor and monitor APIs (bad JSON, 5 MB bodies, wrong types, SQL in every field, path traversal, missing and wrong tokens) | \(refused) answered 4xx | 0 rows changed | no crash, no restart")
-        } catch {
-            Issue.record("\(system.logs())")
-            await system.tearDown()
-            throw error
         }
-        await system.tearDown()
     }
 
     /// Row counts of every table a write endpoint could touch.

@@ -12,15 +12,21 @@ struct ReliabilityTests {
     /// A system with history, a champion and a subscriber, ready for the 2024 replay.
     static func forecastingSystem(basePort: Int) async throws -> (SystemHarness, ForecastSubscriber, SharedList<ForecastCreated>, Task<Void, Never>) {
         let system = try await SystemHarness(basePort: basePort)
-        try await system.startAll()
-        let subscriber = try ForecastSubscriber(broker: system.broker, options: .init(queue: "reliability.client"), logger: TestEnvironment.logger)
-        let received = SharedList<ForecastCreated>()
-        let task = Task { await subscriber.forecasts { received.append($0) } }
-        try await system.backfillHistory()
-        try await system.waitForRuns(2)
-        try await system.ensureChampion(sweepID: try #require(await system.runs().first?["sweep_id"] as? String))
-        try await eventually(timeout: .seconds(60), "the first forecast") { received.values.count >= 1 }
-        return (system, subscriber, received, task)
+        do {
+            try await system.startAll()
+            let subscriber = try ForecastSubscriber(broker: system.broker, options: .init(queue: "reliability.client"), logger: TestEnvironment.logger)
+            let received = SharedList<ForecastCreated>()
+            let task = Task { await subscriber.forecasts { received.append($0) } }
+            try await system.backfillHistory()
+            try await system.waitForRuns(2)
+            try await system.ensureChampion(sweepID: try #require(await system.runs().first?["sweep_id"] as? String))
+            try await eventually(timeout: .seconds(60), "the first forecast") { received.values.count >= 1 }
+            return (system, subscriber, received, task)
+        } catch {
+            Issue.record("\(system.logs())")
+            await system.tearDown()
+            throw error
+        }
     }
 
     /// After the replay: every 2024 candle stored once and unrevised, every target forecast once per model version
@@ -49,7 +55,7 @@ struct ReliabilityTests {
     @Test("SIGKILL of each service in turn mid-replay: candles stored once, one forecast per window and model version, no training job lost or done twice")
     func killEachService() async throws {
         let (system, subscriber, received, task) = try await Self.forecastingSystem(basePort: 18_680)
-        do {
+        try await system.run {
             // A second sweep, slow enough in a debug build that the trainer and the registry die with jobs in flight.
             let sweep = await httpRequest(
                 "POST", system.registryURL + "/v1/sweeps", headers: ["Authorization": "Bearer \(system.token)", "Content-Type": "application/json"],
@@ -81,18 +87,13 @@ struct ReliabilityTests {
             print("reliability | SIGKILL of trainer (mid-job), registry, predictor, preprocessor, ingestor during the 2024 replay | \(system.rows2024.count) candles, \(forecasts) forecasts, 6 jobs | lost 0 | duplicate forecasts stored 0, redelivered to the subscriber \(duplicates) | ready again after \(recovery.map { "\($0.key) \($0.value)" }.sorted().joined(separator: ", "))")
             await subscriber.stop()
             await task.value
-        } catch {
-            Issue.record("\(system.logs())")
-            await system.tearDown()
-            throw error
         }
-        await system.tearDown()
     }
 
     @Test("RabbitMQ stopped for 30 s and PostgreSQL restarted mid-replay: every service reconnects, the same counts hold")
     func serverOutages() async throws {
         let (system, subscriber, received, task) = try await Self.forecastingSystem(basePort: 18_780)
-        do {
+        try await system.run {
             try await system.tick(100)
             try await eventually(timeout: .seconds(60), "the first 100 candles forecast") { Set(received.values.map(\.targetOpenTime)).count >= 101 }
             try await TestEnvironment.servers("rabbit-stop-app")
@@ -116,11 +117,6 @@ struct ReliabilityTests {
             print("reliability | RabbitMQ stopped 30 s, then PostgreSQL restarted, during the 2024 replay | \(system.rows2024.count) candles, \(forecasts) forecasts | lost 0 | duplicate forecasts stored 0, redelivered to the subscriber \(duplicates) | forecasts flowing again \(brokerRecovery) after RabbitMQ came back, \(databaseRecovery) after PostgreSQL")
             await subscriber.stop()
             await task.value
-        } catch {
-            Issue.record("\(system.logs())")
-            await system.tearDown()
-            throw error
         }
-        await system.tearDown()
     }
 }

@@ -4,6 +4,7 @@ import KrakenFake
 import Messaging
 import Storage
 import TestSupport
+import Testing
 
 /// Candlecast as users run it, for system tests: every service a separate process, a database and a RabbitMQ
 /// virtual host of its own, Kraken replaced by the fake server replaying 2024 on command.
@@ -167,6 +168,19 @@ final class SystemHarness: @unchecked Sendable {
 
     func logs() -> String {
         processes.map { "\($0.key) log:\n\($0.value.log.suffix(1500))" }.joined(separator: "\n")
+    }
+
+    /// Runs a test's steps; when one fails, every process's log is recorded with the failure. The system is
+    /// torn down either way.
+    func run(_ steps: () async throws -> Void) async throws {
+        do {
+            try await steps()
+        } catch {
+            Issue.record("\(logs())")
+            await tearDown()
+            throw error
+        }
+        await tearDown()
     }
 
     func tearDown() async {
