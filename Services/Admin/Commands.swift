@@ -206,12 +206,14 @@ struct Forecasts: AsyncParsableCommand {
                 await withTaskGroup(of: Void.self) { group in
                     group.addTask {
                         await subscriber.forecasts { forecast in
+                            // Deliveries already on their way when the limit is reached are not printed.
+                            guard let position = received.claim() else { return }
                             let line = json
                                 ? String(decoding: try encoder.encode(forecast), as: UTF8.self)
                                 : "\(forecast.pair) \(forecast.interval.name) close of \(Self.day(forecast.targetOpenTime)): \(String(format: "%.2f", forecast.predictedClose)) USD (last close \(String(format: "%.2f", forecast.lastClose)), \(forecast.modelName) v\(forecast.modelVersion)\(forecast.stale ? ", stale model" : ""))"
                             // Unbuffered, so that a pipe sees each forecast as it comes.
                             FileHandle.standardOutput.write(Data((line + "\n").utf8))
-                            if received.increment() { await subscriber.stop() }
+                            if position == count { await subscriber.stop() }
                         }
                     }
                     await group.waitForAll()
@@ -227,15 +229,17 @@ struct Forecasts: AsyncParsableCommand {
     }
 }
 
-/// Counts forecasts and says when the limit is reached.
+/// Numbers the forecasts printed, up to the limit.
 final class Received: Sendable {
     private let state: Synchronization.Mutex<Int> = .init(0)
     let limit: Int?
     init(limit: Int?) { self.limit = limit }
-    func increment() -> Bool {
+    /// The position of the next forecast to print (1, 2, ...), or nil once the limit is reached.
+    func claim() -> Int? {
         state.withLock { count in
+            if let limit, count >= limit { return nil }
             count += 1
-            return limit.map { count >= $0 } ?? false
+            return count
         }
     }
 }

@@ -33,6 +33,10 @@ struct EndToEndTests {
             try await eventually(timeout: .seconds(60), "the forecast of the window parked before the champion") { received.values.count >= 1 }
             let firstForecastAt = clock.now
 
+            // The CLI tails forecasts too.
+            let tail = try system.cli(["forecasts", "tail", "--count", "2", "--json"])
+            try await Task.sleep(for: .seconds(1))
+
             // 2024, one candle at a time as fast as the ingestor polls (every second).
             try await system.tick(system.rows2024.count)
             let expected = system.expectedTargets
@@ -74,6 +78,29 @@ struct EndToEndTests {
             let page = try #require(await httpGet(system.monitorURL + "/?pair=XBTUSD&interval=1d&days=0"))
             #expect(page.body.matches(of: /class="forecast-point/).count == expected.count)
             #expect(page.body.matches(of: /class="error-bar model"/).count == 366)
+
+            // The admin CLI against the running system: answers, and errors with their exit codes.
+            #expect(try await tail.waitForExit(timeout: .seconds(30)) == 0)
+            #expect(tail.log.split(separator: "\n").filter { $0.hasPrefix("{") && $0.contains("\"predicted_close\"") }.count == 2, "\(tail.log)")
+            let status = try await system.runCLI(["status"])
+            #expect(status.code == 0 && status.output.components(separatedBy: " ready").count - 1 == 7, "\(status.output)")
+            #expect(status.output.contains("latest forecast: XBTUSD 1d close of 2025-01-01"))
+            let models = try await system.runCLI(["models", "show"])
+            #expect(models.code == 0 && models.output.contains("champion"), "\(models.output)")
+            #expect(try await system.runCLI(["models", "list"]).output.contains(SystemHarness.modelName))
+            let runList = try await system.runCLI(["runs", "list"])
+            #expect(runList.code == 0 && runList.output.split(separator: "\n").count == 3, "\(runList.output)")
+            #expect(try await system.runCLI(["runs", "show", "1"]).output.contains("finished"))
+            let sweep = try await system.runCLI(["sweep", "--grid", #"{"units":[4],"epochs":[1]}"#])
+            #expect(sweep.code == 0 && sweep.output.contains("1 jobs"), "\(sweep.output)")
+            try await system.waitForRuns(3)
+            let missing = try await system.runCLI(["models", "promote", "99"])
+            #expect(missing.code == 1 && missing.output.contains("candlecast: POST"), "\(missing.output)")
+            let wrongToken = try await system.runCLI(["models", "rollback"], ["CANDLECAST_REGISTRY_TOKEN": "wrong"])
+            #expect(wrongToken.code == 1 && wrongToken.output.contains("401"), "\(wrongToken.output)")
+            let unreachable = try await system.runCLI(["runs", "list"], ["CANDLECAST_REGISTRY_URL": "http://127.0.0.1:9"])
+            #expect(unreachable.code == 2 && unreachable.output.contains("cannot reach"), "\(unreachable.output)")
+            #expect(try await system.runCLI(["models", "promote", "not-a-number"]).code == 64)
 
             print("end-to-end: first forecast \(firstForecastAt - started) after the start (backfill, sweep and promotion included); 366 candles replayed and forecast in \(replayed - firstForecastAt)")
             await client.stop()

@@ -100,6 +100,25 @@ final class SystemHarness: @unchecked Sendable {
         return ContinuousClock.now - restarted
     }
 
+    /// The `candlecast` CLI pointed at this system, started in the background.
+    func cli(_ arguments: [String], _ extra: [String: String] = [:]) throws -> ServiceProcess {
+        let environment = [
+            "CANDLECAST_AMQP_URL": vhost.url, "CANDLECAST_DATABASE_URL": database.configuration.url, "CANDLECAST_REGISTRY_TOKEN": token,
+            "CANDLECAST_REGISTRY_URL": registryURL, "CANDLECAST_PREDICTOR_URL": predictorURL, "CANDLECAST_MONITOR_URL": monitorURL,
+            "CANDLECAST_PREPROCESSOR_URL": "http://127.0.0.1:\(ports.preprocessor)", "CANDLECAST_INGESTOR_URL": "http://127.0.0.1:\(ports.ingestor)",
+            "CANDLECAST_TRAINER_URLS": "http://127.0.0.1:\(ports.trainerA),http://127.0.0.1:\(ports.trainerB)",
+        ].merging(extra) { $1 }
+        return try ServiceProcess("candlecast", arguments: arguments, environment: environment)
+    }
+
+    /// Runs the CLI to its end: exit code and everything it printed.
+    func runCLI(_ arguments: [String], _ extra: [String: String] = [:]) async throws -> (code: Int32?, output: String) {
+        let process = try cli(arguments, extra)
+        let code = try await process.waitForExit(timeout: .seconds(60))
+        if code == nil { process.kill() }
+        return (code, process.log)
+    }
+
     func backfillHistory() async throws {
         let backfill = try ServiceProcess(
             "ingestor", arguments: ["backfill", Self.data + "/kraken_XBTUSD_1440.csv", "--pair", "XBTUSD", "--interval", "1d"],
