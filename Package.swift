@@ -114,7 +114,7 @@ let package = Package(
         .testTarget(
             name: "ContractsTests", dependencies: ["CandlecastClient", "Contracts", "Messaging", "TestSupport"], path: "Tests/ContractsTests"),
         .testTarget(
-            name: "SystemTests", dependencies: ["TestSupport", "CandlecastClient", "Contracts", "Messaging", "KrakenFake"], path: "Tests/SystemTests"),
+            name: "SystemTests", dependencies: ["TestSupport", "CandlecastClient", "Contracts", "Messaging", "Storage", "KrakenFake"], path: "Tests/SystemTests"),
         .target(name: "KrakenFake", dependencies: [.product(name: "Hummingbird", package: "hummingbird")], path: "Tests/KrakenFake"),
         .executableTarget(
             name: "FakeKrakenServer", dependencies: ["KrakenFake", .product(name: "Hummingbird", package: "hummingbird")],

@@ -72,7 +72,10 @@ trap 'exit 130' INT TERM
 
 start() { # name port [instance] [VAR=value ...]
   local name=$1 port=$2 instance=$3; shift 3
-  env CANDLECAST_HTTP_PORT="$port" "$@" "$bin/$name" >".local/logs/$name$instance.log" 2>&1 &
+  # Each service reaches PostgreSQL as its own role, which owns only its schema (SECURITY.md).
+  local database=()
+  mapfile -t database < <(scripts/servers.sh service-env "$name")
+  env CANDLECAST_HTTP_PORT="$port" "${database[@]}" "$@" "$bin/$name" >".local/logs/$name$instance.log" 2>&1 &
   pids+=($!)
 }
 
@@ -109,32 +112,44 @@ say "waiting for the first dataset version"
 until curl -fs http://127.0.0.1:8082/v1/datasets/XBTUSD/1d | grep -q '"version"'; do sleep 2; done
 say "dataset: $(curl -fs http://127.0.0.1:8082/v1/datasets/XBTUSD/1d | python3 -c "import json,sys; v=json.load(sys.stdin)['versions'][-1]; print(f\"version {v['version']}, {v['row_count']} candles, training rows end at {v['training_end']}\")")"
 
-say "waiting for the sweep: its jobs run on both trainers ($(elapsed))"
-until curl -fs http://127.0.0.1:8084/v1/runs | grep -q '"status"'; do sleep 2; done
-while curl -fs http://127.0.0.1:8084/v1/runs | grep -qE '"status" *: *"(queued|running)"'; do
-  printf '    %s\n' "$(curl -fs http://127.0.0.1:8084/v1/runs | python3 -c "import json,sys,collections; r=json.load(sys.stdin); print(', '.join(f'{n} {s}' for s,n in sorted(collections.Counter(x['status'] for x in r).items())))")"
-  sleep 10
-done
-sleep 2
-candlecast runs list --limit 10
+champion=$(curl -fs http://127.0.0.1:8084/v1/models | python3 -c "
+import json, sys
+print(next((str(m['aliases'].get('champion', '')) for m in json.load(sys.stdin) if m['name'] == 'lstm-xbtusd-1d'), ''))")
+if [ -n "$champion" ]; then
+  say "lstm-xbtusd-1d already has a champion (v$champion) from an earlier run: no need to wait for a sweep"
+else
+  say "waiting for the sweep: its jobs run on both trainers ($(elapsed))"
+  until curl -fs http://127.0.0.1:8084/v1/runs | grep -q '"status"'; do sleep 2; done
+  # The newest sweep is the one the dataset started; runs of older sweeps do not count.
+  sweep_runs() { curl -fs http://127.0.0.1:8084/v1/runs | python3 -c "
+import json, sys, collections
+runs = json.load(sys.stdin); newest = runs[0]['sweep_id']
+print(', '.join(f'{n} {s}' for s, n in sorted(collections.Counter(r['status'] for r in runs if r['sweep_id'] == newest).items())))"; }
+  while sweep_runs | grep -qE "queued|running"; do
+    printf '    %s\n' "$(sweep_runs)"
+    sleep 10
+  done
+  sleep 2
+  candlecast runs list --limit 10
 
-sweep=$(curl -fs http://127.0.0.1:8084/v1/runs | python3 -c "import json, sys; print(json.load(sys.stdin)[0]['sweep_id'])")
-decision=$(curl -fs "http://127.0.0.1:8084/v1/sweeps/$sweep" | python3 -c "
+  sweep=$(curl -fs http://127.0.0.1:8084/v1/runs | python3 -c "import json, sys; print(json.load(sys.stdin)[0]['sweep_id'])")
+  decision=$(curl -fs "http://127.0.0.1:8084/v1/sweeps/$sweep" | python3 -c "
 import json, sys
 d = json.load(sys.stdin).get('decision') or {}
 print(('PROMOTED' if d.get('promoted') else 'REFUSED') + ': ' + str(d.get('reason', 'no decision recorded')))")
-say "promotion gate: $decision"
-if [[ $decision == REFUSED* ]]; then
-  if [ "$demo_promotion" = 1 ]; then
-    best=$(curl -fs http://127.0.0.1:8084/v1/models/lstm-xbtusd-1d/versions | python3 -c "
+  say "promotion gate: $decision"
+  if [[ $decision == REFUSED* ]]; then
+    if [ "$demo_promotion" = 1 ]; then
+      best=$(curl -fs http://127.0.0.1:8084/v1/models/lstm-xbtusd-1d/versions | python3 -c "
 import json, sys
 versions = [v for v in json.load(sys.stdin) if v.get('test_metrics')]
 print(min(versions, key=lambda v: v['test_metrics']['mase'])['version'])")
-    say "no model beat the naive forecast, so the gate kept them all as challengers. For this demo the best one"
-    say "(v$best) is promoted by hand, recorded as such in the alias history; --keep-gate-decision skips this."
-    candlecast models promote "$best" --reason "demo: promoted by scripts/run.sh although the gate refused it ($decision)"
-  else
-    say "no champion: the predictor keeps the windows until a model is promoted (candlecast models promote)"
+      say "no model beat the naive forecast, so the gate kept them all as challengers. For this demo the best one"
+      say "(v$best) is promoted by hand, recorded as such in the alias history; --keep-gate-decision skips this."
+      candlecast models promote "$best" --reason "demo: promoted by scripts/run.sh although the gate refused it ($decision)"
+    else
+      say "no champion: the predictor keeps the windows until a model is promoted (candlecast models promote)"
+    fi
   fi
 fi
 
@@ -144,7 +159,8 @@ if curl -fs http://127.0.0.1:8084/v1/models/lstm-xbtusd-1d/versions >/dev/null 2
 fi
 
 if [ -n "$replay" ]; then
-  ( while sleep "$tick_seconds"; do curl -fs -X POST http://127.0.0.1:8799/control/tick >/dev/null || true; done ) &
+  # The ticker also ends by itself when this script does, whatever signal stopped it.
+  ( while sleep "$tick_seconds" && kill -0 $$ 2>/dev/null; do curl -fs -X POST http://127.0.0.1:8799/control/tick >/dev/null || true; done ) &
   pids+=($!)
 fi
 say "waiting for the first forecast"

@@ -7,6 +7,8 @@
 #   scripts/servers.sh status
 #   scripts/servers.sh rabbit-stop-app | rabbit-start-app | rabbit-restart | postgres-restart   (fault tests)
 #   scripts/servers.sh vhost-add NAME | vhost-delete NAME                                     (isolated tests)
+#   scripts/servers.sh database-roles DATABASE PREFIX | database-roles-drop PREFIX            (a role per service)
+#   scripts/servers.sh service-env SERVICE      the CANDLECAST_DATABASE_* variables of SERVICE's own role
 #
 # Ports: CANDLECAST_AMQP_PORT (5672), CANDLECAST_PG_PORT (55432). Passwords are generated once into
 # .local/secrets/ and handed to services through *_FILE variables in .local/env.
@@ -115,6 +117,34 @@ SELECT 'CREATE DATABASE candlecast OWNER candlecast' WHERE NOT EXISTS (SELECT FR
 SQL
 }
 
+# Each service connects as a role of its own that owns only its schema (scripts/database-roles.sql); the
+# `candlecast` role (the CLI, the tests, backups) is a member of all of them. SECURITY.md explains the layout.
+SERVICE_SCHEMAS="ingestor:ingest preprocessor:features registry:registry predictor:predictions monitor:monitor trainer:-"
+
+database_roles() { # database role-prefix: create (or update) the roles, hand each its schema
+  local database=$1 prefix=$2 variables=() pair service
+  for pair in $SERVICE_SCHEMAS; do
+    service=${pair%%:*}
+    variables+=(-v "pw_${service}=$(cat "$(secret "database_password_${prefix}${service}")")")
+  done
+  as_postgres psql -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d "$database" -v prefix="$prefix" -v admin=candlecast "${variables[@]}" \
+    >/dev/null <"$ROOT/scripts/database-roles.sql"
+}
+
+drop_database_roles() { # role-prefix: drop the roles once no database holds their objects
+  local pair
+  for pair in $SERVICE_SCHEMAS; do
+    as_postgres psql -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d postgres -c "DROP ROLE IF EXISTS \"${1}${pair%%:*}\"" >/dev/null
+    rm -f "$SECRETS/database_password_${1}${pair%%:*}"
+  done
+}
+
+# The database variables of one service: its role and its password file.
+service_env() {
+  echo "CANDLECAST_DATABASE_URL=postgresql://candlecast_$1@127.0.0.1:$PG_PORT/candlecast"
+  echo "CANDLECAST_DATABASE_PASSWORD_FILE=$SECRETS/database_password_candlecast_$1"
+}
+
 write_env() {
   cat > "$LOCAL/env" <<ENV
 # Written by scripts/servers.sh: source it to reach the local servers.
@@ -142,6 +172,7 @@ case "${1:-}" in
   start)
     install_packages
     start_postgres
+    database_roles candlecast candlecast_
     start_rabbit
     write_env
     log "ready: source $LOCAL/env"
@@ -158,7 +189,10 @@ case "${1:-}" in
   vhost-add)
     HOME="$RABBIT_DIR" "$RABBITMQCTL" -q add_vhost "${2:?vhost name}" >/dev/null
     HOME="$RABBIT_DIR" "$RABBITMQCTL" -q set_permissions -p "$2" candlecast '.*' '.*' '.*' >/dev/null ;;
+  database-roles) database_roles "${2:?database}" "${3:?role prefix}" ;;
+  database-roles-drop) drop_database_roles "${2:?role prefix}" ;;
+  service-env) service_env "${2:?service}" ;;
   vhost-delete) HOME="$RABBIT_DIR" "$RABBITMQCTL" -q delete_vhost "${2:?vhost name}" >/dev/null ;;
   postgres-restart) as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w restart -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DIR -c max_connections=200" >/dev/null ;;
-  *) echo "usage: $0 start|stop|status|rabbit-stop-app|rabbit-start-app|rabbit-restart|postgres-restart|vhost-add NAME|vhost-delete NAME" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|rabbit-stop-app|rabbit-start-app|rabbit-restart|postgres-restart|vhost-add NAME|vhost-delete NAME|database-roles DB PREFIX|database-roles-drop PREFIX|service-env SERVICE" >&2; exit 2 ;;
 esac

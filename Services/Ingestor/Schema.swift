@@ -70,5 +70,13 @@ enum IngestSchema {
                         SELECT pair, interval_seconds, open_time, open, high, low, close, volume, trades, revision FROM candles;
                     """),
             Outbox.migration(version: 2),
+            Migration(
+                version: 3, name: "read contract for every role",
+                sql: """
+                    -- candles_v1 is the one thing other services read here (candles are public market data); the
+                    -- tables behind it stay the ingestor's. With a role per service this is all the others can see.
+                    GRANT USAGE ON SCHEMA ingest TO PUBLIC;
+                    GRANT SELECT ON candles_v1 TO PUBLIC;
+                    """),
         ])
 }

@@ -60,5 +60,13 @@ enum FeaturesSchema {
                                content_hash, training_end, validation_fraction, scaler_minimum, scaler_maximum, open_times, closes, created_at, volumes
                         FROM dataset_versions;
                     """),
+            Migration(
+                version: 4, name: "read contract for every role",
+                sql: """
+                    -- dataset_versions_v1 is what the registry and the trainers read here; with a role per service it is
+                    -- all they can see of this schema.
+                    GRANT USAGE ON SCHEMA features TO PUBLIC;
+                    GRANT SELECT ON dataset_versions_v1 TO PUBLIC;
+                    """),
         ])
 }

@@ -137,7 +137,10 @@ public enum ServiceRunner {
         await publisher.close()
         await database.close()
         logger.info("stopped")
-        exit(exitCode)
+        // Everything is stopped and closed: leave without running the C libraries' exit handlers, which can race
+        // with a thread still unwinding (seen as "double free or corruption" at exit).
+        fflush(nil)
+        _exit(exitCode)
     }
 
     /// Installs the JSON or text log handler at the configured level; call once per process.

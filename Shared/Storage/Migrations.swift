@@ -36,9 +36,23 @@ extension PostgresClient {
         }
         let applied = try await transaction { connection -> [Int] in
             try connection.query("SELECT pg_advisory_xact_lock(hashtext(\("candlecast.migrations." + plan.schema)))")
+            // Created only when missing: a service role may own its schema without being allowed to create schemas
+            // (least privilege, see SECURITY.md), and CREATE SCHEMA IF NOT EXISTS checks that right first.
+            if try connection.query("SELECT 1 FROM pg_namespace WHERE nspname = \(plan.schema)").isEmpty {
+                try connection.executeScript("CREATE SCHEMA \(SQLIdentifier.quoted(plan.schema))")
+            }
+            // Whoever migrates (the service's own role, or an operator's role that is a member of it), the objects
+            // belong to the schema's owner, so that the service keeps full use of them.
+            if let row = try connection.query(
+                """
+                SELECT pg_get_userbyid(nspowner), pg_get_userbyid(nspowner) <> current_user AND pg_has_role(current_user, nspowner, 'MEMBER')
+                FROM pg_namespace WHERE nspname = \(plan.schema)
+                """
+            ).first, try row.decode(1, as: Bool.self) {
+                try connection.executeScript("SET LOCAL ROLE \(SQLIdentifier.quoted(try row.decode(0, as: String.self)))")
+            }
             try connection.executeScript(
                 """
-                CREATE SCHEMA IF NOT EXISTS \(SQLIdentifier.quoted(plan.schema));
                 CREATE TABLE IF NOT EXISTS \(SQLIdentifier.quoted(plan.schema + ".schema_migrations")) (
                     version integer PRIMARY KEY,
                     name text NOT NULL,

@@ -47,9 +47,14 @@ final class SystemHarness: @unchecked Sendable {
     /// Every target a forecast is expected for: the day after the history, then the day after each 2024 candle.
     var expectedTargets: Set<Int64> { Set([rows2024[0].time] + rows2024.map { $0.time + 86_400 }) }
 
-    init(basePort: Int, sweepGrid: String = #"{"units":[8],"epochs":[4],"batch_size":[32,64]}"#) async throws {
+    /// With a prefix, each service connects as a role of its own (`<prefix><service>`) that owns only its schema.
+    let rolePrefix: String?
+
+    init(basePort: Int, sweepGrid: String = #"{"units":[8],"epochs":[4],"batch_size":[32,64]}"#, rolePrefix: String? = nil) async throws {
         ports = Ports(base: basePort)
+        self.rolePrefix = rolePrefix
         database = try await TestDatabase.create()
+        if let rolePrefix { try await TestEnvironment.servers("database-roles", database.name, rolePrefix) }
         client = database.client()
         vhost = try await TestVirtualHost.create()
         broker = try vhost.broker()
@@ -78,10 +83,21 @@ final class SystemHarness: @unchecked Sendable {
     func start(_ role: String) throws {
         let executable = role.hasPrefix("trainer") ? "trainer" : role
         let variables = [
-            "CANDLECAST_AMQP_URL": vhost.url, "CANDLECAST_DATABASE_URL": database.configuration.url, "CANDLECAST_REGISTRY_TOKEN": token,
-            "CANDLECAST_HTTP_PORT": "\(ports.port(of: role))",
-        ].merging(environment[role] ?? [:]) { $1 }
+            "CANDLECAST_AMQP_URL": vhost.url, "CANDLECAST_REGISTRY_TOKEN": token, "CANDLECAST_HTTP_PORT": "\(ports.port(of: role))",
+        ].merging(databaseEnvironment(for: executable)) { $1 }.merging(environment[role] ?? [:]) { $1 }
         processes[role] = try ServiceProcess(executable, environment: variables)
+    }
+
+    /// The database URL and password of a service: its own role when the system has a role per service.
+    func databaseEnvironment(for service: String) -> [String: String] {
+        guard let rolePrefix, var url = URLComponents(string: database.configuration.url) else {
+            return ["CANDLECAST_DATABASE_URL": database.configuration.url]
+        }
+        url.user = rolePrefix + service
+        return [
+            "CANDLECAST_DATABASE_URL": url.string ?? database.configuration.url,
+            "CANDLECAST_DATABASE_PASSWORD_FILE": TestEnvironment.repositoryRoot.appendingPathComponent(".local/secrets/database_password_\(rolePrefix)\(service)").path,
+        ]
     }
 
     func waitReady(_ role: String, timeout: Duration = .seconds(30)) async throws {
@@ -122,7 +138,7 @@ final class SystemHarness: @unchecked Sendable {
     func backfillHistory() async throws {
         let backfill = try ServiceProcess(
             "ingestor", arguments: ["backfill", Self.data + "/kraken_XBTUSD_1440.csv", "--pair", "XBTUSD", "--interval", "1d"],
-            environment: ["CANDLECAST_AMQP_URL": vhost.url, "CANDLECAST_DATABASE_URL": database.configuration.url])
+            environment: ["CANDLECAST_AMQP_URL": vhost.url].merging(databaseEnvironment(for: "ingestor")) { $1 })
         guard try await backfill.waitForExit(timeout: .seconds(180)) == 0 else { throw TestSetupError("backfill failed: \(backfill.log.suffix(1000))") }
     }
 
@@ -207,6 +223,7 @@ final class SystemHarness: @unchecked Sendable {
         await client.close()
         await vhost.delete()
         await database.drop()
+        if let rolePrefix { try? await TestEnvironment.servers("database-roles-drop", rolePrefix) }
     }
 }
 
