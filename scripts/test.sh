@@ -25,6 +25,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo rm -f /usr/sbin/policy-rc.d
 fi
 
+# The tests get a RabbitMQ virtual host of their own, new on every run, so that they never meet the queues of
+# a system started with scripts/run.sh on the same broker (suites that start a whole system make their own).
+scripts/servers.sh vhost-delete candlecast-tests 2>/dev/null || true
+scripts/servers.sh vhost-add candlecast-tests
+export CANDLECAST_AMQP_URL="${CANDLECAST_AMQP_URL%/}/candlecast-tests"
+
 # The published API documents must stay valid OpenAPI (openapi-spec-validator from PyPI).
 python3 -c "import openapi_spec_validator, yaml, pika" 2>/dev/null || python3 -m pip install -q openapi-spec-validator pyyaml pika
 python3 - <<'PY'

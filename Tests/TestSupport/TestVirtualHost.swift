@@ -14,7 +14,9 @@ public struct TestVirtualHost: Sendable {
     /// `CANDLECAST_AMQP_URL` for services started in this virtual host.
     public var url: String {
         let base = TestEnvironment.variables["CANDLECAST_AMQP_URL"] ?? "amqp://candlecast@127.0.0.1:5672/"
-        return (base.hasSuffix("/") ? base : base + "/") + name
+        guard var components = URLComponents(string: base) else { return base }
+        components.path = "/" + name
+        return components.string ?? base
     }
 
     public func broker() throws -> BrokerConfiguration {
