@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Messaging
 import ServiceKit
 
 /// `candlecast`: the operator's command line. It talks to the services' HTTP APIs and to the broker, with the
@@ -31,6 +32,15 @@ struct Endpoints {
         environment.string("CANDLECAST_TRAINER_URLS", default: "http://127.0.0.1:8083,http://127.0.0.1:8087").split(separator: ",").map(String.init)
     }
     func registryToken() throws -> String? { try environment.secret("CANDLECAST_REGISTRY_TOKEN") }
+
+    /// The broker, from the same variables the services read.
+    func broker() throws -> BrokerConfiguration {
+        do {
+            return try ServiceConfiguration(service: "candlecast-cli", defaultHTTPPort: 0, environment: environment).broker
+        } catch {
+            throw CommandFailure.refused("\(error)")
+        }
+    }
 }
 
 /// A failure the user can act on, printed as one line on stderr.

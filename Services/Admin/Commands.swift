@@ -189,15 +189,10 @@ struct Forecasts: AsyncParsableCommand {
 
         func run() async throws {
             try await reporting {
-                let configuration: ServiceConfiguration
-                do {
-                    configuration = try ServiceConfiguration(service: "candlecast-cli", defaultHTTPPort: 0)
-                } catch {
-                    throw CommandFailure.refused("\(error)")
-                }
+                let broker = try Endpoints().broker()
                 var logger = Logger(label: "candlecast")
                 logger.logLevel = .error
-                let subscriber = try ForecastSubscriber(broker: configuration.broker, options: .init(pair: pair), logger: logger)
+                let subscriber = try ForecastSubscriber(broker: broker, options: .init(pair: pair), logger: logger)
                 let received = Received(limit: count)
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
@@ -210,7 +205,7 @@ struct Forecasts: AsyncParsableCommand {
                             guard let position = received.claim() else { return }
                             let line = json
                                 ? String(decoding: try encoder.encode(forecast), as: UTF8.self)
-                                : "\(forecast.pair) \(forecast.interval.name) close of \(Self.day(forecast.targetOpenTime)): \(String(format: "%.2f", forecast.predictedClose)) USD (last close \(String(format: "%.2f", forecast.lastClose)), \(forecast.modelName) v\(forecast.modelVersion)\(forecast.stale ? ", stale model" : ""))"
+                                : "\(forecast.pair) \(forecast.interval.name) close of \(utcDay(forecast.targetOpenTime)): \(String(format: "%.2f", forecast.predictedClose)) USD (last close \(String(format: "%.2f", forecast.lastClose)), \(forecast.modelName) v\(forecast.modelVersion)\(forecast.stale ? ", stale model" : ""))"
                             // Unbuffered, so that a pipe sees each forecast as it comes.
                             FileHandle.standardOutput.write(Data((line + "\n").utf8))
                             if position == count { await subscriber.stop() }
@@ -219,12 +214,6 @@ struct Forecasts: AsyncParsableCommand {
                     await group.waitForAll()
                 }
             }
-        }
-
-        static func day(_ time: Int64) -> String {
-            let formatter = ISO8601DateFormatter()
-            formatter.formatOptions = [.withFullDate]
-            return formatter.string(from: Date(timeIntervalSince1970: Double(time)))
         }
     }
 }
@@ -272,8 +261,7 @@ struct Status: AsyncParsableCommand {
             print(Table.render(["service", "url", "state"], rows))
 
             print("")
-            let configuration = try? ServiceConfiguration(service: "candlecast-cli", defaultHTTPPort: 0)
-            if let broker = configuration?.broker {
+            if let broker = try? endpoints.broker() {
                 var depths: [[String]] = []
                 for service in ServiceName.allCases {
                     for queue in service.subscriptions.map(\.queue) + [service.deadLetterQueue] {
@@ -289,7 +277,7 @@ struct Status: AsyncParsableCommand {
             print("")
             let interval = try series.candleInterval()
             if let latest = try? await ServiceHTTP(base: endpoints.predictor).get("/v1/forecasts/latest?pair=\(series.pair)&interval=\(interval.name)") {
-                print("latest forecast: \(series.pair) \(interval.name) close of \(Forecasts.Tail.day(Int64(latest["target_open_time"].number ?? 0))): \(String(format: "%.2f", latest["predicted_close"].number ?? 0)) USD by \(latest["model_name"]) v\(latest["model_version"])")
+                print("latest forecast: \(series.pair) \(interval.name) close of \(utcDay(Int64(latest["target_open_time"].number ?? 0))): \(String(format: "%.2f", latest["predicted_close"].number ?? 0)) USD by \(latest["model_name"]) v\(latest["model_version"])")
             } else {
                 print("latest forecast: none yet")
             }

@@ -102,7 +102,7 @@ struct DashboardQuery: Sendable {
 
     init(_ parameters: Hummingbird.Parameters) throws {
         pair = parameters.get("pair") ?? "XBTUSD"
-        guard (1...32).contains(pair.count), pair.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+        guard isValidPairName(pair) else {
             throw HTTPError(.badRequest, message: "pair must be 1 to 32 letters or digits")
         }
         let intervalText = parameters.get("interval") ?? "1d"

@@ -1,5 +1,6 @@
 import Contracts
 import Foundation
+import ServiceKit
 
 /// Renders the dashboard as one HTML page with inline SVG charts. Every value that came from outside
 /// (query, registry, events) goes through `escape`.
@@ -35,8 +36,8 @@ struct DashboardPage {
         return """
             <nav>\(links)
             <form method="get" action="/"><input type="hidden" name="pair" value="\(escape(data.query.pair))"><input type="hidden" name="interval" value="\(escape(data.query.interval.name))">
-            <label>from <input type="date" name="from" value="\(data.query.from.map(Self.day) ?? "")"></label>
-            <label>to <input type="date" name="to" value="\(data.query.to.map(Self.day) ?? "")"></label><button type="submit">Show</button></form></nav>
+            <label>from <input type="date" name="from" value="\(data.query.from.map(utcDay) ?? "")"></label>
+            <label>to <input type="date" name="to" value="\(data.query.to.map(utcDay) ?? "")"></label><button type="submit">Show</button></form></nav>
             """
     }
 
@@ -51,7 +52,7 @@ struct DashboardPage {
         let change = (latest.predictedClose - latest.lastClose) / latest.lastClose * 100
         return card(
             title: "Latest forecast", value: "<span id=\"latest-forecast\">\(Self.usd(latest.predictedClose))</span>",
-            detail: "close of \(Self.day(latest.targetOpenTime)) · \(String(format: "%+.2f", change))% on \(Self.usd(latest.lastClose)) · v\(latest.modelVersion)\(latest.stale ? " · stale model" : "")")
+            detail: "close of \(utcDay(latest.targetOpenTime)) · \(String(format: "%+.2f", change))% on \(Self.usd(latest.lastClose)) · v\(latest.modelVersion)\(latest.stale ? " · stale model" : "")")
     }
 
     private func accuracyCard() -> String {
@@ -94,7 +95,7 @@ struct DashboardPage {
         let line = data.prices.map { "\(Self.number(scale.x($0.openTime))),\(Self.number(scale.y($0.close)))" }.joined(separator: " ")
         let points = forecasts.map { point in
             """
-            <circle class="forecast-point\(point.stale ? " stale" : "")" cx="\(Self.number(scale.x(point.targetOpenTime)))" cy="\(Self.number(scale.y(point.predictedClose)))" r="3" data-target="\(Self.day(point.targetOpenTime))" data-predicted="\(Self.number(point.predictedClose))" data-version="\(point.modelVersion)"><title>\(Self.day(point.targetOpenTime)) v\(point.modelVersion): forecast \(Self.usd(point.predictedClose))\(point.actualClose.map { ", actual \(Self.usd($0))" } ?? "")</title></circle>
+            <circle class="forecast-point\(point.stale ? " stale" : "")" cx="\(Self.number(scale.x(point.targetOpenTime)))" cy="\(Self.number(scale.y(point.predictedClose)))" r="3" data-target="\(utcDay(point.targetOpenTime))" data-predicted="\(Self.number(point.predictedClose))" data-version="\(point.modelVersion)"><title>\(utcDay(point.targetOpenTime)) v\(point.modelVersion): forecast \(Self.usd(point.predictedClose))\(point.actualClose.map { ", actual \(Self.usd($0))" } ?? "")</title></circle>
             """
         }.joined()
         return """
@@ -120,15 +121,15 @@ struct DashboardPage {
             let model = (point.absoluteError ?? 0) / maxError * (height - 30)
             let naive = (point.naiveAbsoluteError ?? 0) / maxError * (height - 30)
             return """
-                <rect class="error-bar model" x="\(Self.number(x))" y="\(Self.number(height - 20 - model))" width="\(Self.number(barWidth))" height="\(Self.number(model))"><title>\(Self.day(point.targetOpenTime)) model error \(Self.usd(point.absoluteError ?? 0))</title></rect><rect class="error-bar naive" x="\(Self.number(x + barWidth))" y="\(Self.number(height - 20 - naive))" width="\(Self.number(barWidth))" height="\(Self.number(naive))"><title>\(Self.day(point.targetOpenTime)) naive error \(Self.usd(point.naiveAbsoluteError ?? 0))</title></rect>
+                <rect class="error-bar model" x="\(Self.number(x))" y="\(Self.number(height - 20 - model))" width="\(Self.number(barWidth))" height="\(Self.number(model))"><title>\(utcDay(point.targetOpenTime)) model error \(Self.usd(point.absoluteError ?? 0))</title></rect><rect class="error-bar naive" x="\(Self.number(x + barWidth))" y="\(Self.number(height - 20 - naive))" width="\(Self.number(barWidth))" height="\(Self.number(naive))"><title>\(utcDay(point.targetOpenTime)) naive error \(Self.usd(point.naiveAbsoluteError ?? 0))</title></rect>
                 """
         }.joined()
         return """
             <svg id="error-chart" viewBox="0 0 \(Int(Self.width)) \(Int(height))" role="img" aria-label="Absolute error per forecast, model and naive">
             <text class="axis-label" x="4" y="14">\(Self.usd(maxError))</text><line class="axis" x1="\(Self.margin.left)" y1="\(height - 20)" x2="\(Self.width - Self.margin.right)" y2="\(height - 20)"/>
             \(bars)
-            <text class="axis-label" x="\(Self.margin.left)" y="\(height - 4)">\(Self.day(scored.first?.targetOpenTime ?? 0))</text>
-            <text class="axis-label" x="\(Self.width - Self.margin.right)" y="\(height - 4)" text-anchor="end">\(Self.day(scored.last?.targetOpenTime ?? 0))</text>
+            <text class="axis-label" x="\(Self.margin.left)" y="\(height - 4)">\(utcDay(scored.first?.targetOpenTime ?? 0))</text>
+            <text class="axis-label" x="\(Self.width - Self.margin.right)" y="\(height - 4)" text-anchor="end">\(utcDay(scored.last?.targetOpenTime ?? 0))</text>
             </svg>
             <p class="legend"><span class="swatch model"></span>model absolute error <span class="swatch naive"></span>naive (tomorrow = today) absolute error</p>
             """
@@ -142,7 +143,7 @@ struct DashboardPage {
         let rows = recent.map { point in
             let better = point.absoluteError.flatMap { model in point.naiveAbsoluteError.map { model < $0 } }
             return """
-                <tr class="forecast-row"><td>\(Self.day(point.targetOpenTime))</td><td>v\(point.modelVersion)</td><td>\(Self.usd(point.predictedClose))</td><td>\(point.actualClose.map(Self.usd) ?? "pending")</td><td>\(point.absoluteError.map(Self.usd) ?? "–")</td><td>\(point.naiveAbsoluteError.map(Self.usd) ?? "–")</td><td>\(better.map { $0 ? "model" : "naive" } ?? "–")</td></tr>
+                <tr class="forecast-row"><td>\(utcDay(point.targetOpenTime))</td><td>v\(point.modelVersion)</td><td>\(Self.usd(point.predictedClose))</td><td>\(point.actualClose.map(Self.usd) ?? "pending")</td><td>\(point.absoluteError.map(Self.usd) ?? "–")</td><td>\(point.naiveAbsoluteError.map(Self.usd) ?? "–")</td><td>\(better.map { $0 ? "model" : "naive" } ?? "–")</td></tr>
                 """
         }.joined()
         return "<table><thead><tr><th>target</th><th>model</th><th>forecast</th><th>actual</th><th>|error|</th><th>naive |error|</th><th>closer</th></tr></thead><tbody>\(rows)</tbody></table>"
@@ -181,12 +182,6 @@ struct DashboardPage {
     }
 
     // MARK: Formatting
-
-    static func day(_ time: Int64) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withFullDate]
-        return formatter.string(from: Date(timeIntervalSince1970: Double(time)))
-    }
 
     static func timestamp(_ date: Date) -> String {
         let formatter = ISO8601DateFormatter()
@@ -270,8 +265,8 @@ struct ChartScale {
             return "<line class=\"grid\" x1=\"\(margin.left)\" y1=\"\(y)\" x2=\"\(width - margin.right)\" y2=\"\(y)\"/><text class=\"axis-label\" x=\"4\" y=\"\(y)\">\(DashboardPage.usd(value))</text>"
         }.joined()
         return """
-            \(gridlines)<text class="axis-label" x="\(margin.left)" y="\(height - 8)">\(DashboardPage.day(minTime))</text>\
-            <text class="axis-label" x="\(width - margin.right)" y="\(height - 8)" text-anchor="end">\(DashboardPage.day(maxTime))</text>
+            \(gridlines)<text class="axis-label" x="\(margin.left)" y="\(height - 8)">\(utcDay(minTime))</text>\
+            <text class="axis-label" x="\(width - margin.right)" y="\(height - 8)" text-anchor="end">\(utcDay(maxTime))</text>
             """
     }
 }

@@ -45,9 +45,15 @@ final class Freshness: Sendable {
         let closeTime = openTime + interval.seconds
         state.withLock { $0.candleCloseTimes[key] = max($0.candleCloseTimes[key] ?? .min, closeTime) }
     }
-    func forecastProduced(pair: String, interval: CandleInterval, at date: Date) {
+    /// Returns the newest forecast time of the series, which an older redelivered forecast does not move back.
+    @discardableResult
+    func forecastProduced(pair: String, interval: CandleInterval, at date: Date) -> Date {
         let key = SeriesKey(pair: pair, interval: interval)
-        state.withLock { $0.forecastTimes[key] = max($0.forecastTimes[key] ?? .distantPast, date) }
+        return state.withLock { state in
+            let newest = max(state.forecastTimes[key] ?? .distantPast, date)
+            state.forecastTimes[key] = newest
+            return newest
+        }
     }
     func setDeadLetters(_ counts: [ServiceName: Int]) { state.withLock { $0.deadLetters = counts } }
 
@@ -76,10 +82,17 @@ struct Monitor: Sendable {
 
     func handle(_ forecast: ForecastCreated) async throws {
         guard try await database.transaction({ try Observations.record(forecast, on: $0) }) else { return }
-        freshness.forecastProduced(pair: forecast.pair, interval: forecast.interval, at: forecast.producedAt)
         Counter(label: "candlecast_monitor_forecasts_received_total", dimensions: Self.labels(forecast.pair, forecast.interval, forecast.modelVersion)).increment()
-        Gauge(label: "candlecast_last_forecast_timestamp_seconds", dimensions: Self.labels(forecast.pair, forecast.interval))
-            .record(freshness.forecastTimes[.init(pair: forecast.pair, interval: forecast.interval)]?.timeIntervalSince1970 ?? 0)
+        recordForecastTime(pair: forecast.pair, interval: forecast.interval, producedAt: forecast.producedAt)
+    }
+
+    private func recordForecastTime(pair: String, interval: CandleInterval, producedAt: Date) {
+        let newest = freshness.forecastProduced(pair: pair, interval: interval, at: producedAt)
+        Gauge(label: "candlecast_last_forecast_timestamp_seconds", dimensions: Self.labels(pair, interval)).record(newest.timeIntervalSince1970)
+    }
+
+    private func recordChampion(model: String, version: Int) {
+        Gauge(label: "candlecast_champion_version", dimensions: [("model", model)]).record(version)
     }
 
     func handle(_ score: ForecastScored) async throws {
@@ -113,7 +126,7 @@ struct Monitor: Sendable {
 
     func handle(_ promoted: ModelPromoted) async throws {
         guard try await database.transaction({ try Observations.record(promoted, on: $0) }) else { return }
-        Gauge(label: "candlecast_champion_version", dimensions: [("model", promoted.modelName)]).record(promoted.version)
+        recordChampion(model: promoted.modelName, version: promoted.version)
         Counter(label: "candlecast_promotions_total", dimensions: [("model", promoted.modelName)]).increment()
         logger.info("champion moved", metadata: ["model": "\(promoted.modelName)", "version": "\(promoted.version)", "reason": "\(promoted.reason)"])
     }
@@ -150,20 +163,14 @@ struct Monitor: Sendable {
                 (series, RollingAccuracy(try Observations.recentErrors(of: series, limit: window, on: connection)))
             }
             return (
-                rolling, try Observations.champions(on: connection), try Observations.latestCandleCloseTimes(on: connection),
+                rolling, try Observations.champions(on: connection), try Observations.latestCandles(on: connection),
                 try Observations.latestForecastTimes(on: connection)
             )
         }
         for (series, accuracy) in restored.0 { publishRolling(accuracy, of: series) }
-        for champion in restored.1 { Gauge(label: "candlecast_champion_version", dimensions: [("model", champion.model)]).record(champion.version) }
-        for candle in restored.2 {
-            freshness.candleClosed(pair: candle.pair, interval: candle.interval, openTime: candle.closeTime - candle.interval.seconds)
-        }
-        for forecast in restored.3 {
-            freshness.forecastProduced(pair: forecast.pair, interval: forecast.interval, at: forecast.producedAt)
-            Gauge(label: "candlecast_last_forecast_timestamp_seconds", dimensions: Self.labels(forecast.pair, forecast.interval))
-                .record(forecast.producedAt.timeIntervalSince1970)
-        }
+        for champion in restored.1 { recordChampion(model: champion.model, version: champion.version) }
+        for candle in restored.2 { freshness.candleClosed(pair: candle.pair, interval: candle.interval, openTime: candle.openTime) }
+        for forecast in restored.3 { recordForecastTime(pair: forecast.pair, interval: forecast.interval, producedAt: forecast.producedAt) }
         Gauge(label: "candlecast_forecast_rmse_reference_usd").record(settings.rmseReference)
     }
 

@@ -113,9 +113,9 @@ enum Observations {
         }
     }
 
-    /// Close time (open time + interval) of the newest candle of every series.
-    static func latestCandleCloseTimes(on connection: PostgresConnection) throws -> [(pair: String, interval: CandleInterval, closeTime: Int64)] {
-        try connection.query("SELECT pair, interval_seconds, open_time + interval_seconds FROM monitor.latest_candles").map { row in
+    /// The open time of the newest candle of every series.
+    static func latestCandles(on connection: PostgresConnection) throws -> [(pair: String, interval: CandleInterval, openTime: Int64)] {
+        try connection.query("SELECT pair, interval_seconds, open_time FROM monitor.latest_candles").map { row in
             (try row.decode(0, as: String.self), CandleInterval(minutes: try row.decode(1, as: Int.self) / 60), try row.decode(2, as: Int64.self))
         }
     }

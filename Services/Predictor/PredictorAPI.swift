@@ -48,7 +48,7 @@ struct PredictorAPI: Sendable {
             }
             guard let interval = CandleInterval(body.interval ?? "1d") else { throw HTTPError(.badRequest, message: "unknown interval") }
             let pair = (body.pair ?? "XBTUSD").uppercased()
-            guard (1...32).contains(pair.count), pair.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+            guard isValidPairName(pair) else {
                 throw HTTPError(.badRequest, message: "pair must be 1 to 32 letters and digits")
             }
             // The input is checked before any model is looked up: a bad request is a 400 whether or not a champion exists.

@@ -264,7 +264,7 @@ struct RegistryAPI: Sendable {
     }
 
     private func nameParameter(_ context: BasicRequestContext) throws -> String {
-        guard let name = context.parameters.get("name"), name.count <= 64, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+        guard let name = context.parameters.get("name"), isValidModelName(name) else {
             throw HTTPError(.badRequest, message: "model name must be letters, digits, - and _")
         }
         return name

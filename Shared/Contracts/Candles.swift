@@ -69,6 +69,16 @@ public struct CandleInterval: Sendable, Hashable, Codable, CustomStringConvertib
 /// Routing-key token of a pair: `XBTUSD` -> `xbtusd`.
 public func pairToken(_ pair: String) -> String { pair.lowercased() }
 
+/// A pair name as Kraken spells it: 1 to 32 ASCII letters and digits (safe in a routing key, a URL and a label).
+public func isValidPairName(_ pair: String) -> Bool {
+    (1...32).contains(pair.count) && pair.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }
+}
+
+/// A model name of the registry: 1 to 64 letters, digits, `-` and `_`.
+public func isValidModelName(_ name: String) -> Bool {
+    (1...64).contains(name.count) && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
+}
+
 /// `candle.closed.<pair>.<interval>`: a candle closed (or was revised) and is stored. Prices and volume are
 /// decimal strings, exactly as Kraken sent them, so no consumer sees a rounded float.
 public struct CandleClosed: MessagePayload, Equatable {

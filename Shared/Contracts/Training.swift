@@ -227,7 +227,7 @@ public struct ModelPromoted: MessagePayload, Equatable {
     }
 
     public func validate() throws(ValidationFailure) {
-        guard (1...64).contains(modelName.count), modelName.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+        guard isValidModelName(modelName) else {
             throw ValidationFailure("model_name must be 1 to 64 letters, digits, - or _")
         }
         guard (1...64).contains(alias.count), version >= 1, previousVersion.map({ $0 >= 1 }) ?? true, datasetVersion >= 1 else {

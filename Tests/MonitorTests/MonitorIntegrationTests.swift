@@ -73,25 +73,25 @@ struct MonitorIntegrationTests {
 
             try await eventually(timeout: .seconds(30), "60 scored forecasts in the monitor's metrics") {
                 let metrics = await httpGet("http://127.0.0.1:\(Self.port)/metrics")?.body ?? ""
-                return value(in: metrics, "candlecast_forecast_absolute_error_usd_count") == 60
-                    && value(in: metrics, "candlecast_dead_letter_queue_messages", labels: ["service=\"monitor\""]) == 1
-                    && value(in: metrics, "candlecast_events_total", labels: ["type=\"forecast.created\""]) == 60
+                return sample(metrics, "candlecast_forecast_absolute_error_usd_count") == 60
+                    && sample(metrics, "candlecast_dead_letter_queue_messages", labels: ["service=\"monitor\""]) == 1
+                    && sample(metrics, "candlecast_events_total", labels: ["type=\"forecast.created\""]) == 60
             }
             let metrics = try #require(await httpGet("http://127.0.0.1:\(Self.port)/metrics")?.body)
             let window = Array(scores.suffix(30))
             let expectedMAE = window.map(\.absoluteError).reduce(0, +) / 30
             let expectedNaive = window.map(\.naiveAbsoluteError).reduce(0, +) / 30
             let expectedRMSE = (window.map { $0.absoluteError * $0.absoluteError }.reduce(0, +) / 30).squareRoot()
-            #expect(abs(try #require(value(in: metrics, "candlecast_forecast_rolling_mae_usd")) - expectedMAE) < 1e-6)
-            #expect(abs(try #require(value(in: metrics, "candlecast_forecast_rolling_rmse_usd")) - expectedRMSE) < 1e-6)
-            #expect(abs(try #require(value(in: metrics, "candlecast_forecast_rolling_mase")) - expectedMAE / expectedNaive) < 1e-9)
-            #expect(value(in: metrics, "candlecast_forecast_rolling_window_forecasts") == 30)
-            #expect(value(in: metrics, "candlecast_champion_version", labels: ["model=\"lstm-xbtusd-1d\""]) == Double(Self.modelVersion))
-            #expect(value(in: metrics, "candlecast_training_runs_total", labels: ["result=\"failed\""]) == 1)
-            #expect(value(in: metrics, "candlecast_training_run_duration_seconds_count") == 1)
-            #expect(value(in: metrics, "candlecast_events_total", labels: ["producer=\"ingestor\"", "type=\"candle.closed\""]) == 60)
+            #expect(abs(try #require(sample(metrics, "candlecast_forecast_rolling_mae_usd")) - expectedMAE) < 1e-6)
+            #expect(abs(try #require(sample(metrics, "candlecast_forecast_rolling_rmse_usd")) - expectedRMSE) < 1e-6)
+            #expect(abs(try #require(sample(metrics, "candlecast_forecast_rolling_mase")) - expectedMAE / expectedNaive) < 1e-9)
+            #expect(sample(metrics, "candlecast_forecast_rolling_window_forecasts") == 30)
+            #expect(sample(metrics, "candlecast_champion_version", labels: ["model=\"lstm-xbtusd-1d\""]) == Double(Self.modelVersion))
+            #expect(sample(metrics, "candlecast_training_runs_total", labels: ["result=\"failed\""]) == 1)
+            #expect(sample(metrics, "candlecast_training_run_duration_seconds_count") == 1)
+            #expect(sample(metrics, "candlecast_events_total", labels: ["producer=\"ingestor\"", "type=\"candle.closed\""]) == 60)
             let lastClose = Int64(days.last!.time) + 86_400
-            let age = try #require(value(in: metrics, "candlecast_candle_age_seconds", labels: ["pair=\"XBTUSD\""]))
+            let age = try #require(sample(metrics, "candlecast_candle_age_seconds", labels: ["pair=\"XBTUSD\""]))
             #expect(abs(age - Double(Int64(Date().timeIntervalSince1970) - lastClose)) < 120)
 
             // promtool: no findings at all (its exit status is 0 and it prints nothing).
@@ -145,14 +145,4 @@ struct MonitorIntegrationTests {
     private func shell(_ command: String) async throws -> Int32 {
         try await TestEnvironment.run("/bin/sh", ["-c", command])
     }
-}
-
-/// The value of the first sample of `name` whose labels include all of `labels`.
-func value(in exposition: String, _ name: String, labels: [String] = []) -> Double? {
-    for line in exposition.split(separator: "\n") where !line.hasPrefix("#") {
-        guard line.hasPrefix(name + "{") || line.hasPrefix(name + " ") else { continue }
-        guard labels.allSatisfy({ line.contains($0) }) else { continue }
-        return line.split(separator: " ").last.flatMap { Double($0) }
-    }
-    return nil
 }

@@ -12,7 +12,7 @@ struct ReliabilityTests {
     /// A system with history, a champion and a subscriber, ready for the 2024 replay.
     static func forecastingSystem(basePort: Int) async throws -> (SystemHarness, ForecastSubscriber, SharedList<ForecastCreated>, Task<Void, Never>) {
         let system = try await SystemHarness(basePort: basePort)
-        do {
+        return try await system.tearingDownOnFailure {
             try await system.startAll()
             let subscriber = try ForecastSubscriber(broker: system.broker, options: .init(queue: "reliability.client"), logger: TestEnvironment.logger)
             let received = SharedList<ForecastCreated>()
@@ -22,10 +22,6 @@ struct ReliabilityTests {
             try await system.ensureChampion(sweepID: try #require(await system.runs().first?["sweep_id"] as? String))
             try await eventually(timeout: .seconds(60), "the first forecast") { received.values.count >= 1 }
             return (system, subscriber, received, task)
-        } catch {
-            Issue.record("\(system.logs())")
-            await system.tearDown()
-            throw error
         }
     }
 

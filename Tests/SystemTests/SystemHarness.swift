@@ -208,14 +208,19 @@ final class SystemHarness: @unchecked Sendable {
     /// Runs a test's steps; when one fails, every process's log is recorded with the failure. The system is
     /// torn down either way.
     func run(_ steps: () async throws -> Void) async throws {
+        try await tearingDownOnFailure(steps)
+        await tearDown()
+    }
+
+    /// Runs steps that leave the system up for the caller; on failure records every log and tears it down.
+    func tearingDownOnFailure<T>(_ steps: () async throws -> T) async throws -> T {
         do {
-            try await steps()
+            return try await steps()
         } catch {
             Issue.record("\(logs())")
             await tearDown()
             throw error
         }
-        await tearDown()
     }
 
     func tearDown() async {
@@ -231,12 +236,4 @@ final class SystemHarness: @unchecked Sendable {
 func getJSON(_ url: String) async -> Any? {
     guard let body = await httpGet(url)?.body else { return nil }
     return try? JSONSerialization.jsonObject(with: Data(body.utf8))
-}
-
-/// The sum of every sample of `name` (all label sets).
-func sample(_ exposition: String, _ name: String, labels: [String] = []) -> Double? {
-    let values = exposition.split(separator: "\n")
-        .filter { ($0.hasPrefix(name + "{") || $0.hasPrefix(name + " ")) && labels.allSatisfy($0.contains) }
-        .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
-    return values.isEmpty ? nil : values.reduce(0, +)
 }
