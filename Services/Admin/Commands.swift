@@ -277,14 +277,15 @@ struct Status: AsyncParsableCommand {
             print("")
             let interval = try series.candleInterval()
             if let latest = try? await ServiceHTTP(base: endpoints.predictor).get("/v1/forecasts/latest?pair=\(series.pair)&interval=\(interval.name)") {
-                print("latest forecast: \(series.pair) \(interval.name) close of \(utcDay(Int64(latest["target_open_time"].number ?? 0))): \(String(format: "%.2f", latest["predicted_close"].number ?? 0)) USD by \(latest["model_name"]) v\(latest["model_version"])")
+                print("latest forecast: \(series.pair) \(interval.name) close of \((latest["target_open_time"].number.flatMap { Int64(exactly: $0) }.map(utcDay) ?? "?")): \(String(format: "%.2f", latest["predicted_close"].number ?? 0)) USD by \(latest["model_name"]) v\(latest["model_version"])")
             } else {
                 print("latest forecast: none yet")
             }
             if let metrics = try? await ServiceHTTP(base: endpoints.monitor).text("/metrics") {
                 for line in metrics.split(separator: "\n") where line.hasPrefix("candlecast_candle_age_seconds{") {
-                    let age = Double(line.split(separator: " ").last ?? "") ?? 0
-                    print("freshness: \(line.split(separator: "{")[1].split(separator: "}")[0]) newest candle closed \(Int(age / 3600)) h ago")
+                    let hours = Double(line.split(separator: " ").last ?? "").flatMap { Int(exactly: ($0 / 3600).rounded(.down)) }
+                    let labels = line.split(separator: "{").dropFirst().first?.split(separator: "}").first ?? ""
+                    print("freshness: \(labels) newest candle closed \(hours.map(String.init) ?? "?") h ago")
                 }
             }
             if down > 0 { throw CommandFailure.unreachable("\(down) service(s) not answering") }

@@ -24,22 +24,31 @@ struct IngestorSettings: Sendable {
             throw ConfigurationError(key: "CANDLECAST_KRAKEN_URL", reason: "\(url) is not an http(s) URL")
         }
         self.krakenURL = krakenURL
-        pairs = environment.string("CANDLECAST_INGEST_PAIRS", default: "XBTUSD").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).uppercased() }
+        pairs = try environment.string("CANDLECAST_INGEST_PAIRS", default: "XBTUSD").split(separator: ",").map { token in
+            let pair = token.trimmingCharacters(in: .whitespaces).uppercased()
+            guard isValidPairName(pair) else {
+                throw ConfigurationError(key: "CANDLECAST_INGEST_PAIRS", reason: "\(token) is not a pair name (1 to 32 ASCII letters and digits)")
+            }
+            return pair
+        }
+        guard !pairs.isEmpty else { throw ConfigurationError(key: "CANDLECAST_INGEST_PAIRS", reason: "names no pair") }
         intervals = try environment.string("CANDLECAST_INGEST_INTERVALS", default: "1d").split(separator: ",").map { token in
             guard let interval = CandleInterval(token.trimmingCharacters(in: .whitespaces)) else {
                 throw ConfigurationError(key: "CANDLECAST_INGEST_INTERVALS", reason: "\(token) is not a Kraken interval (1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w, 15d)")
             }
             return interval
         }
-        let poll = try environment.int("CANDLECAST_KRAKEN_POLL_SECONDS", default: 0)
+        let poll = try environment.int("CANDLECAST_KRAKEN_POLL_SECONDS", default: 0, in: 0...86_400)
         pollPeriod = poll > 0 ? .seconds(poll) : nil
-        timeout = .seconds(try environment.int("CANDLECAST_KRAKEN_TIMEOUT_SECONDS", default: 10))
-        closeDelay = .seconds(try environment.int("CANDLECAST_KRAKEN_CLOSE_DELAY_SECONDS", default: 5))
+        timeout = .seconds(try environment.int("CANDLECAST_KRAKEN_TIMEOUT_SECONDS", default: 10, in: 1...600))
+        closeDelay = .seconds(try environment.int("CANDLECAST_KRAKEN_CLOSE_DELAY_SECONDS", default: 5, in: 0...3600))
     }
 }
 
 enum IngestorService {
-    static let definition = ServiceDefinition(name: .ingestor, defaultHTTPPort: 8081, migrations: IngestSchema.migrations) { context in
+    static let definition = ServiceDefinition(
+        name: .ingestor, defaultHTTPPort: 8081, migrations: IngestSchema.migrations, settings: { _ = try IngestorSettings($0) }
+    ) { context in
         let settings = try IngestorSettings(context.configuration.environment)
         let client = KrakenClient(baseURL: settings.krakenURL, timeout: settings.timeout)
         let relay = OutboxRelay(schema: IngestSchema.name, database: context.database, publisher: context.publisher, logger: context.logger)

@@ -67,7 +67,7 @@ struct Dashboard: Sendable {
                 naiveAbsoluteError: try row.decode(7, as: Double?.self))
         }
         let series = try await database.query("SELECT DISTINCT pair, interval_seconds FROM monitor.latest_candles ORDER BY 1, 2").map {
-            "\(try $0.decode(0, as: String.self)) \(CandleInterval(minutes: try $0.decode(1, as: Int.self) / 60).name)"
+            "\(try $0.decode(0, as: String.self)) \(try CandleInterval(storedSeconds: try $0.decode(1, as: Int.self)).name)"
         }
 
         let name = modelName(pair: pair, interval: query.interval)

@@ -191,7 +191,8 @@ struct DashboardPage {
 
     /// Dollars with thousands separators: whole dollars from $1,000, cents below.
     static func usd(_ value: Double) -> String {
-        guard value.magnitude >= 1000 else { return (value < 0 ? "-$" : "$") + String(format: "%.2f", value.magnitude) }
+        guard value.isFinite else { return "–" }
+        guard value.magnitude >= 1000, value.magnitude < 1e15 else { return (value < 0 ? "-$" : "$") + String(format: "%.2f", value.magnitude) }
         var digits = String(Int(value.magnitude.rounded()))
         var groups: [Substring] = []
         while digits.count > 3 {

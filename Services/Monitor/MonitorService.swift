@@ -18,11 +18,9 @@ struct MonitorSettings: Sendable {
     var registryURL: URL
 
     init(_ environment: EnvironmentReader) throws {
-        rollingWindow = try environment.int("CANDLECAST_MONITOR_ROLLING_WINDOW", default: 30)
-        guard rollingWindow > 0 else { throw ConfigurationError(key: "CANDLECAST_MONITOR_ROLLING_WINDOW", reason: "must be positive") }
-        rmseReference = try environment.double("CANDLECAST_MONITOR_RMSE_REFERENCE_USD", default: 2500)
-        let refresh = try environment.int("CANDLECAST_MONITOR_REFRESH_SECONDS", default: 5)
-        guard refresh > 0 else { throw ConfigurationError(key: "CANDLECAST_MONITOR_REFRESH_SECONDS", reason: "must be positive") }
+        rollingWindow = try environment.int("CANDLECAST_MONITOR_ROLLING_WINDOW", default: 30, in: 1...10_000)
+        rmseReference = try environment.double("CANDLECAST_MONITOR_RMSE_REFERENCE_USD", default: 2500, in: 0.000_001...ContractRules.maximumAmount)
+        let refresh = try environment.int("CANDLECAST_MONITOR_REFRESH_SECONDS", default: 5, in: 1...3600)
         refreshInterval = .seconds(refresh)
         let url = environment.string("CANDLECAST_REGISTRY_URL", default: "http://127.0.0.1:8084")
         guard let registryURL = URL(string: url), registryURL.scheme?.hasPrefix("http") == true else {
@@ -125,6 +123,13 @@ struct Monitor: Sendable {
     }
 
     func handle(_ promoted: ModelPromoted) async throws {
+        // A promotion of a version the registry does not know is forged or stale: the registry decides. The
+        // monitor only shows the champion, so an unreachable registry does not hold the promotion up.
+        switch await RegistryReader(baseURL: settings.registryURL).versionExists(model: promoted.modelName, version: promoted.version) {
+        case false?: throw PermanentFailure("\(promoted.modelName) v\(promoted.version) is not in the registry")
+        case nil: logger.warning("the registry cannot confirm the promoted version; recording it", metadata: ["model": "\(promoted.modelName)", "version": "\(promoted.version)"])
+        case true?: break
+        }
         guard try await database.transaction({ try Observations.record(promoted, on: $0) }) else { return }
         recordChampion(model: promoted.modelName, version: promoted.version)
         Counter(label: "candlecast_promotions_total", dimensions: [("model", promoted.modelName)]).increment()
@@ -217,6 +222,7 @@ enum MonitorService {
     static let definition = ServiceDefinition(
         name: .monitor, defaultHTTPPort: 8086, migrations: MonitorSchema.migrations,
         histogramBuckets: Monitor.histogramBuckets, durationBuckets: Monitor.durationBuckets,
+        settings: { _ = try MonitorSettings($0) },
         routes: { router, context in
             guard let settings = try? MonitorSettings(context.configuration.environment) else { return }
             Dashboard(

@@ -108,7 +108,7 @@ enum Observations {
     static func scoredSeries(on connection: PostgresConnection) throws -> [ModelSeries] {
         try connection.query("SELECT DISTINCT pair, interval_seconds, model_version FROM monitor.scores").map { row in
             ModelSeries(
-                pair: try row.decode(0, as: String.self), interval: CandleInterval(minutes: try row.decode(1, as: Int.self) / 60),
+                pair: try row.decode(0, as: String.self), interval: try CandleInterval(storedSeconds: try row.decode(1, as: Int.self)),
                 modelVersion: try row.decode(2, as: Int.self))
         }
     }
@@ -116,13 +116,13 @@ enum Observations {
     /// The open time of the newest candle of every series.
     static func latestCandles(on connection: PostgresConnection) throws -> [(pair: String, interval: CandleInterval, openTime: Int64)] {
         try connection.query("SELECT pair, interval_seconds, open_time FROM monitor.latest_candles").map { row in
-            (try row.decode(0, as: String.self), CandleInterval(minutes: try row.decode(1, as: Int.self) / 60), try row.decode(2, as: Int64.self))
+            (try row.decode(0, as: String.self), try CandleInterval(storedSeconds: try row.decode(1, as: Int.self)), try row.decode(2, as: Int64.self))
         }
     }
 
     static func latestForecastTimes(on connection: PostgresConnection) throws -> [(pair: String, interval: CandleInterval, producedAt: Date)] {
         try connection.query("SELECT pair, interval_seconds, max(produced_at) FROM monitor.forecasts GROUP BY pair, interval_seconds").map { row in
-            (try row.decode(0, as: String.self), CandleInterval(minutes: try row.decode(1, as: Int.self) / 60), try row.decode(2, as: Date.self))
+            (try row.decode(0, as: String.self), try CandleInterval(storedSeconds: try row.decode(1, as: Int.self)), try row.decode(2, as: Date.self))
         }
     }
 

@@ -59,6 +59,16 @@ struct RegistryReader: Sendable {
         }
     }
 
+    /// Whether the registry knows `version` of `model`; nil when it cannot say (unreachable, or an error).
+    func versionExists(model: String, version: Int) async -> Bool? {
+        guard let (_, status) = try? await get("v1/models/\(model)/versions/\(version)") else { return nil }
+        switch status {
+        case 200: return true
+        case 404: return false
+        default: return nil
+        }
+    }
+
     struct RegistryUnavailable: Error, CustomStringConvertible {
         let status: Int
         var description: String { "the registry answered \(status)" }

@@ -2,6 +2,7 @@ import Contracts
 import Forecasting
 import ServiceKit
 import Foundation
+import Messaging
 import Synchronization
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -39,7 +40,10 @@ struct RegistryModelSource: Sendable {
     /// Downloads one version's model file and checks it against the registry's CRC-32 before decoding it.
     func load(name: String, version: Int, createdAt: Date? = nil) async throws -> LoadedModel {
         let (data, status, headers) = try await get("v1/models/\(name)/versions/\(version)/artifact")
-        guard status == 200 else { throw ModelSourceError(description: "registry answered \(status) for \(name) v\(version)'s artifact") }
+        // A version the registry does not know can never load (a forged or stale promotion); other answers are
+        // the registry's own trouble and worth retrying.
+        if status == 404 { throw PermanentFailure("\(name) v\(version) is not in the registry") }
+        guard status == 200 else { throw TransientFailure("registry answered \(status) for \(name) v\(version)'s artifact") }
         let bytes = [UInt8](data)
         guard let expected = headers["x-checksum-crc32"].flatMap(UInt32.init), CRC32.checksum(bytes) == expected else {
             throw ModelSourceError(description: "\(name) v\(version): the model file does not match its checksum")

@@ -20,7 +20,7 @@ struct PredictorSettings: Sendable {
             throw ConfigurationError(key: "CANDLECAST_REGISTRY_URL", reason: "\(url) is not an http(s) URL")
         }
         self.registryURL = registryURL
-        maximumModelAge = .seconds(try environment.int("CANDLECAST_MODEL_MAX_AGE_DAYS", default: 30) * 86_400)
+        maximumModelAge = .seconds(try environment.int("CANDLECAST_MODEL_MAX_AGE_DAYS", default: 30, in: 1...36_500) * 86_400)
     }
 }
 
@@ -89,7 +89,7 @@ struct Predictor: Sendable {
         for row in rows {
             latest.record(
                 ForecastCreated(
-                    pair: try row.decode(0, as: String.self), interval: CandleInterval(minutes: try row.decode(1, as: Int.self) / 60),
+                    pair: try row.decode(0, as: String.self), interval: try CandleInterval(storedSeconds: try row.decode(1, as: Int.self)),
                     targetOpenTime: try row.decode(2, as: Int64.self), predictedClose: try row.decode(3, as: Double.self),
                     lastClose: try row.decode(4, as: Double.self), modelName: try row.decode(5, as: String.self), modelVersion: try row.decode(6, as: Int.self),
                     datasetVersion: try row.decode(7, as: Int.self), producedAt: try row.decode(8, as: Date.self), stale: try row.decode(9, as: Bool.self)))
@@ -108,6 +108,7 @@ struct Predictor: Sendable {
 enum PredictorService {
     static let definition = ServiceDefinition(
         name: .predictor, defaultHTTPPort: 8085, migrations: PredictionsSchema.migrations,
+        settings: { _ = try PredictorSettings($0) },
         routes: { router, context in
             guard let predictor = try? makePredictor(context) else { return }
             PredictorAPI(predictor: predictor).add(to: router)

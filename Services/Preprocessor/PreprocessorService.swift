@@ -12,18 +12,19 @@ import Storage
 extension DatasetPolicy {
     init(_ environment: EnvironmentReader) throws {
         self.init()
-        window = try environment.int("CANDLECAST_FEATURE_WINDOW", default: window)
-        newVersionEvery = try environment.int("CANDLECAST_DATASET_EVERY", default: newVersionEvery)
-        minimumRows = try environment.int("CANDLECAST_DATASET_MIN_ROWS", default: minimumRows)
-        trainFraction = Double(environment.string("CANDLECAST_TRAIN_FRACTION", default: "\(trainFraction)")) ?? trainFraction
-        validationFraction = Double(environment.string("CANDLECAST_VALIDATION_FRACTION", default: "\(validationFraction)")) ?? validationFraction
+        window = try environment.int("CANDLECAST_FEATURE_WINDOW", default: window, in: 2...512)
+        newVersionEvery = try environment.int("CANDLECAST_DATASET_EVERY", default: newVersionEvery, in: 1...1_000_000)
+        minimumRows = try environment.int("CANDLECAST_DATASET_MIN_ROWS", default: minimumRows, in: 4...ContractRules.maximumRows)
+        // Open intervals: a fraction of 0 or 1 leaves a split empty.
+        trainFraction = try environment.double("CANDLECAST_TRAIN_FRACTION", default: trainFraction, in: 0.01...0.99)
+        validationFraction = try environment.double("CANDLECAST_VALIDATION_FRACTION", default: validationFraction, in: 0.01...0.99)
         let features = Set(environment.string("CANDLECAST_FEATURES", default: "close").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         guard features.contains("close"), features.isSubset(of: ["close", "volume"]) else {
             throw ConfigurationError(key: "CANDLECAST_FEATURES", reason: "must be close or close,volume")
         }
         includesVolume = features.contains("volume")
-        guard window >= 1, newVersionEvery >= 1, minimumRows >= window + 2, trainFraction > 0, trainFraction < 1 else {
-            throw ConfigurationError(key: "CANDLECAST_FEATURE_WINDOW/DATASET_*", reason: "need window >= 1, every >= 1, min rows >= window + 2, 0 < train fraction < 1")
+        guard minimumRows >= window + 2 else {
+            throw ConfigurationError(key: "CANDLECAST_DATASET_MIN_ROWS", reason: "\(minimumRows) must be at least CANDLECAST_FEATURE_WINDOW + 2 (\(window + 2))")
         }
     }
 }
@@ -31,6 +32,7 @@ extension DatasetPolicy {
 enum PreprocessorService {
     static let definition = ServiceDefinition(
         name: .preprocessor, defaultHTTPPort: 8082, migrations: FeaturesSchema.migrations,
+        settings: { _ = try DatasetPolicy($0) },
         routes: { router, context in
             guard let policy = try? DatasetPolicy(context.configuration.environment) else { return }
             addRoutes(to: router, database: context.database, policy: policy)
@@ -112,7 +114,7 @@ enum PreprocessorService {
     }
 
     private static func target(_ context: BasicRequestContext) throws -> (String, CandleInterval) {
-        guard let pair = context.parameters.get("pair")?.uppercased(), pair.count <= 32, pair.allSatisfy({ $0.isLetter || $0.isNumber }) else {
+        guard let pair = context.parameters.get("pair")?.uppercased(), isValidPairName(pair) else {
             throw HTTPError(.badRequest, message: "pair must be letters and digits, e.g. XBTUSD")
         }
         guard let interval = context.parameters.get("interval").flatMap(CandleInterval.init) else {

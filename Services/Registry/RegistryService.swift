@@ -10,6 +10,7 @@ import Storage
 enum RegistryService {
     static let definition = ServiceDefinition(
         name: .registry, defaultHTTPPort: 8084, migrations: RegistrySchema.migrations,
+        settings: { _ = try RegistrySettings($0) },
         routes: { router, context in
             guard let settings = try? RegistrySettings(context.configuration.environment) else { return }
             RegistryAPI(database: context.database, store: RegistryStore(maximumMASE: settings.maximumMASE), settings: settings, logger: context.logger)

@@ -18,11 +18,19 @@ struct RegistrySettings: Sendable {
         guard let grid = try? JSONDecoder().decode(SweepGrid.self, from: Data(gridText.utf8)) else {
             throw ConfigurationError(key: "CANDLECAST_SWEEP_GRID", reason: "not a grid: expected JSON lists, e.g. {\"batch_size\":[16,32]}")
         }
-        self.grid = grid
-        guard let mase = Double(environment.string("CANDLECAST_PROMOTION_MAX_MASE", default: "1.0")), mase > 0 else {
-            throw ConfigurationError(key: "CANDLECAST_PROMOTION_MAX_MASE", reason: "must be a positive number")
+        let points = grid.points
+        guard (1...256).contains(points.count) else {
+            throw ConfigurationError(key: "CANDLECAST_SWEEP_GRID", reason: "\(points.count) grid points; a sweep may have 1 to 256")
         }
-        maximumMASE = mase
+        for point in points {
+            do {
+                try point.validate()
+            } catch {
+                throw ConfigurationError(key: "CANDLECAST_SWEEP_GRID", reason: "grid point out of range: \(error.reason)")
+            }
+        }
+        self.grid = grid
+        maximumMASE = try environment.double("CANDLECAST_PROMOTION_MAX_MASE", default: 1.0, in: 0.000_001...100)
         token = try environment.secret("CANDLECAST_REGISTRY_TOKEN")
     }
 }
@@ -325,7 +333,7 @@ struct RegistryStore: Sendable {
         ).first else { throw RegistryError(kind: .notFound, description: "model \(modelName) v\(version) has no artifact") }
         let event = ModelPromoted(
             modelName: modelName, alias: "champion", version: version, previousVersion: previous, reason: reason, pair: try row.decode(0, as: String.self),
-            interval: CandleInterval(minutes: try row.decode(1, as: Int.self) / 60), datasetVersion: try row.decode(2, as: Int.self),
+            interval: try CandleInterval(storedSeconds: try row.decode(1, as: Int.self)), datasetVersion: try row.decode(2, as: Int.self),
             artifactCRC32: UInt32(truncatingIfNeeded: try row.decode(3, as: Int64.self)))
         try Outbox.enqueue(Envelope(payload: event), routingKey: event.routingKey, exchange: Exchange.events, schema: Self.schema, on: connection)
     }

@@ -10,8 +10,10 @@ import Synchronization
 
 /// Trainer settings beyond the common ones: `CANDLECAST_BLAS_THREADS` (1: replicas share the cores well).
 enum TrainerService {
-    static let definition = ServiceDefinition(name: .trainer, defaultHTTPPort: 8083, migrations: nil) { context in
-        let blasThreads = try context.configuration.environment.int("CANDLECAST_BLAS_THREADS", default: 1)
+    static let definition = ServiceDefinition(
+        name: .trainer, defaultHTTPPort: 8083, migrations: nil, settings: { _ = try blasThreads($0) }
+    ) { context in
+        let blasThreads = try blasThreads(context.configuration.environment)
         let identity = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
         let worker = TrainingWorker(database: context.database, publisher: context.publisher, logger: context.logger, trainer: identity, blasThreads: blasThreads)
         guard let subscription = ServiceName.trainer.subscriptions.first else { return }
@@ -24,6 +26,12 @@ enum TrainerService {
             await consumer.stop()
             group.cancelAll()
         }
+    }
+}
+
+extension TrainerService {
+    static func blasThreads(_ environment: EnvironmentReader) throws -> Int {
+        try environment.int("CANDLECAST_BLAS_THREADS", default: 1, in: 1...256)
     }
 }
 

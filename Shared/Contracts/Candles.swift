@@ -5,32 +5,60 @@ import Messaging
 public struct CandleInterval: Sendable, Hashable, Codable, CustomStringConvertible {
     public let minutes: Int
 
-    public static let oneMinute = CandleInterval(minutes: 1)
-    public static let oneHour = CandleInterval(minutes: 60)
-    public static let oneDay = CandleInterval(minutes: 1440)
-    public static let oneWeek = CandleInterval(minutes: 10080)
-    /// The intervals Kraken's OHLC endpoint serves.
-    public static let supported: [CandleInterval] = [1, 5, 15, 30, 60, 240, 1440, 10080, 21600].map(CandleInterval.init(minutes:))
+    public static let oneMinute = CandleInterval(supportedMinutes: 1)
+    public static let oneHour = CandleInterval(supportedMinutes: 60)
+    public static let oneDay = CandleInterval(supportedMinutes: 1440)
+    public static let oneWeek = CandleInterval(supportedMinutes: 10080)
+    /// The intervals Kraken's OHLC endpoint serves: the only values a `CandleInterval` can hold, so `seconds`
+    /// is at most 1,296,000 and time arithmetic with it cannot overflow on a time in `ContractRules.openTimes`.
+    public static let supported: [CandleInterval] = [1, 5, 15, 30, 60, 240, 1440, 10080, 21600].map(CandleInterval.init(supportedMinutes:))
 
-    public init(minutes: Int) { self.minutes = minutes }
+    private init(supportedMinutes minutes: Int) { self.minutes = minutes }
 
-    /// Parses `1m`, `1h`, `1d`, `1w`, `15d`... or Kraken's minutes (`1440`).
+    /// One of the `supported` intervals, or nil.
+    public init?(minutes: Int) {
+        guard let interval = Self.supported.first(where: { $0.minutes == minutes }) else { return nil }
+        self = interval
+    }
+
+    /// One of the `supported` intervals given in seconds (as the database stores them), or nil.
+    public init?(seconds: Int) {
+        guard seconds > 0, seconds % 60 == 0 else { return nil }
+        self.init(minutes: seconds / 60)
+    }
+
+    /// The interval of a stored `interval_seconds` column; throws for a value no supported interval has.
+    public init(storedSeconds seconds: Int) throws(ValidationFailure) {
+        guard let interval = CandleInterval(seconds: seconds) else { throw ValidationFailure("interval_seconds \(seconds) is not a supported interval") }
+        self = interval
+    }
+
+    /// Parses `1m`, `1h`, `1d`, `1w`, `15d`... or Kraken's minutes (`1440`); nil for anything that is not a
+    /// supported interval, however large the number in it.
     public init?(_ text: String) {
+        guard (1...12).contains(text.utf8.count) else { return nil }
         let lowered = text.lowercased()
-        if let minutes = Int(lowered) {
-            self.init(minutes: minutes)
-        } else if let unit = lowered.last, let count = Int(lowered.dropLast()) {
+        let count: Int
+        let unitMinutes: Int
+        if lowered.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) {
+            guard let value = Int(lowered) else { return nil }
+            (count, unitMinutes) = (value, 1)
+        } else if let unit = lowered.last, let value = Int(lowered.dropLast()),
+            lowered.dropLast().utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+        {
             switch unit {
-            case "m": self.init(minutes: count)
-            case "h": self.init(minutes: count * 60)
-            case "d": self.init(minutes: count * 1440)
-            case "w": self.init(minutes: count * 10080)
+            case "m": (count, unitMinutes) = (value, 1)
+            case "h": (count, unitMinutes) = (value, 60)
+            case "d": (count, unitMinutes) = (value, 1440)
+            case "w": (count, unitMinutes) = (value, 10080)
             default: return nil
             }
         } else {
             return nil
         }
-        guard Self.supported.contains(self) else { return nil }
+        let (minutes, overflow) = count.multipliedReportingOverflow(by: unitMinutes)
+        guard !overflow else { return nil }
+        self.init(minutes: minutes)
     }
 
     public var seconds: Int64 { Int64(minutes) * 60 }
@@ -49,7 +77,10 @@ public struct CandleInterval: Sendable, Hashable, Codable, CustomStringConvertib
     /// their length since the epoch.
     public var alignmentOffset: Int64 { minutes == 10080 ? 4 * 86_400 : 0 }
 
-    public func isAligned(_ openTime: Int64) -> Bool { (openTime - alignmentOffset) % seconds == 0 }
+    /// Whether `openTime` is a candle open time of this interval; false outside `ContractRules.openTimes`.
+    public func isAligned(_ openTime: Int64) -> Bool {
+        ContractRules.openTimes.contains(openTime) && (openTime - alignmentOffset) % seconds == 0
+    }
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
@@ -71,12 +102,12 @@ public func pairToken(_ pair: String) -> String { pair.lowercased() }
 
 /// A pair name as Kraken spells it: 1 to 32 ASCII letters and digits (safe in a routing key, a URL and a label).
 public func isValidPairName(_ pair: String) -> Bool {
-    (1...32).contains(pair.count) && pair.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }
+    (1...32).contains(pair.utf8.count) && pair.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }
 }
 
 /// A model name of the registry: 1 to 64 letters, digits, `-` and `_`.
 public func isValidModelName(_ name: String) -> Bool {
-    (1...64).contains(name.count) && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
+    (1...64).contains(name.utf8.count) && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
 }
 
 /// `candle.closed.<pair>.<interval>`: a candle closed (or was revised) and is stored. Prices and volume are
@@ -117,15 +148,10 @@ public struct CandleClosed: MessagePayload, Equatable {
     }
 
     public func validate() throws(ValidationFailure) {
-        guard !pair.isEmpty, pair.count <= 32 else { throw ValidationFailure("pair must be 1 to 32 characters") }
-        guard interval.isAligned(openTime) else { throw ValidationFailure("open_time \(openTime) is not aligned to \(interval)") }
-        let values = [open, high, low, close].map { Double($0) }
-        guard values.allSatisfy({ value in value.map { $0.isFinite && $0 > 0 } ?? false }) else {
-            throw ValidationFailure("prices must be positive finite decimals")
-        }
-        guard let volumeValue = Double(volume), volumeValue.isFinite, volumeValue >= 0 else {
-            throw ValidationFailure("volume must be a non-negative decimal")
-        }
+        try ContractRules.pair(pair)
+        try ContractRules.openTime(openTime, "open_time", interval: interval)
+        try ContractRules.candle(open: open, high: high, low: low, close: close, volume: volume, trades: trades)
+        try ContractRules.count(revision, "revision")
     }
 
     public var routingKey: String { RoutingKey.candleClosed(pair: pairToken(pair), interval: interval.name) }
@@ -164,10 +190,14 @@ public struct CandlesBackfilled: MessagePayload, Equatable {
     }
 
     public func validate() throws(ValidationFailure) {
-        guard !pair.isEmpty, pair.count <= 32 else { throw ValidationFailure("pair must be 1 to 32 characters") }
-        guard firstOpenTime <= lastOpenTime, inserted >= 0, updated >= 0, rejected >= 0 else {
-            throw ValidationFailure("first_open_time must not follow last_open_time and counts must be non-negative")
-        }
+        try ContractRules.pair(pair)
+        try ContractRules.openTime(firstOpenTime, "first_open_time", interval: interval)
+        try ContractRules.openTime(lastOpenTime, "last_open_time", interval: interval)
+        guard firstOpenTime <= lastOpenTime else { throw ValidationFailure("first_open_time must not follow last_open_time") }
+        try ContractRules.count(inserted, "inserted")
+        try ContractRules.count(updated, "updated")
+        try ContractRules.count(rejected, "rejected")
+        try ContractRules.text(source, "source", limit: 200)
     }
 
     public var routingKey: String { RoutingKey.candlesBackfilled(pair: pairToken(pair), interval: interval.name) }

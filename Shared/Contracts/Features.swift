@@ -61,7 +61,15 @@ public struct FeatureWindow: MessagePayload, Equatable {
     }
 
     public func validate() throws(ValidationFailure) {
-        guard !closes.isEmpty, closes.count == scaledCloses.count else { throw ValidationFailure("closes and scaled_closes must be non-empty and of equal length") }
+        try ContractRules.pair(pair)
+        try ContractRules.openTime(windowEndOpenTime, "window_end_open_time", interval: interval)
+        try ContractRules.openTime(targetOpenTime, "target_open_time", interval: interval)
+        try ContractRules.count(datasetVersion, "dataset_version", in: 1...ContractRules.maximumCount)
+        try ContractRules.count(closes.count, "closes", in: 1...ContractRules.maximumWindow)
+        try ContractRules.count(gapIntervals, "gap_intervals")
+        try ContractRules.count(revision, "revision")
+        for close in closes { try ContractRules.price(close, "closes") }
+        guard closes.count == scaledCloses.count else { throw ValidationFailure("closes and scaled_closes must be non-empty and of equal length") }
         guard closes.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw ValidationFailure("closes must be positive finite numbers") }
         guard scaledCloses.allSatisfy(\.isFinite) else { throw ValidationFailure("scaled_closes must be finite") }
         guard scaler.maximum > scaler.minimum, scaler.minimum.isFinite, scaler.maximum.isFinite else { throw ValidationFailure("scaler bounds are invalid") }
@@ -121,7 +129,14 @@ public struct DatasetReady: MessagePayload, Equatable {
     }
 
     public func validate() throws(ValidationFailure) {
-        guard !pair.isEmpty, pair.count <= 32 else { throw ValidationFailure("pair must be 1 to 32 characters") }
+        try ContractRules.pair(pair)
+        try ContractRules.openTime(firstOpenTime, "first_open_time", interval: interval)
+        try ContractRules.openTime(lastOpenTime, "last_open_time", interval: interval)
+        try ContractRules.count(version, "version", in: 1...ContractRules.maximumCount)
+        try ContractRules.count(rowCount, "row_count", in: 0...ContractRules.maximumRows)
+        try ContractRules.count(window, "window", in: 2...ContractRules.maximumWindow)
+        try ContractRules.text(contentHash, "content_hash", limit: 128, allowEmpty: false)
+        try ContractRules.text(feature, "feature", limit: 64, allowEmpty: false)
         guard version >= 1, window >= 2, rowCount > window, (window...rowCount).contains(trainingEnd), firstOpenTime <= lastOpenTime else {
             throw ValidationFailure("version, window, row_count and training_end are inconsistent")
         }

@@ -45,8 +45,15 @@ public struct ForecastCreated: MessagePayload, Equatable {
     }
 
     public func validate() throws(ValidationFailure) {
-        guard predictedClose.isFinite, predictedClose > 0, lastClose.isFinite, lastClose > 0 else {
-            throw ValidationFailure("predicted_close and last_close must be positive finite numbers")
+        try ContractRules.pair(pair)
+        try ContractRules.openTime(targetOpenTime, "target_open_time", interval: interval)
+        try ContractRules.price(predictedClose, "predicted_close")
+        try ContractRules.price(lastClose, "last_close")
+        try ContractRules.modelName(modelName)
+        try ContractRules.count(modelVersion, "model_version", in: 1...ContractRules.maximumCount)
+        try ContractRules.count(datasetVersion, "dataset_version", in: 1...ContractRules.maximumCount)
+        guard producedAt.timeIntervalSince1970.isFinite, (0...Double(ContractRules.openTimes.upperBound)).contains(producedAt.timeIntervalSince1970) else {
+            throw ValidationFailure("produced_at is out of range")
         }
     }
 
@@ -100,13 +107,15 @@ public struct ForecastScored: MessagePayload, Equatable {
     }
 
     public func validate() throws(ValidationFailure) {
-        guard predictedClose.isFinite, predictedClose > 0, actualClose.isFinite, actualClose > 0 else {
-            throw ValidationFailure("predicted_close and actual_close must be positive finite numbers")
-        }
+        try ContractRules.pair(pair)
+        try ContractRules.openTime(targetOpenTime, "target_open_time", interval: interval)
+        try ContractRules.modelName(modelName)
+        try ContractRules.price(predictedClose, "predicted_close")
+        try ContractRules.price(actualClose, "actual_close")
         guard [error, absoluteError, percentageError, naiveAbsoluteError].allSatisfy(\.isFinite), absoluteError >= 0, percentageError >= 0,
             naiveAbsoluteError >= 0
         else { throw ValidationFailure("errors must be finite, absolute errors non-negative") }
-        guard modelVersion >= 1 else { throw ValidationFailure("model_version must be positive") }
+        try ContractRules.count(modelVersion, "model_version", in: 1...ContractRules.maximumCount)
     }
 
     public var routingKey: String { RoutingKey.metric(service: .predictor, name: "forecast_scored") }

@@ -78,7 +78,13 @@ public struct TrainingJob: MessagePayload, Equatable {
         case datasetVersion = "dataset_version"
     }
 
-    public func validate() throws(ValidationFailure) { try parameters.validate() }
+    public func validate() throws(ValidationFailure) {
+        try ContractRules.text(experiment, "experiment", limit: 128, allowEmpty: false)
+        try ContractRules.modelName(modelName)
+        try ContractRules.pair(pair)
+        try ContractRules.count(datasetVersion, "dataset_version", in: 1...ContractRules.maximumCount)
+        try parameters.validate()
+    }
 }
 
 /// Test metrics in USD.
@@ -146,7 +152,17 @@ public struct TrainingCompleted: MessagePayload, Equatable {
     }
 
     public func validate() throws(ValidationFailure) {
-        guard trainSeconds.isFinite, trainSeconds >= 0, epochsRun >= 0 else { throw ValidationFailure("train_seconds and epochs_run must be non-negative") }
+        guard trainSeconds.isFinite, trainSeconds >= 0, trainSeconds < 1e9 else { throw ValidationFailure("train_seconds must be non-negative and finite") }
+        try ContractRules.count(epochsRun, "epochs_run", in: 0...10_000)
+        try ContractRules.count(bestEpoch, "best_epoch", in: 0...10_000)
+        try ContractRules.text(trainer, "trainer", limit: 256)
+        if let error { try ContractRules.text(error, "error", limit: 10_000) }
+        if let validationLoss, !(validationLoss.isFinite && validationLoss >= 0) { throw ValidationFailure("validation_loss must be finite and non-negative") }
+        for scores in [test, naive].compactMap({ $0 }) {
+            guard [scores.rmse, scores.mae, scores.mape, scores.r2, scores.mase].allSatisfy(\.isFinite) else {
+                throw ValidationFailure("test and naive metrics must be finite")
+            }
+        }
         if succeeded {
             guard artifact != nil, artifactCRC32 != nil, test != nil, naive != nil else {
                 throw ValidationFailure("a succeeded job needs its artifact, checksum and test metrics")
@@ -188,6 +204,8 @@ public struct TrainingEpochMetric: MessagePayload, Equatable {
         guard epoch >= 1, loss.isFinite, loss >= 0, learningRate.isFinite, learningRate > 0, seconds.isFinite, seconds >= 0,
             validationLoss.map({ $0.isFinite && $0 >= 0 }) ?? true
         else { throw ValidationFailure("epoch, losses, learning rate and seconds must be finite and in range") }
+        try ContractRules.count(epoch, "epoch", in: 1...10_000)
+        try ContractRules.text(trainer, "trainer", limit: 256)
     }
 }
 
@@ -233,6 +251,11 @@ public struct ModelPromoted: MessagePayload, Equatable {
         guard (1...64).contains(alias.count), version >= 1, previousVersion.map({ $0 >= 1 }) ?? true, datasetVersion >= 1 else {
             throw ValidationFailure("alias, version, previous_version and dataset_version must be set and positive")
         }
+        try ContractRules.modelName(alias, "alias")
+        try ContractRules.count(version, "version", in: 1...ContractRules.maximumCount)
+        try ContractRules.count(datasetVersion, "dataset_version", in: 1...ContractRules.maximumCount)
+        try ContractRules.pair(pair)
+        try ContractRules.text(reason, "reason", limit: 2000)
     }
 
     public var routingKey: String { RoutingKey.modelPromoted(name: modelName) }

@@ -48,7 +48,9 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
 
     /// Throws `ForecastingError.invalidConfiguration` unless the layers form LSTM+ then Dense+ ending in one unit.
     public func validate() throws {
-        guard window >= 1 else { throw ForecastingError.invalidConfiguration("window must be at least 1, got \(window)") }
+        // Upper bounds too: a model file from outside must not make the layout arithmetic overflow.
+        guard (1...4096).contains(window) else { throw ForecastingError.invalidConfiguration("window must be 1 to 4096, got \(window)") }
+        guard (1...16).contains(layers.count) else { throw ForecastingError.invalidConfiguration("1 to 16 layers, got \(layers.count)") }
         guard featureCount == 1 else {
             throw ForecastingError.invalidConfiguration("featureCount must be 1 (the inputs are closes), got \(featureCount)")
         }
@@ -60,10 +62,10 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
                 guard !seenDense else {
                     throw ForecastingError.invalidConfiguration("layer \(index): LSTM layers must come before dense layers")
                 }
-                guard units >= 1 else { throw ForecastingError.invalidConfiguration("layer \(index): units must be at least 1") }
+                guard (1...4096).contains(units) else { throw ForecastingError.invalidConfiguration("layer \(index): units must be 1 to 4096") }
                 lstmCount += 1
             case .dense(let units, _):
-                guard units >= 1 else { throw ForecastingError.invalidConfiguration("layer \(index): units must be at least 1") }
+                guard (1...4096).contains(units) else { throw ForecastingError.invalidConfiguration("layer \(index): units must be 1 to 4096") }
                 seenDense = true
             }
         }

@@ -47,6 +47,12 @@ public struct BrokerConfiguration: Sendable, Equatable {
         guard let password = overridingPassword ?? components.password else {
             throw BrokerError(.invalidConfiguration, "no AMQP password: set it in the URL or as a secret")
         }
+        if let port = components.port, !(1...65535).contains(port) {
+            throw BrokerError(.invalidConfiguration, "port \(port) is outside 1...65535: \(Self.redacted(url))")
+        }
+        guard (0...3600).contains(heartbeatSeconds) else {
+            throw BrokerError(.invalidConfiguration, "heartbeat \(heartbeatSeconds) s is outside 0...3600")
+        }
         var vhost = components.path
         if vhost.hasPrefix("/") { vhost.removeFirst() }
         self.init(

@@ -17,12 +17,18 @@ public final class Consumer: Sendable {
         public var topology: Topology
         /// Where `Delivery.deadLetter(reason:)` republishes a message, with its reason in a header.
         public var deadLetterRoute: DeadLetterRoute?
+        /// What `handle` does with a message whose handler failed.
+        public var redelivery: RedeliveryPolicy
 
-        public init(queue: String, prefetch: UInt16 = 32, topology: Topology = Topology(), deadLetterRoute: DeadLetterRoute? = nil) {
+        public init(
+            queue: String, prefetch: UInt16 = 32, topology: Topology = Topology(), deadLetterRoute: DeadLetterRoute? = nil,
+            redelivery: RedeliveryPolicy = RedeliveryPolicy()
+        ) {
             self.queue = queue
             self.prefetch = prefetch
             self.topology = topology
             self.deadLetterRoute = deadLetterRoute
+            self.redelivery = redelivery
         }
     }
 
@@ -53,6 +59,8 @@ public final class Consumer: Sendable {
     private let continuation: AsyncStream<Delivery>.Continuation
     private let shared = Mutex(SharedState())
     private let wake: WakeSignal
+    /// Failures per message, for the redelivery budget of `handle`.
+    let attempts = AttemptLedger()
 
     /// - Parameter deadLetterPublisher: publishes the dead letters of `Delivery.deadLetter(reason:)`.
     public init(configuration: BrokerConfiguration, options: Options, deadLetterPublisher: Publisher? = nil, logger: Logger) throws {

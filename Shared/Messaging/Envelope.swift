@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A payload of Candlecast's message contract: a JSON body with a stable type name and schema version.
 public protocol MessagePayload: Codable, Sendable {
@@ -64,7 +65,10 @@ public enum EnvelopeDecodingFailure: Error, Sendable, CustomStringConvertible {
 public enum EnvelopeCodec {
     public static let contentType = "application/json"
 
+    /// Validates the payload with the same rules its consumers apply (a `ValidationFailure` is thrown for a
+    /// payload that no consumer would accept), then encodes it.
     public static func encode<Payload: MessagePayload>(_ envelope: Envelope<Payload>, exchange: String, routingKey: String) throws -> OutgoingMessage {
+        try envelope.payload.validate()
         let body = try jsonEncoder.encode(envelope.payload)
         return OutgoingMessage(
             exchange: exchange, routingKey: routingKey, body: Array(body),
@@ -151,41 +155,161 @@ public struct MessageHandler: Sendable {
     }
 }
 
+/// What a consumer does with a message whose handler failed.
+///
+/// Transient failures (the broker or the database unreachable) are retried with exponential backoff and use
+/// none of the message's budget: the message is fine, the world is not. Every other failure uses one of
+/// `maximumAttempts`; the last one dead-letters the message with its error as the reason. A
+/// `PermanentFailure`, or a message that does not decode or validate, is dead-lettered at once.
+public struct RedeliveryPolicy: Sendable {
+    /// Attempts a message gets before it is dead-lettered (at least 1).
+    public var maximumAttempts: Int
+    /// Delay before a message that failed is given back to the queue.
+    public var retryDelay: Duration
+    /// Longest delay between transient retries.
+    public var maximumTransientDelay: Duration
+    /// Whether an error means "try again later" rather than "this message fails".
+    public var isTransient: @Sendable (any Error) -> Bool
+
+    public init(
+        maximumAttempts: Int = 5, retryDelay: Duration = .seconds(1), maximumTransientDelay: Duration = .seconds(30),
+        isTransient: @escaping @Sendable (any Error) -> Bool = RedeliveryPolicy.isBrokerProblem
+    ) {
+        self.maximumAttempts = max(1, maximumAttempts)
+        self.retryDelay = retryDelay
+        self.maximumTransientDelay = maximumTransientDelay
+        self.isTransient = isTransient
+    }
+
+    /// The broker's own trouble: lost connections, timeouts and nacks are worth retrying.
+    public static let isBrokerProblem: @Sendable (any Error) -> Bool = { error in
+        guard let error = error as? BrokerError else { return error is TransientFailure }
+        return [.connectionFailed, .connectionLost, .publishNacked, .publishTimedOut].contains(error.code)
+    }
+}
+
+/// Thrown by a handler when the message is fine but something it needs is not there yet (retried with
+/// backoff, without using the message's attempts).
+public struct TransientFailure: Error, Sendable, CustomStringConvertible {
+    public let reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}
+
+/// How many times each message failed on this consumer, by message id (bounded: the oldest entries go first).
+final class AttemptLedger: Sendable {
+    private struct State {
+        var attempts: [String: Int] = [:]
+        var order: [String] = []
+    }
+    private let state = Mutex(State())
+    private let capacity: Int
+
+    init(capacity: Int = 10_000) { self.capacity = capacity }
+
+    /// Records one more failure of `key` and returns how many it has had.
+    func recordFailure(_ key: String) -> Int {
+        state.withLock { state in
+            if let count = state.attempts[key] {
+                state.attempts[key] = count + 1
+                return count + 1
+            }
+            if state.order.count >= capacity {
+                let evicted = state.order.removeFirst(capacity / 10)
+                for key in evicted { state.attempts[key] = nil }
+            }
+            state.attempts[key] = 1
+            state.order.append(key)
+            return 1
+        }
+    }
+
+    func forget(_ key: String) {
+        state.withLock { state in
+            if state.attempts.removeValue(forKey: key) != nil { state.order.removeAll { $0 == key } }
+        }
+    }
+}
+
+extension Array {
+    fileprivate mutating func removeFirst(_ count: Int) -> [Element] {
+        let taken = Array(prefix(Swift.max(1, count)))
+        removeFirst(taken.count)
+        return taken
+    }
+}
+
 extension Consumer {
     /// Runs `handler` for every delivery that decodes as `Payload`, until the consumer stops.
     public func handle<Payload: MessagePayload>(
-        _ type: Payload.Type, retryDelay: Duration = .seconds(1),
-        _ handler: @escaping @Sendable (Envelope<Payload>, Delivery) async throws -> Void
+        _ type: Payload.Type, _ handler: @escaping @Sendable (Envelope<Payload>, Delivery) async throws -> Void
     ) async {
-        await handle([MessageHandler(type, handler)], retryDelay: retryDelay)
+        await handle([MessageHandler(type, handler)])
     }
 
     /// Dispatches every delivery to the handler of its `type`, until the consumer stops.
     ///
     /// A delivery of another type, or one that does not decode or validate, is dead-lettered with the
     /// reason and the loop goes on. A handler acks by returning; a `PermanentFailure` dead-letters the
-    /// message; any other error requeues it after `retryDelay` (a transient failure such as a database
-    /// restart).
-    public func handle(_ handlers: [MessageHandler], retryDelay: Duration = .seconds(1)) async {
+    /// message; other errors follow the consumer's `RedeliveryPolicy` (bounded attempts, transient errors
+    /// retried with backoff).
+    public func handle(_ handlers: [MessageHandler]) async {
         let byType = Dictionary(handlers.map { ($0.messageType, $0) }) { first, _ in first }
+        let policy = options.redelivery
+        var transientDelay = policy.retryDelay
         for await delivery in deliveries {
             guard let handler = delivery.properties.type.flatMap({ byType[$0] }) ?? (byType.count == 1 ? byType.values.first : nil) else {
                 await delivery.deadLetter(reason: "message type \(delivery.properties.type ?? "missing") is not handled on this queue (expected \(byType.keys.sorted().joined(separator: ", ")))")
                 continue
             }
+            let key = delivery.attemptKey
             do {
                 try await handler.process(delivery)
                 delivery.ack()
+                attempts.forget(key)
+                transientDelay = policy.retryDelay
             } catch let failure as EnvelopeDecodingFailure {
                 await delivery.deadLetter(reason: failure.description)
             } catch let failure as PermanentFailure {
+                attempts.forget(key)
                 await delivery.deadLetter(reason: failure.reason)
-            } catch {
-                logger.warning("handler failed; requeueing", metadata: ["error": "\(error)", "message.id": "\(delivery.properties.messageID ?? "-")"])
-                try? await Task.sleep(for: retryDelay)
+            } catch where policy.isTransient(error) {
+                logger.warning(
+                    "handler failed on a transient error; retrying",
+                    metadata: ["error": "\(error)", "message.id": "\(delivery.properties.messageID ?? "-")", "retry_in": "\(transientDelay)"])
+                try? await Task.sleep(for: transientDelay)
+                transientDelay = min(transientDelay * 2, policy.maximumTransientDelay)
                 delivery.reject(requeue: true)
+            } catch {
+                let attempt = attempts.recordFailure(key)
+                if attempt >= policy.maximumAttempts {
+                    attempts.forget(key)
+                    await delivery.deadLetter(reason: "handler failed \(attempt) times; last error: \(error)")
+                } else {
+                    logger.warning(
+                        "handler failed; requeueing",
+                        metadata: [
+                            "error": "\(error)", "message.id": "\(delivery.properties.messageID ?? "-")",
+                            "attempt": "\(attempt)", "attempts.maximum": "\(policy.maximumAttempts)",
+                        ])
+                    try? await Task.sleep(for: policy.retryDelay)
+                    delivery.reject(requeue: true)
+                }
             }
         }
+    }
+}
+
+extension Delivery {
+    /// Identifies the message across redeliveries: its message id, else a hash of its routing key and body.
+    var attemptKey: String {
+        if let id = properties.messageID, !id.isEmpty { return id }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in routingKey.utf8 + body {
+            hash ^= UInt64(byte)
+            hash &*= 0x100_0000_01b3
+        }
+        return "body:\(hash)"
     }
 }
 

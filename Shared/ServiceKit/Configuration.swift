@@ -27,16 +27,38 @@ public struct EnvironmentReader: Sendable {
         values[key].flatMap { $0.isEmpty ? nil : $0 } ?? defaultValue
     }
 
+    // TODO(lead): removed once every caller passes a range.
     public func int(_ key: String, default defaultValue: Int) throws(ConfigurationError) -> Int {
-        guard let text = values[key], !text.isEmpty else { return defaultValue }
-        guard let value = Int(text) else { throw ConfigurationError(key: key, reason: "\(text.debugDescription) is not an integer") }
-        return value
+        try int(key, default: defaultValue, in: Int.min...Int.max)
     }
 
     public func double(_ key: String, default defaultValue: Double) throws(ConfigurationError) -> Double {
+        try double(key, default: defaultValue, in: -Double.greatestFiniteMagnitude...Double.greatestFiniteMagnitude)
+    }
+
+    /// The integer `KEY` (or `defaultValue`), which must lie in `range`.
+    public func int(_ key: String, default defaultValue: Int, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
         guard let text = values[key], !text.isEmpty else { return defaultValue }
-        guard let value = Double(text), value.isFinite else { throw ConfigurationError(key: key, reason: "\(text.debugDescription) is not a finite number") }
+        guard let value = Int(text.trimmingCharacters(in: .whitespaces)) else {
+            throw ConfigurationError(key: key, reason: "\(text.debugDescription) is not an integer")
+        }
+        guard range.contains(value) else { throw ConfigurationError(key: key, reason: "\(value) is outside \(range.lowerBound)...\(range.upperBound)") }
         return value
+    }
+
+    /// The finite number `KEY` (or `defaultValue`), which must lie in `range`.
+    public func double(_ key: String, default defaultValue: Double, in range: ClosedRange<Double>) throws(ConfigurationError) -> Double {
+        guard let text = values[key], !text.isEmpty else { return defaultValue }
+        guard let value = Double(text.trimmingCharacters(in: .whitespaces)), value.isFinite else {
+            throw ConfigurationError(key: key, reason: "\(text.debugDescription) is not a finite number")
+        }
+        guard range.contains(value) else { throw ConfigurationError(key: key, reason: "\(value) is outside \(range.lowerBound)...\(range.upperBound)") }
+        return value
+    }
+
+    /// A duration in seconds (`KEY`, a finite number in `range`) as a `Duration`.
+    public func seconds(_ key: String, default defaultValue: Double, in range: ClosedRange<Double>) throws(ConfigurationError) -> Duration {
+        .milliseconds(Int64((try double(key, default: defaultValue, in: range) * 1000).rounded()))
     }
 
     /// `KEY`, else the trimmed contents of the file at `KEY_FILE`, else nil.
@@ -64,6 +86,7 @@ public struct EnvironmentReader: Sendable {
 /// | `CANDLECAST_HTTP_PORT` | per service (8081...8086); `0` picks a free port | health/API port |
 /// | `CANDLECAST_LOG_LEVEL` | `info` | trace, debug, info, notice, warning, error, critical |
 /// | `CANDLECAST_LOG_FORMAT` | `json` | `json` (one object a line) or `text` |
+/// | `CANDLECAST_MAX_DELIVERY_ATTEMPTS` | `5` | failures of one message's handler before it is dead-lettered (1-100) |
 public struct ServiceConfiguration: Sendable {
     public var broker: BrokerConfiguration
     public var database: DatabaseConfiguration
@@ -72,6 +95,7 @@ public struct ServiceConfiguration: Sendable {
     public var httpPort: Int
     public var logLevel: Logger.Level
     public var logFormat: LogFormat
+    public var maximumDeliveryAttempts: Int
     public var environment: EnvironmentReader
 
     public enum LogFormat: String, Sendable { case json, text }
@@ -82,18 +106,26 @@ public struct ServiceConfiguration: Sendable {
         guard let amqpPassword = try environment.secret("CANDLECAST_AMQP_PASSWORD") else {
             throw ConfigurationError(key: "CANDLECAST_AMQP_PASSWORD", reason: "required: set it or CANDLECAST_AMQP_PASSWORD_FILE")
         }
-        broker = try BrokerConfiguration(
-            url: amqpURL, password: amqpPassword, heartbeatSeconds: try environment.int("CANDLECAST_AMQP_HEARTBEAT", default: 30))
+        let heartbeat = try environment.int("CANDLECAST_AMQP_HEARTBEAT", default: 30, in: 0...3600)
+        do {
+            broker = try BrokerConfiguration(url: amqpURL, password: amqpPassword, heartbeatSeconds: heartbeat)
+        } catch {
+            throw ConfigurationError(key: "CANDLECAST_AMQP_URL", reason: (error as? BrokerError)?.message ?? "\(error)")
+        }
         broker.connectionName = service
         guard let databasePassword = try environment.secret("CANDLECAST_DATABASE_PASSWORD") else {
             throw ConfigurationError(key: "CANDLECAST_DATABASE_PASSWORD", reason: "required: set it or CANDLECAST_DATABASE_PASSWORD_FILE")
         }
+        let databaseURL = environment.string("CANDLECAST_DATABASE_URL", default: "postgresql://candlecast@127.0.0.1:5432/candlecast")
+        guard databaseURL.hasPrefix("postgresql://") || databaseURL.hasPrefix("postgres://"), URLComponents(string: databaseURL) != nil else {
+            throw ConfigurationError(key: "CANDLECAST_DATABASE_URL", reason: "not a postgresql:// URI")
+        }
         database = DatabaseConfiguration(
-            url: environment.string("CANDLECAST_DATABASE_URL", default: "postgresql://candlecast@127.0.0.1:5432/candlecast"),
+            url: databaseURL,
             password: databasePassword, applicationName: service)
-        databaseConnections = try environment.int("CANDLECAST_DATABASE_CONNECTIONS", default: 2)
+        databaseConnections = try environment.int("CANDLECAST_DATABASE_CONNECTIONS", default: 2, in: 1...100)
         httpHost = environment.string("CANDLECAST_HTTP_HOST", default: "127.0.0.1")
-        httpPort = try environment.int("CANDLECAST_HTTP_PORT", default: defaultHTTPPort)
+        httpPort = try environment.int("CANDLECAST_HTTP_PORT", default: defaultHTTPPort, in: 0...65535)
         let level = environment.string("CANDLECAST_LOG_LEVEL", default: "info")
         guard let logLevel = Logger.Level(rawValue: level) else {
             throw ConfigurationError(key: "CANDLECAST_LOG_LEVEL", reason: "\(level) is not a log level")
@@ -104,5 +136,6 @@ public struct ServiceConfiguration: Sendable {
             throw ConfigurationError(key: "CANDLECAST_LOG_FORMAT", reason: "\(format) is neither json nor text")
         }
         self.logFormat = logFormat
+        maximumDeliveryAttempts = try environment.int("CANDLECAST_MAX_DELIVERY_ATTEMPTS", default: 5, in: 1...100)
     }
 }

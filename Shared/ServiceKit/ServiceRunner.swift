@@ -19,6 +19,9 @@ public struct ServiceDefinition: Sendable {
     public var routes: @Sendable (Router<BasicRequestContext>, ServiceContext) -> Void
     /// The service's work, started once its schema is migrated; cancelled on graceful shutdown.
     public var work: @Sendable (ServiceContext) async throws -> Void
+    /// Reads and checks the service's own settings, so that a bad value stops the service at start (exit 2,
+    /// naming the variable) rather than when the work first needs it.
+    public var settings: @Sendable (EnvironmentReader) throws -> Void
     /// Bucket bounds of the service's value histograms (swift-metrics recorders that aggregate), by metric name.
     public var histogramBuckets: [String: [Double]]
     /// Bucket bounds of the service's timers, by metric name.
@@ -27,6 +30,7 @@ public struct ServiceDefinition: Sendable {
     public init(
         name: ServiceName, defaultHTTPPort: Int, migrations: SchemaMigrations?,
         histogramBuckets: [String: [Double]] = [:], durationBuckets: [String: [Duration]] = [:],
+        settings: @escaping @Sendable (EnvironmentReader) throws -> Void = { _ in },
         routes: @escaping @Sendable (Router<BasicRequestContext>, ServiceContext) -> Void = { _, _ in },
         work: @escaping @Sendable (ServiceContext) async throws -> Void
     ) {
@@ -37,6 +41,7 @@ public struct ServiceDefinition: Sendable {
         self.work = work
         self.histogramBuckets = histogramBuckets
         self.durationBuckets = durationBuckets
+        self.settings = settings
     }
 }
 
@@ -56,12 +61,26 @@ public struct ServiceContext: Sendable {
         let consumer = try Consumer(
             configuration: configuration.broker,
             options: Consumer.Options(
-                queue: subscription.queue, prefetch: prefetch, topology: name.topology, deadLetterRoute: name.deadLetterRoute),
+                queue: subscription.queue, prefetch: prefetch, topology: name.topology, deadLetterRoute: name.deadLetterRoute,
+                redelivery: RedeliveryPolicy(maximumAttempts: configuration.maximumDeliveryAttempts, isTransient: isTransientFailure)),
             deadLetterPublisher: publisher, logger: logger)
         consumers.add(consumer)
         readiness.add("consumer \(subscription.queue)") { consumer.isConnected }
         return consumer
     }
+}
+
+/// Broker or database unreachable (or briefly overloaded): worth retrying without using a message's attempts.
+/// Everything else a handler throws (a constraint violation, a permission error, a bug) counts as a failure of
+/// the message.
+public let isTransientFailure: @Sendable (any Error) -> Bool = { error in
+    if let error = error as? PostgresError {
+        // 40001 serialization failure, 40P01 deadlock, 53xxx insufficient resources, 55P03 lock not available.
+        return error.isConnectionProblem || ["40001", "40P01", "55P03"].contains(error.sqlState) || error.sqlState?.hasPrefix("53") == true
+    }
+    // An HTTP peer (the registry) unreachable or timing out.
+    if error is URLError { return true }
+    return RedeliveryPolicy.isBrokerProblem(error)
 }
 
 final class ConsumerRegistry: Sendable {
@@ -81,6 +100,7 @@ public enum ServiceRunner {
         let configuration: ServiceConfiguration
         do {
             configuration = try ServiceConfiguration(service: serviceName, defaultHTTPPort: definition.defaultHTTPPort)
+            try definition.settings(configuration.environment)
         } catch {
             FileHandle.standardError.write(Data("\(serviceName): \(error)\n".utf8))
             exit(2)

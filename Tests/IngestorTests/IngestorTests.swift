@@ -224,7 +224,7 @@ struct IngestorIntegrationTests {
         let harness = try await IngestorHarness(kraken: FakeKraken(replay: rows, closed: 0, intervalMinutes: 1, timeoutDelay: .milliseconds(800)))
         var generator = SeededGenerator(seed: 11)
         var injected = 0
-        let looping = harness.poller(timeout: .milliseconds(300), pollPeriod: .milliseconds(25), interval: CandleInterval(minutes: 1))
+        let looping = harness.poller(timeout: .milliseconds(300), pollPeriod: .milliseconds(25), interval: .oneMinute)
         let running = Task { await looping.run() }
         for _ in 0..<60 {
             if Double.random(in: 0..<1, using: &generator) < 0.4 {

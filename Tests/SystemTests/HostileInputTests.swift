@@ -132,11 +132,18 @@ struct HostileInputTests {
                 await expectRefused("GET", registry + path)
             }
             for path in ["/v1/forecasts/latest?pair=\(sqlPath)&interval=1d", "/v1/forecasts/latest?pair=XBTUSD&interval=7x", "/v1/forecasts?pair=XBTUSD&interval=1d&from=abc",
-                         "/v1/forecasts?pair=XBTUSD&interval=1d&from=10&to=5", "/v1/forecasts?pair=XBTUSD&interval=1d&limit=-1", "/v1/model?pair=\(sqlPath)&interval=1d"] {
+                         "/v1/forecasts?pair=XBTUSD&interval=1d&from=10&to=5", "/v1/forecasts?pair=XBTUSD&interval=1d&limit=-1", "/v1/model?pair=\(sqlPath)&interval=1d",
+                         // Once "Swift runtime failure: arithmetic overflow": the interval multiplied before its range was checked.
+                         "/v1/forecasts/latest?pair=XBTUSD&interval=99999999999999999d", "/v1/forecasts?pair=XBTUSD&interval=99999999999999999w",
+                         "/v1/model?pair=XBTUSD&interval=9223372036854775807m", "/v1/forecasts?pair=XBTUSD&interval=1d&limit=99999999999999999999"] {
                 await expectRefused("GET", predictor + path)
             }
-            for path in ["/v1/datasets/\(sqlPath)/1d", "/v1/datasets/XBTUSD/%2E%2E%2F"] { await expectRefused("GET", preprocessor + path) }
-            for path in ["/?pair=\(sqlPath)", "/?interval=..%2F..", "/?days=-5", "/?from=2024-13-45", "/?from=2024-05-01&to=2024-01-01"] {
+            for path in ["/v1/datasets/\(sqlPath)/1d", "/v1/datasets/XBTUSD/%2E%2E%2F", "/v1/datasets/XBTUSD/99999999999999999d", "/v1/datasets/XBTUSD/153722867280912931h"] {
+                await expectRefused("GET", preprocessor + path)
+            }
+            await expectRefused("POST", preprocessor + "/v1/datasets/XBTUSD/99999999999999999d")
+            for path in ["/?pair=\(sqlPath)", "/?interval=..%2F..", "/?days=-5", "/?from=2024-13-45", "/?from=2024-05-01&to=2024-01-01",
+                         "/?pair=XBTUSD&interval=99999999999999999d", "/?days=99999999999999999999"] {
                 await expectRefused("GET", monitor + path)
             }
             // Writes: no token, a wrong token (same and different length), then hostile bodies with the right one.
@@ -147,7 +154,8 @@ struct HostileInputTests {
                 await expectRefused("POST", registry + write, headers: ["Authorization": "Bearer x"], body: sweepBody)
                 await expectRefused("POST", registry + write, headers: ["Authorization": system.token], body: sweepBody)
                 for body in [Data("{not json".utf8), Data(#"{"pair":5,"interval":[],"dataset_version":"one","version":"x"}"#.utf8),
-                             Data(#"{"pair":"\#(sql)","interval":"1d","dataset_version":1,"version":1}"#.utf8), huge] {
+                             Data(#"{"pair":"\#(sql)","interval":"1d","dataset_version":1,"version":1}"#.utf8),
+                             Data(#"{"pair":"XBTUSD","interval":"99999999999999999d","dataset_version":99999999999999999999,"version":99999999999999999999}"#.utf8), huge] {
                     await expectRefused("POST", registry + write, headers: auth, body: body)
                 }
             }

@@ -58,4 +58,36 @@ struct ServiceLifecycleTests {
         #expect(try await service.waitForExit(timeout: .seconds(5)) == 2)
         #expect(service.log.contains("CANDLECAST_AMQP_PASSWORD"))
     }
+
+    /// Each bad value is refused at start, before any connection: exit 2 and the variable's name, never a
+    /// retry loop later (an out-of-range sweep grid once blocked `registry.datasets` for good).
+    static let badSettings: [(service: String, variable: String, value: String)] = [
+        ("registry", "CANDLECAST_SWEEP_GRID", #"{"units":[8,99999]}"#),
+        ("registry", "CANDLECAST_SWEEP_GRID", #"{"activation":["sigmoid"]}"#),
+        ("registry", "CANDLECAST_SWEEP_GRID", #"{"batch_size":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17],"units":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]}"#),
+        ("registry", "CANDLECAST_PROMOTION_MAX_MASE", "NaN"),
+        ("preprocessor", "CANDLECAST_TRAIN_FRACTION", "1.5"),
+        ("preprocessor", "CANDLECAST_FEATURE_WINDOW", "99999999999999999999"),
+        ("preprocessor", "CANDLECAST_DATASET_MIN_ROWS", "3"),
+        ("ingestor", "CANDLECAST_INGEST_INTERVALS", "99999999999999999d"),
+        ("ingestor", "CANDLECAST_INGEST_PAIRS", "XBT/USD"),
+        ("ingestor", "CANDLECAST_KRAKEN_TIMEOUT_SECONDS", "-1"),
+        ("predictor", "CANDLECAST_MODEL_MAX_AGE_DAYS", "9223372036854775807"),
+        ("monitor", "CANDLECAST_MONITOR_REFRESH_SECONDS", "0"),
+        ("trainer", "CANDLECAST_BLAS_THREADS", "0"),
+        ("predictor", "CANDLECAST_HTTP_PORT", "70000"),
+        ("predictor", "CANDLECAST_MAX_DELIVERY_ATTEMPTS", "0"),
+        ("predictor", "CANDLECAST_AMQP_URL", "amqp://candlecast@127.0.0.1:99999999/"),
+        ("predictor", "CANDLECAST_AMQP_HEARTBEAT", "99999999999"),
+        ("predictor", "CANDLECAST_DATABASE_URL", "mysql://candlecast@127.0.0.1/candlecast"),
+    ]
+
+    @Test("a bad setting exits 2 at start and names its variable", arguments: 0..<Self.badSettings.count)
+    func badSettingExitsAtStart(index: Int) async throws {
+        let (service, variable, value) = Self.badSettings[index]
+        let process = try ServiceProcess(service, environment: ["CANDLECAST_HTTP_PORT": "18152"].merging([variable: value]) { $1 })
+        defer { process.kill() }
+        #expect(try await process.waitForExit(timeout: .seconds(10)) == 2, "\(service) \(variable)=\(value): \(process.log.suffix(500))")
+        #expect(process.log.contains(variable), "\(service) \(variable)=\(value): \(process.log.suffix(500))")
+    }
 }
