@@ -15,7 +15,7 @@ struct Options {
     var predictThreads = 1
     var patience = 8
     var clipNorm: Double? = nil
-    var dataDirectory = "../shared/data"
+    var dataDirectory = "data"
     var verbose = false
 
     static let usage = """

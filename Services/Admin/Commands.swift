@@ -20,7 +20,7 @@ struct SeriesOptions: ParsableArguments {
 
 struct Backfill: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Load a Kraken OHLCVT history file (e.g. ../shared/data/kraken_XBTUSD_1440.csv) through the ingestor.",
+        abstract: "Load a Kraken OHLCVT history file (e.g. data/kraken_XBTUSD_1440.csv) through the ingestor.",
         discussion: "Runs the ingestor's own backfill (the `ingestor` executable next to this one), with its progress bar. Resumable and idempotent.")
 
     @Argument(help: "The OHLCVT CSV file.") var file: String

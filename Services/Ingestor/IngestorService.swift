@@ -74,7 +74,7 @@ struct BackfillCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ingestor backfill", abstract: "Load a Kraken OHLCVT history file (time,open,high,low,close,volume,trades) into Postgres.")
 
-    @Argument(help: "The history file, e.g. ../shared/data/kraken_XBTUSD_1440.csv")
+    @Argument(help: "The history file, e.g. data/kraken_XBTUSD_1440.csv")
     var file: String
     @Option(help: "Kraken pair name") var pair = "XBTUSD"
     @Option(help: "Candle interval: 1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w, 15d or Kraken minutes") var interval = "1d"

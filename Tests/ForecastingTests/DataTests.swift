@@ -2,10 +2,10 @@ import Forecasting
 import Foundation
 import Testing
 
-/// The repository's sibling data directory, `../shared/data` from the repository root.
+/// The repository's data directory, `data/` (real Kraken files; `data/SOURCES.md` says where they come from).
 let sharedDataDirectory = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().appendingPathComponent("shared/data").path
+    .appendingPathComponent("data").path
 let sharedDataAvailable = BTCDailyV1.fileNames.allSatisfy {
     FileManager.default.fileExists(atPath: (sharedDataDirectory as NSString).appendingPathComponent($0))
 }
@@ -61,7 +61,7 @@ struct DataTests {
     }
 
     @Test("the real BTC-daily-v1 files give n = 4093 and split 2865",
-          .enabled(if: sharedDataAvailable, "skipped: \(sharedDataDirectory) not found (the shared data sits next to the repository)"))
+          .enabled(if: sharedDataAvailable, "skipped: \(sharedDataDirectory) not found (the repository's data folder)"))
     func realDataMatchesProtocol() throws {
         let closes = try BTCDailyV1.loadCloses(dataDirectory: sharedDataDirectory)
         #expect(closes.count == 4093)

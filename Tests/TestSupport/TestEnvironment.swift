@@ -9,8 +9,8 @@ public enum TestEnvironment {
     public static let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// `../shared/data` beside the repository: the real Kraken files the tests read (never copied into the repo).
-    public static let sharedDataDirectory: String = repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data").path
+    /// `data/` in the repository: the real Kraken files the tests read (`data/SOURCES.md` says where they come from).
+    public static let sharedDataDirectory: String = repositoryRoot.appendingPathComponent("data").path
 
     /// The variables of `.local/env`, overridden by the process environment.
     public static let variables: [String: String] = {
