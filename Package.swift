@@ -57,6 +57,7 @@ let package = Package(
             ],
             path: "Shared/Storage"),
         .target(name: "Contracts", dependencies: ["Messaging"], path: "Shared/Contracts"),
+        .target(name: "KrakenFormat", dependencies: ["Contracts", "Messaging"], path: "Shared/KrakenFormat"),
         .target(
             name: "CandlecastClient", dependencies: ["Contracts", "Messaging", .product(name: "Logging", package: "swift-log")],
             path: "Shared/CandlecastClient"),
@@ -75,7 +76,7 @@ let package = Package(
 
         .executableTarget(
             name: "Ingestor",
-            dependencies: serviceKit + [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: serviceKit + ["KrakenFormat", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Services/Ingestor"),
         .executableTarget(
             name: "Preprocessor", dependencies: serviceKit + ["Forecasting", .product(name: "Hummingbird", package: "hummingbird")],
@@ -115,7 +116,7 @@ let package = Package(
             name: "ContractsTests", dependencies: ["CandlecastClient", "Contracts", "Messaging", "TestSupport"], path: "Tests/ContractsTests"),
         .testTarget(
             name: "SystemTests", dependencies: ["TestSupport", "CandlecastClient", "Contracts", "Messaging", "Storage", "KrakenFake"], path: "Tests/SystemTests"),
-        .target(name: "KrakenFake", dependencies: [.product(name: "Hummingbird", package: "hummingbird")], path: "Tests/KrakenFake"),
+        .target(name: "KrakenFake", dependencies: ["KrakenFormat", .product(name: "Hummingbird", package: "hummingbird")], path: "Tests/KrakenFake"),
         .executableTarget(
             name: "FakeKrakenServer", dependencies: ["KrakenFake", .product(name: "Hummingbird", package: "hummingbird")],
             path: "Tests/FakeKrakenServer"),
@@ -143,6 +144,9 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             path: "Tests/PredictorTests"),
+        .target(name: "FuzzTargets", dependencies: ["KrakenFormat", "Contracts", "Messaging", "TestSupport"], path: "Tests/FuzzTargets"),
+        .executableTarget(name: "Fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz"),
+        .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets", "KrakenFormat", "Contracts", "TestSupport", "Ingestor"], path: "Tests/FuzzTests"),
         .target(
             name: "TestSupport",
             dependencies: ["Messaging", "Storage", "Contracts", .product(name: "Logging", package: "swift-log")],

@@ -42,5 +42,12 @@ for path in ["docs/registry-openapi.yaml", "docs/predictor-openapi.yaml"]:
 PY
 
 swift build --build-tests
+# schemathesis against the real services built above: every OpenAPI document in docs/, with and without the
+# registry's token; any failure, or a service down afterwards, fails the run (scripts/attack-http.sh).
+scripts/attack-http.sh
+# libFuzzer on every message decoder and the Kraken body and CSV row parsers, 30 s per target (4 targets;
+# with a clean fuzz build about 3 minutes): a crash fails the run, its input kept in Tests/FuzzCorpus/ (scripts/fuzz.sh).
+# CANDLECAST_FUZZ_SECONDS sets the time per target; 0 skips fuzzing.
+[ "${CANDLECAST_FUZZ_SECONDS:-30}" = 0 ] || scripts/fuzz.sh "${CANDLECAST_FUZZ_SECONDS:-30}"
 # Serial: some tests restart the broker or the database, which would disturb tests running beside them.
 swift test --skip-build --no-parallel "$@"

@@ -133,19 +133,41 @@ final class LineReader {
         return "\(size)-\(String(hash, radix: 16))"
     }
 
+    /// The longest line returned: a longer one (no history row is anywhere near) comes back cut to this many
+    /// bytes, to be rejected with its reason, and the rest of it is skipped, so memory stays bounded whatever
+    /// the file holds.
+    static let maximumLineBytes = 64 * 1024
+    private var skippingRestOfLine = false
+
     func nextLine() throws -> Substring? {
         while true {
             if let newline = buffer[position...].firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: buffer[position..<newline], as: UTF8.self)
+                let end = min(newline, position + Self.maximumLineBytes)
+                let line = String(decoding: buffer[position..<end], as: UTF8.self)
                 bytesRead += newline + 1 - position
                 position = newline + 1
+                if skippingRestOfLine {
+                    skippingRestOfLine = false
+                    continue
+                }
                 return Substring(line)
+            }
+            if buffer.count - position > Self.maximumLineBytes {
+                // A line longer than the limit: return its head now, drop the rest up to its newline.
+                let line = String(decoding: buffer[position..<(position + Self.maximumLineBytes)], as: UTF8.self)
+                let wasSkipping = skippingRestOfLine
+                skippingRestOfLine = true
+                bytesRead += buffer.count - position
+                position = buffer.count
+                if !wasSkipping { return Substring(line) }
+                continue
             }
             if atEnd {
                 guard position < buffer.count else { return nil }
                 let line = String(decoding: buffer[position...], as: UTF8.self)
                 bytesRead += buffer.count - position
                 position = buffer.count
+                if skippingRestOfLine { return nil }
                 return Substring(line)
             }
             buffer.removeFirst(position)

@@ -1,42 +1,10 @@
 import Contracts
 import Foundation
+import KrakenFormat
 import ServiceKit
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-
-/// Why a Kraken request failed. Every kind is retried with backoff by the poller.
-struct KrakenError: Error, CustomStringConvertible, Sendable {
-    enum Kind: String, Sendable {
-        case rateLimited = "rate_limited"
-        case unavailable
-        case api
-        case http
-        case timeout
-        case transport
-        case malformed
-    }
-
-    let kind: Kind
-    let message: String
-    var description: String { "Kraken \(kind.rawValue): \(message)" }
-}
-
-/// One OHLC response: rows in Kraken's order (the last one is the still-open candle) and `last`, the
-/// `since` of the next request.
-struct KrakenOHLC: Sendable {
-    struct Row: Sendable {
-        /// The row as JSON text, kept for the rejected table.
-        var raw: String
-        var openTime: Int64?
-        var fields: [String]
-        var trades: String?
-    }
-
-    var resultKey: String
-    var rows: [Row]
-    var last: Int64
-}
 
 /// Kraken's public REST API: `GET /0/public/OHLC?pair=&interval=&since=`.
 struct KrakenClient: Sendable {
@@ -66,36 +34,8 @@ struct KrakenClient: Sendable {
         return try Self.parse(data)
     }
 
-    /// Parses a response body; Kraken's `error` array wins over any result.
+    /// Parses a response body (`KrakenOHLC.parse`, in Shared/KrakenFormat).
     static func parse(_ data: Data) throws(KrakenError) -> KrakenOHLC {
-        guard let object = try? JSONSerialization.jsonObject(with: data), let body = object as? [String: Any] else {
-            throw KrakenError(kind: .malformed, message: "the body is not a JSON object (\(data.count) bytes)")
-        }
-        if let errors = body["error"] as? [String], !errors.isEmpty {
-            let text = errors.joined(separator: "; ")
-            if text.contains("Rate limit") { throw KrakenError(kind: .rateLimited, message: text) }
-            if text.hasPrefix("EService:Unavailable") || text.hasPrefix("EService:Busy") { throw KrakenError(kind: .unavailable, message: text) }
-            throw KrakenError(kind: .api, message: text)
-        }
-        guard let result = body["result"] as? [String: Any] else { throw KrakenError(kind: .malformed, message: "no result object") }
-        guard let last = (result["last"] as? NSNumber)?.int64Value else { throw KrakenError(kind: .malformed, message: "no `last` in the result") }
-        let keys = result.keys.filter { $0 != "last" }
-        guard keys.count == 1, let key = keys.first, let rows = result[key] as? [Any] else {
-            throw KrakenError(kind: .malformed, message: "expected one pair in the result, found \(keys.sorted())")
-        }
-        return KrakenOHLC(resultKey: key, rows: rows.map(Self.row), last: last)
-    }
-
-    private static func row(_ value: Any) -> KrakenOHLC.Row {
-        let raw = (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed])).map { String(decoding: $0, as: UTF8.self) } ?? "\(value)"
-        guard let array = value as? [Any], array.count == 8 else { return KrakenOHLC.Row(raw: raw, openTime: nil, fields: [], trades: nil) }
-        let openTime = (array[0] as? NSNumber).flatMap { number -> Int64? in
-            let double = number.doubleValue
-            return double == double.rounded() ? Int64(exactly: double) : nil
-        }
-        // Prices, vwap and volume come as strings; anything else is left empty so validation rejects it.
-        let fields = array[1...6].map { $0 as? String ?? "" }
-        let trades = (array[7] as? NSNumber).map { "\($0.int64Value)" }
-        return KrakenOHLC.Row(raw: raw, openTime: openTime, fields: fields, trades: trades)
+        try KrakenOHLC.parse(data)
     }
 }

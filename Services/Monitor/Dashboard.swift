@@ -16,6 +16,7 @@ struct Dashboard: Sendable {
     let logger: Logger
 
     func add(to router: Router<BasicRequestContext>) {
+        let router = DeclaredRoutes(router)
         router.get("/") { request, _ in
             let query = try DashboardQuery(request.uri.queryParameters)
             let page: DashboardData
@@ -101,13 +102,8 @@ struct DashboardQuery: Sendable {
     var to: Int64?
 
     init(_ parameters: Hummingbird.Parameters) throws {
-        pair = parameters.get("pair") ?? "XBTUSD"
-        guard isValidPairName(pair) else {
-            throw HTTPError(.badRequest, message: "pair must be 1 to 32 letters or digits")
-        }
-        let intervalText = parameters.get("interval") ?? "1d"
-        guard let interval = CandleInterval(intervalText) else { throw HTTPError(.badRequest, message: "interval \(intervalText) is not a Kraken interval") }
-        self.interval = interval
+        pair = try HTTPInput.pair(parameters.get("pair") ?? "XBTUSD")
+        interval = try HTTPInput.interval(parameters.get("interval") ?? "1d")
         from = try parameters.get("from").map(Self.date)
         to = try parameters.get("to").map(Self.date)
         if let from, let to, from > to { throw HTTPError(.badRequest, message: "from must not be after to") }

@@ -9,6 +9,7 @@ struct PredictorAPI: Sendable {
     let predictor: Predictor
 
     func add(to router: Router<BasicRequestContext>) {
+        let router = DeclaredRoutes(router)
         // Served from memory: the hot path of every dashboard and client.
         router.get("v1/forecasts/latest") { request, _ in
             let (pair, interval) = try target(request)
@@ -19,10 +20,10 @@ struct PredictorAPI: Sendable {
         }
         router.get("v1/forecasts") { request, _ in
             let (pair, interval) = try target(request)
-            let from = try request.integerQuery("from", as: Int64.self) ?? 0
-            let to = try request.integerQuery("to", as: Int64.self) ?? Int64.max
-            let limit = min(try request.integerQuery("limit") ?? 1000, 10_000)
-            guard from <= to, limit > 0 else { throw HTTPError(.badRequest, message: "need from <= to and limit > 0") }
+            let from = try request.integerQuery("from", as: Int64.self, in: ContractRules.openTimes) ?? ContractRules.openTimes.lowerBound
+            let to = try request.integerQuery("to", as: Int64.self, in: ContractRules.openTimes) ?? ContractRules.openTimes.upperBound
+            let limit = try request.integerQuery("limit", in: 1...10_000) ?? 1000
+            guard from <= to else { throw HTTPError(.badRequest, message: "need from <= to") }
             let rows = try await predictor.database.query(
                 """
                 SELECT coalesce(json_agg(f ORDER BY f.target_open_time, f.model_version), '[]') FROM (
@@ -46,20 +47,25 @@ struct PredictorAPI: Sendable {
             } catch {
                 throw HTTPError(.contentTooLarge, message: "the body is larger than 256 KiB")
             }
-            guard let interval = CandleInterval(body.interval ?? "1d") else { throw HTTPError(.badRequest, message: "unknown interval") }
-            let pair = (body.pair ?? "XBTUSD").uppercased()
-            guard isValidPairName(pair) else {
-                throw HTTPError(.badRequest, message: "pair must be 1 to 32 letters and digits")
-            }
+            let interval = try HTTPInput.interval(body.interval ?? "1d")
+            let pair = try HTTPInput.pair(body.pair ?? "XBTUSD")
             // The input is checked before any model is looked up: a bad request is a 400 whether or not a champion exists.
             guard (2...512).contains(body.closes.count) else { throw HTTPError(.badRequest, message: "closes must hold 2 to 512 values, oldest first") }
-            guard body.closes.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw HTTPError(.badRequest, message: "closes must be positive finite numbers") }
-            guard let loaded = try await predictor.model(pair: pair, interval: interval) else {
-                throw HTTPError(.serviceUnavailable, message: "no champion model for \(pair) \(interval) yet")
+            guard body.closes.allSatisfy({ $0.isFinite && $0 > 0 && $0 <= ContractRules.maximumAmount }) else {
+                throw HTTPError(.badRequest, message: "closes must be positive finite numbers up to \(ContractRules.maximumAmount)")
             }
+            guard let loaded = try await predictor.model(pair: pair, interval: interval) else {
+                throw HTTPError(.notFound, message: "no champion model for \(pair) \(interval) yet")
+            }
+            // Well-formed, but the champion in place now takes another window (a promotion can change it).
             let window = loaded.model.configuration.window
-            guard body.closes.count == window else { throw HTTPError(.badRequest, message: "closes must hold exactly \(window) values, oldest first") }
+            guard body.closes.count == window else {
+                throw HTTPError(.conflict, message: "the champion (v\(loaded.version)) takes exactly \(window) closes, oldest first; see GET /v1/model")
+            }
             let predicted = try loaded.model.predict(window: body.closes)
+            guard predicted.isFinite else {
+                throw HTTPError(.conflict, message: "the champion (v\(loaded.version)) gives no finite forecast for these closes")
+            }
             return HealthRoutes.jsonResponse(.ok, [
                 "pair": pair, "interval": interval.name, "predicted_close": predicted, "last_close": body.closes[window - 1],
                 "model_name": loaded.name, "model_version": loaded.version,
@@ -86,11 +92,6 @@ struct PredictorAPI: Sendable {
     }
 
     private func target(_ request: Request) throws -> (String, CandleInterval) {
-        let pair = (request.uri.queryParameters.get("pair") ?? "XBTUSD").uppercased()
-        guard pair.count <= 32, pair.allSatisfy({ $0.isLetter || $0.isNumber }) else { throw HTTPError(.badRequest, message: "pair must be letters and digits") }
-        guard let interval = CandleInterval(request.uri.queryParameters.get("interval") ?? "1d") else {
-            throw HTTPError(.badRequest, message: "interval must be one of 1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w, 15d")
-        }
-        return (pair, interval)
+        (try request.pairQuery(), try request.intervalQuery())
     }
 }

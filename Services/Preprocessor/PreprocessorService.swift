@@ -83,6 +83,7 @@ enum PreprocessorService {
     /// `GET /v1/datasets/{pair}/{interval}` lists versions; `POST` creates one now from every stored candle
     /// (or returns the existing version with the same rows).
     static func addRoutes(to router: Router<BasicRequestContext>, database: PostgresClient, policy: DatasetPolicy) {
+        let router = DeclaredRoutes(router)
         router.get("v1/datasets/:pair/:interval") { _, context in
             let (pair, interval) = try target(context)
             let rows = try await database.query(
@@ -114,12 +115,6 @@ enum PreprocessorService {
     }
 
     private static func target(_ context: BasicRequestContext) throws -> (String, CandleInterval) {
-        guard let pair = context.parameters.get("pair")?.uppercased(), isValidPairName(pair) else {
-            throw HTTPError(.badRequest, message: "pair must be letters and digits, e.g. XBTUSD")
-        }
-        guard let interval = context.parameters.get("interval").flatMap(CandleInterval.init) else {
-            throw HTTPError(.badRequest, message: "interval must be one of 1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w, 15d")
-        }
-        return (pair, interval)
+        (try HTTPInput.pair(context.parameters.get("pair")?.uppercased() ?? ""), try HTTPInput.interval(context.parameters.get("interval") ?? ""))
     }
 }

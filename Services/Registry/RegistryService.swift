@@ -71,6 +71,7 @@ struct RegistryAPI: Sendable {
     let logger: Logger
 
     func add(to router: Router<BasicRequestContext>) {
+        let router = DeclaredRoutes(router)
         router.get("v1/experiments") { _, _ in
             try await json("SELECT name, pair, interval_seconds, created_at FROM registry.experiments ORDER BY name")
         }
@@ -85,9 +86,8 @@ struct RegistryAPI: Sendable {
                 """, single: true)
         }
         router.get("v1/runs") { request, _ in
-            let experiment = request.uri.queryParameters.get("experiment")
-            let limit = min(try request.integerQuery("limit") ?? 100, 1000)
-            guard limit > 0 else { throw HTTPError(.badRequest, message: "limit must be positive") }
+            let experiment = try request.uri.queryParameters.get("experiment").map { try HTTPInput.modelName(String($0), field: "query parameter experiment") }
+            let limit = try request.integerQuery("limit", in: 1...1000) ?? 100
             return try await json(
                 """
                 SELECT id, job_id, sweep_id, experiment, status, params, dataset_version, trainer, error, epochs_run, validation_loss,
@@ -96,7 +96,7 @@ struct RegistryAPI: Sendable {
                 """)
         }
         router.get("v1/runs/:id") { _, context in
-            guard let id = context.parameters.get("id", as: Int64.self) else { throw HTTPError(.badRequest, message: "run id must be an integer") }
+            let id = try context.integerParameter("id", as: Int64.self, in: 1...Int64.max)
             return try await json(
                 """
                 SELECT r.*, (SELECT coalesce(json_agg(json_build_object('key', m.key, 'step', m.step, 'value', m.value, 'time', m.recorded_at) ORDER BY m.key, m.step), '[]')
@@ -115,18 +115,18 @@ struct RegistryAPI: Sendable {
                 """)
         }
         router.get("v1/models/:name/versions") { _, context in
-            let name = try nameParameter(context)
+            let name = try context.modelNameParameter()
             try await requireModel(name)
             return try await json(versionsQuery(name: name, version: nil))
         }
         router.get("v1/models/:name/versions/:version") { _, context in
-            let name = try nameParameter(context)
-            guard let version = context.parameters.get("version", as: Int.self) else { throw HTTPError(.badRequest, message: "version must be an integer") }
+            let name = try context.modelNameParameter()
+            let version = try versionParameter(context)
             return try await json(versionsQuery(name: name, version: version), single: true)
         }
         router.get("v1/models/:name/versions/:version/artifact") { _, context in
-            let name = try nameParameter(context)
-            guard let version = context.parameters.get("version", as: Int.self) else { throw HTTPError(.badRequest, message: "version must be an integer") }
+            let name = try context.modelNameParameter()
+            let version = try versionParameter(context)
             let store = self.store
             let artifact = try await mapped { try await database.withConnection { try store.artifact(modelName: name, version: version, on: $0) } }
             return Response(
@@ -138,7 +138,7 @@ struct RegistryAPI: Sendable {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: artifact.content)))
         }
         router.get("v1/models/:name/aliases") { _, context in
-            let name = try nameParameter(context)
+            let name = try context.modelNameParameter()
             try await requireModel(name)
             return try await json(
                 """
@@ -150,14 +150,14 @@ struct RegistryAPI: Sendable {
         router.post("v1/sweeps") { request, context in
             try authorize(request)
             let body = try await decode(SweepRequest.self, request, context)
-            guard let interval = CandleInterval(body.interval) else { throw HTTPError(.badRequest, message: "interval \(body.interval) is not a Kraken interval") }
+            let interval = try HTTPInput.interval(body.interval)
+            let pair = try HTTPInput.pair(body.pair)
+            let datasetVersion = try HTTPInput.integer(body.datasetVersion, "dataset_version", in: Self.versions)
             let grid = body.grid ?? settings.grid
             let store = self.store
-            let pair = body.pair.uppercased()
-            guard pair.count <= 32, pair.allSatisfy({ $0.isLetter || $0.isNumber }) else { throw HTTPError(.badRequest, message: "pair must be letters and digits") }
             let result = try await mapped {
                 try await database.transaction { connection in
-                    try store.startSweep(pair: pair, interval: interval, datasetVersion: body.datasetVersion, grid: grid, trigger: "api", on: connection)
+                    try store.startSweep(pair: pair, interval: interval, datasetVersion: datasetVersion, grid: grid, trigger: "api", on: connection)
                 }
             }
             guard let (id, jobs) = result else { throw HTTPError(.conflict, message: "sweep already exists") }
@@ -165,22 +165,26 @@ struct RegistryAPI: Sendable {
         }
         router.post("v1/models/:name/promote") { request, context in
             try authorize(request)
-            let name = try nameParameter(context)
+            let name = try context.modelNameParameter()
             let body = try await decode(PromoteRequest.self, request, context)
             guard let version = body.version else { throw HTTPError(.badRequest, message: "version is required") }
+            try HTTPInput.integer(version, "version", in: Self.versions)
+            let reason = try HTTPInput.text(body.reason ?? "manual promotion", "reason", limit: Self.reasonLimit)
             let store = self.store
             try await mapped {
-                try await database.transaction { try store.promote(modelName: name, version: version, actor: "api", reason: body.reason ?? "manual promotion", on: $0) }
+                try await database.transaction { try store.promote(modelName: name, version: version, actor: "api", reason: reason, on: $0) }
             }
             return HealthRoutes.jsonResponse(.ok, ["model": name, "champion": version])
         }
         router.post("v1/models/:name/rollback") { request, context in
             try authorize(request)
-            let name = try nameParameter(context)
+            let name = try context.modelNameParameter()
             let body = try await decode(PromoteRequest.self, request, context)
+            if let version = body.version { try HTTPInput.integer(version, "version", in: Self.versions) }
+            let reason = try HTTPInput.text(body.reason ?? "manual rollback", "reason", limit: Self.reasonLimit - RegistryStore.rollbackPrefix.count)
             let store = self.store
             let version = try await mapped {
-                try await database.transaction { try store.rollback(modelName: name, to: body.version, actor: "api", reason: body.reason ?? "manual rollback", on: $0) }
+                try await database.transaction { try store.rollback(modelName: name, to: body.version, actor: "api", reason: reason, on: $0) }
             }
             return HealthRoutes.jsonResponse(.ok, ["model": name, "champion": version])
         }
@@ -264,11 +268,13 @@ struct RegistryAPI: Sendable {
         }
     }
 
-    private func nameParameter(_ context: BasicRequestContext) throws -> String {
-        guard let name = context.parameters.get("name"), isValidModelName(name) else {
-            throw HTTPError(.badRequest, message: "model name must be letters, digits, - and _")
-        }
-        return name
+    /// Model and dataset versions: positive, within what every message and column that carries one holds.
+    static let versions = 1...ContractRules.maximumCount
+    /// Reasons of alias moves, as `model.promoted` carries them.
+    static let reasonLimit = ContractRules.maximumReasonLength
+
+    private func versionParameter(_ context: BasicRequestContext) throws -> Int {
+        try context.integerParameter("version", in: Self.versions)
     }
 
     private func uuidParameter(_ context: BasicRequestContext, _ key: String) throws -> UUID {

@@ -338,6 +338,9 @@ struct RegistryStore: Sendable {
         try Outbox.enqueue(Envelope(payload: event), routingKey: event.routingKey, exchange: Exchange.events, schema: Self.schema, on: connection)
     }
 
+    /// What a rollback's reason is prefixed with in the alias history and `model.promoted`.
+    static let rollbackPrefix = "rollback: "
+
     /// Moves `champion` back: to `version`, or to the last different version it pointed at before.
     func rollback(modelName: String, to version: Int?, actor: String, reason: String, on connection: PostgresConnection) throws -> Int {
         let target: Int
@@ -354,7 +357,7 @@ struct RegistryStore: Sendable {
             ).first?.decode(0, as: Int.self) else { throw RegistryError(kind: .conflict, description: "\(modelName) has no earlier champion to roll back to") }
             target = previous
         }
-        try promote(modelName: modelName, version: target, actor: actor, reason: "rollback: \(reason)", on: connection)
+        try promote(modelName: modelName, version: target, actor: actor, reason: Self.rollbackPrefix + reason, on: connection)
         return target
     }
 

@@ -255,7 +255,7 @@ public struct ModelPromoted: MessagePayload, Equatable {
         try ContractRules.count(version, "version", in: 1...ContractRules.maximumCount)
         try ContractRules.count(datasetVersion, "dataset_version", in: 1...ContractRules.maximumCount)
         try ContractRules.pair(pair)
-        try ContractRules.text(reason, "reason", limit: 2000)
+        try ContractRules.text(reason, "reason", limit: ContractRules.maximumReasonLength)
     }
 
     public var routingKey: String { RoutingKey.modelPromoted(name: modelName) }

@@ -16,6 +16,8 @@ public enum ContractRules {
     public static let maximumRows = 10_000_000
     /// A version number, count or epoch from outside must fit comfortably in every integer type it meets.
     public static let maximumCount = 1_000_000_000
+    /// The longest free-text reason an event carries (a promotion's, a rollback's).
+    public static let maximumReasonLength = 2000
 
     /// Throws unless `pair` is a pair name as Kraken spells it (`isValidPairName`).
     public static func pair(_ pair: String) throws(ValidationFailure) {

@@ -75,8 +75,15 @@ public enum EnvelopeCodec {
             properties: MessageProperties(
                 contentType: contentType, deliveryMode: MessageProperties.persistentDeliveryMode,
                 messageID: envelope.messageID.uuidString.lowercased(), correlationID: envelope.correlationID,
-                type: Payload.messageType, timestamp: UInt64(max(0, envelope.timestamp.timeIntervalSince1970)),
+                type: Payload.messageType, timestamp: amqpTimestamp(envelope.timestamp),
                 headers: [schemaVersionHeader: .int(Int64(Payload.schemaVersion))]))
+    }
+
+    /// Whole unix seconds, clamped to what the AMQP property holds (a date from outside may be anything).
+    static func amqpTimestamp(_ date: Date) -> UInt64 {
+        let seconds = date.timeIntervalSince1970.rounded(.down)
+        guard seconds.isFinite, seconds > 0 else { return 0 }
+        return UInt64(exactly: seconds) ?? (seconds >= 1.8e19 ? UInt64.max : UInt64(seconds))
     }
 
     public static func decode<Payload: MessagePayload>(_ type: Payload.Type, from body: [UInt8], properties: MessageProperties) throws(EnvelopeDecodingFailure) -> Envelope<Payload> {
@@ -215,8 +222,9 @@ final class AttemptLedger: Sendable {
                 return count + 1
             }
             if state.order.count >= capacity {
-                let evicted = state.order.removeFirst(capacity / 10)
-                for key in evicted { state.attempts[key] = nil }
+                let evicted = min(state.order.count, max(1, capacity / 10))
+                for key in state.order.prefix(evicted) { state.attempts[key] = nil }
+                state.order.removeFirst(evicted)
             }
             state.attempts[key] = 1
             state.order.append(key)
@@ -228,14 +236,6 @@ final class AttemptLedger: Sendable {
         state.withLock { state in
             if state.attempts.removeValue(forKey: key) != nil { state.order.removeAll { $0 == key } }
         }
-    }
-}
-
-extension Array {
-    fileprivate mutating func removeFirst(_ count: Int) -> [Element] {
-        let taken = Array(prefix(Swift.max(1, count)))
-        removeFirst(taken.count)
-        return taken
     }
 }
 

@@ -6,6 +6,7 @@ import Prometheus
 /// is migrated: 200, else 503 with the failing checks) and `/metrics` (Prometheus text format, with HELP).
 public enum HealthRoutes {
     public static func add(to router: Router<BasicRequestContext>, readiness: Readiness, metrics: PrometheusCollectorRegistry) {
+        let router = DeclaredRoutes(router)
         router.get("healthz") { _, _ in
             jsonResponse(.ok, ["status": "ok"])
         }
@@ -25,15 +26,5 @@ public enum HealthRoutes {
     public static func jsonResponse(_ status: HTTPResponse.Status, _ object: [String: any Sendable]) -> Response {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
-    }
-}
-
-extension Request {
-    /// An optional integer query parameter: absent is nil, present but not an integer is a 400 (never silently
-    /// replaced by a default).
-    public func integerQuery<Value: FixedWidthInteger & Sendable>(_ name: String, as type: Value.Type = Int.self) throws -> Value? {
-        guard let text = uri.queryParameters.get(name) else { return nil }
-        guard let value = Value(text) else { throw HTTPError(.badRequest, message: "query parameter \(name) must be an integer") }
-        return value
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import KrakenFormat
 import Synchronization
 
 /// A scripted stand-in for Kraken's public REST API (the one thing Candlecast talks to that is outside).
@@ -38,8 +39,8 @@ public final class FakeKraken: Sendable {
         /// Parses `time,open,high,low,close,volume,trades` lines.
         public static func load(csv path: String) throws -> [Row] {
             try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").compactMap { line in
-                let fields = line.split(separator: ",").map(String.init)
-                guard fields.count == 7, let time = Int64(fields[0]), let trades = Int(fields[6]) else { return nil }
+                // The ingestor's own splitting rule (KrakenFormat): one parser of the file format.
+                guard let fields = OHLCVTLine.fields(of: line), fields.count == 7, let time = Int64(fields[0]), let trades = Int(fields[6]) else { return nil }
                 return Row(time: time, open: fields[1], high: fields[2], low: fields[3], close: fields[4], volume: fields[5], trades: trades)
             }
         }

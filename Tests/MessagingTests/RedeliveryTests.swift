@@ -1,5 +1,5 @@
 import Foundation
-import Messaging
+@testable import Messaging
 import Synchronization
 import TestSupport
 import Testing
@@ -103,6 +103,16 @@ struct RedeliveryTests {
         await deadLetters.stop()
         await publisher.close()
         await queue.cleanUp(broker)
+    }
+
+    @Test("the attempt ledger stays bounded: past its capacity the oldest entries go, and nothing traps")
+    func attemptLedgerIsBounded() {
+        let ledger = AttemptLedger(capacity: 100)
+        for key in 0..<10_000 { _ = ledger.recordFailure("m\(key)") }
+        #expect(ledger.recordFailure("m9999") == 2, "the newest entries are kept")
+        #expect(ledger.recordFailure("m0") == 1, "the oldest entries were evicted")
+        ledger.forget("m249")
+        #expect(ledger.recordFailure("m249") == 1)
     }
 
     @Test("a permanent failure is dead-lettered at once")

@@ -206,7 +206,7 @@ struct PredictorIntegrationTests {
         let closes14 = stack.rows2024.suffix(14).map(\.close).joined(separator: ",")
         let predicted = await httpRequest("POST", base + "/v1/predict", body: Data(#"{"closes":[\#(closes14)]}"#.utf8))
         #expect(predicted?.status == 200)
-        #expect(await httpRequest("POST", base + "/v1/predict", body: Data(#"{"closes":[1,2,3]}"#.utf8))?.status == 400)
+        #expect(await httpRequest("POST", base + "/v1/predict", body: Data(#"{"closes":[1,2,3]}"#.utf8))?.status == 409)  // not the champion's window
         #expect(await httpRequest("POST", base + "/v1/predict", body: Data(#"{"closes":[-5,\#(stack.rows2024.suffix(13).map(\.close).joined(separator: ","))]}"#.utf8))?.status == 400)
         #expect(await httpRequest("POST", base + "/v1/predict", body: Data(#"{"closes":"many"}"#.utf8))?.status == 400)
         #expect(await httpRequest("POST", base + "/v1/predict", body: Data(repeating: 0x20, count: 400_000))?.status == 413)
