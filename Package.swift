@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.0.0"..<"5.0.0"),
     ],
     targets: [
         // C bridges: module.modulemap + shim.h, nothing else.
@@ -89,7 +90,8 @@ let package = Package(
             ],
             path: "Services/Registry"),
         .executableTarget(
-            name: "Predictor", dependencies: serviceKit + ["Forecasting", .product(name: "Hummingbird", package: "hummingbird")],
+            name: "Predictor",
+            dependencies: serviceKit + ["Forecasting", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Crypto", package: "swift-crypto")],
             path: "Services/Predictor"),
         .executableTarget(
             name: "Admin",
@@ -130,7 +132,7 @@ let package = Package(
             name: "RegistryTests",
             dependencies: [
                 "Registry", "Trainer", "Preprocessor", "Ingestor", "TestSupport", "ServiceKit", "Contracts", "Forecasting",
-                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/RegistryTests"),
         .testTarget(

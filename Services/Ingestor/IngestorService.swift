@@ -47,11 +47,13 @@ struct IngestorSettings: Sendable {
 
 enum IngestorService {
     static let definition = ServiceDefinition(
-        name: .ingestor, defaultHTTPPort: 8081, migrations: IngestSchema.migrations, settings: { _ = try IngestorSettings($0) }
+        name: .ingestor, defaultHTTPPort: 8081, migrations: IngestSchema.migrations, settings: { _ = try IngestorSettings($0); _ = try OutboxOptions($0) }
     ) { context in
         let settings = try IngestorSettings(context.configuration.environment)
         let client = KrakenClient(baseURL: settings.krakenURL, timeout: settings.timeout)
-        let relay = OutboxRelay(schema: IngestSchema.name, database: context.database, publisher: context.publisher, logger: context.logger)
+        let relay = OutboxRelay(
+            schema: IngestSchema.name, database: context.database, publisher: context.publisher, logger: context.logger,
+            options: try OutboxOptions(context.configuration.environment))
         await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await relay.run() }
             for pair in settings.pairs {

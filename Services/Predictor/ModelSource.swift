@@ -1,4 +1,5 @@
 import Contracts
+import Crypto
 import Forecasting
 import ServiceKit
 import Foundation
@@ -37,7 +38,9 @@ struct RegistryModelSource: Sendable {
         return try await load(name: name, version: version, createdAt: Self.date(entry["created_at"]))
     }
 
-    /// Downloads one version's model file and checks it against the registry's CRC-32 before decoding it.
+    /// Downloads one version's model file and checks its SHA-256 against the one the registry recorded when it
+    /// stored the file (`X-Checksum-SHA256`) before decoding it (the file's own CRC-32 is then checked too).
+    /// A mismatch is permanent: the promotion is dead-lettered with the reason and the current model stays.
     func load(name: String, version: Int, createdAt: Date? = nil) async throws -> LoadedModel {
         let (data, status, headers) = try await get("v1/models/\(name)/versions/\(version)/artifact")
         // A version the registry does not know can never load (a forged or stale promotion); other answers are
@@ -45,8 +48,12 @@ struct RegistryModelSource: Sendable {
         if status == 404 { throw PermanentFailure("\(name) v\(version) is not in the registry") }
         guard status == 200 else { throw TransientFailure("registry answered \(status) for \(name) v\(version)'s artifact") }
         let bytes = [UInt8](data)
-        guard let expected = headers["x-checksum-crc32"].flatMap(UInt32.init), CRC32.checksum(bytes) == expected else {
-            throw ModelSourceError(description: "\(name) v\(version): the model file does not match its checksum")
+        guard let expected = headers["x-checksum-sha256"]?.lowercased(), ArtifactDigest.isHex(expected) else {
+            throw PermanentFailure("\(name) v\(version): the registry sent no valid X-Checksum-SHA256 for the model file")
+        }
+        let computed = ArtifactDigest.sha256(bytes)
+        guard computed == expected else {
+            throw PermanentFailure("\(name) v\(version): model file refused: its SHA-256 \(computed) is not the registry's \(expected) (\(bytes.count) bytes)")
         }
         return LoadedModel(name: name, version: version, createdAt: createdAt ?? Date(), model: try TrainedModel(decoding: bytes))
     }
@@ -66,6 +73,20 @@ struct RegistryModelSource: Sendable {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return formatter.date(from: text) ?? ISO8601DateFormatter().date(from: text)
+    }
+}
+
+/// SHA-256 of model files, as 64 lowercase hex digits (the registry's `artifact_sha256`).
+enum ArtifactDigest {
+    static func sha256(_ bytes: [UInt8]) -> String {
+        SHA256.hash(data: bytes).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+    }
+
+    static func isHex(_ text: String) -> Bool {
+        text.utf8.count == 64 && text.utf8.allSatisfy { ("0"..."9").contains(Character(UnicodeScalar($0))) || ("a"..."f").contains(Character(UnicodeScalar($0))) }
     }
 }
 

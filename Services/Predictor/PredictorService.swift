@@ -60,7 +60,18 @@ struct Predictor: Sendable {
     }
 
     func handle(_ promoted: ModelPromoted) async throws {
-        let loaded = try await source.load(name: promoted.modelName, version: promoted.version)
+        let loaded: LoadedModel
+        do {
+            loaded = try await source.load(name: promoted.modelName, version: promoted.version)
+        } catch let refusal as PermanentFailure {
+            logger.error(
+                "promoted model refused; keeping the current one",
+                metadata: [
+                    "model": "\(promoted.modelName)", "version": "\(promoted.version)", "reason": "\(refusal.description)",
+                    "current": "\(models.current(promoted.modelName).map { String($0.version) } ?? "-")",
+                ])
+            throw refusal
+        }
         models.install(loaded)
         logger.notice("model swapped", metadata: ["model": "\(promoted.modelName)", "version": "\(promoted.version)", "previous": "\(promoted.previousVersion.map(String.init) ?? "-")"])
         let predictions = self.predictions
@@ -108,14 +119,16 @@ struct Predictor: Sendable {
 enum PredictorService {
     static let definition = ServiceDefinition(
         name: .predictor, defaultHTTPPort: 8085, migrations: PredictionsSchema.migrations,
-        settings: { _ = try PredictorSettings($0) },
+        settings: { _ = try PredictorSettings($0); _ = try OutboxOptions($0) },
         routes: { router, context in
             guard let predictor = try? makePredictor(context) else { return }
             PredictorAPI(predictor: predictor).add(to: router)
             shared.install(predictor)
         },
         work: { context in
-            let relay = OutboxRelay(schema: PredictionsSchema.name, database: context.database, publisher: context.publisher, logger: context.logger)
+            let relay = OutboxRelay(
+                schema: PredictionsSchema.name, database: context.database, publisher: context.publisher, logger: context.logger,
+                options: try OutboxOptions(context.configuration.environment))
             var configured = try shared.current ?? makePredictor(context)
             configured.relay = relay
             let predictor = configured

@@ -32,14 +32,16 @@ extension DatasetPolicy {
 enum PreprocessorService {
     static let definition = ServiceDefinition(
         name: .preprocessor, defaultHTTPPort: 8082, migrations: FeaturesSchema.migrations,
-        settings: { _ = try DatasetPolicy($0) },
+        settings: { _ = try DatasetPolicy($0); _ = try OutboxOptions($0) },
         routes: { router, context in
             guard let policy = try? DatasetPolicy(context.configuration.environment) else { return }
             addRoutes(to: router, database: context.database, policy: policy)
         },
         work: { context in
             let preprocessing = Preprocessing(policy: try DatasetPolicy(context.configuration.environment))
-            let relay = OutboxRelay(schema: FeaturesSchema.name, database: context.database, publisher: context.publisher, logger: context.logger)
+            let relay = OutboxRelay(
+                schema: FeaturesSchema.name, database: context.database, publisher: context.publisher, logger: context.logger,
+                options: try OutboxOptions(context.configuration.environment))
             guard let subscription = ServiceName.preprocessor.subscriptions.first else { return }
             let consumer = try context.consumer(for: subscription, prefetch: 64)
             let database = context.database

@@ -10,7 +10,7 @@ import Storage
 enum RegistryService {
     static let definition = ServiceDefinition(
         name: .registry, defaultHTTPPort: 8084, migrations: RegistrySchema.migrations,
-        settings: { _ = try RegistrySettings($0) },
+        settings: { _ = try RegistrySettings($0); _ = try OutboxOptions($0) },
         routes: { router, context in
             guard let settings = try? RegistrySettings(context.configuration.environment) else { return }
             RegistryAPI(database: context.database, store: RegistryStore(maximumMASE: settings.maximumMASE), settings: settings, logger: context.logger)
@@ -19,7 +19,9 @@ enum RegistryService {
         work: { context in
             let settings = try RegistrySettings(context.configuration.environment)
             let store = RegistryStore(maximumMASE: settings.maximumMASE)
-            let relay = OutboxRelay(schema: RegistrySchema.name, database: context.database, publisher: context.publisher, logger: context.logger)
+            let relay = OutboxRelay(
+                schema: RegistrySchema.name, database: context.database, publisher: context.publisher, logger: context.logger,
+                options: try OutboxOptions(context.configuration.environment))
             let subscriptions = ServiceName.registry.subscriptions
             let consumers = try subscriptions.map { try context.consumer(for: $0, prefetch: 16) }
             let database = context.database, logger = context.logger
@@ -63,8 +65,9 @@ enum RegistryService {
 
 /// The registry's HTTP API (docs/registry-openapi.yaml). Reads are open; writes need the bearer token.
 struct RegistryAPI: Sendable {
-    /// The model file's CRC-32, which the predictor checks before loading it.
-    static let checksumHeader = HTTPField.Name("X-Checksum-CRC32")!
+    /// The model file's SHA-256 (hex), which the predictor checks before loading it; also sent as RFC 9530 `Repr-Digest`.
+    static let checksumHeader = HTTPField.Name("X-Checksum-SHA256")!
+    static let reprDigestHeader = HTTPField.Name("Repr-Digest")!
     let database: PostgresClient
     let store: RegistryStore
     let settings: RegistrySettings
@@ -101,7 +104,7 @@ struct RegistryAPI: Sendable {
                 """
                 SELECT r.*, (SELECT coalesce(json_agg(json_build_object('key', m.key, 'step', m.step, 'value', m.value, 'time', m.recorded_at) ORDER BY m.key, m.step), '[]')
                              FROM registry.run_metrics m WHERE m.run_id = r.id) AS metric_history,
-                            (SELECT json_build_object('name', a.name, 'bytes', a.byte_count, 'crc32', a.crc32) FROM registry.artifacts a WHERE a.run_id = r.id) AS artifact
+                            (SELECT json_build_object('name', a.name, 'bytes', a.byte_count, 'sha256', a.sha256) FROM registry.artifacts a WHERE a.run_id = r.id) AS artifact
                 FROM registry.runs r WHERE r.id = \(id)
                 """, single: true)
         }
@@ -133,7 +136,7 @@ struct RegistryAPI: Sendable {
                 status: .ok,
                 headers: [
                     .contentType: "application/octet-stream", .contentDisposition: "attachment; filename=\"\(name)-v\(version).cclstm\"",
-                    Self.checksumHeader: String(artifact.crc32),
+                    Self.checksumHeader: artifact.sha256, Self.reprDigestHeader: artifact.reprDigest,
                 ],
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: artifact.content)))
         }
@@ -209,7 +212,7 @@ struct RegistryAPI: Sendable {
     private func versionsQuery(name: String, version: Int?) -> PostgresQuery {
         """
         SELECT v.model_name, v.version, v.run_id, v.dataset_version, v.created_at, r.params, r.validation_loss, r.test_metrics, r.naive_metrics,
-               r.trainer, a.byte_count AS artifact_bytes, a.crc32 AS artifact_crc32,
+               r.trainer, a.byte_count AS artifact_bytes, a.sha256 AS artifact_sha256,
                (SELECT coalesce(json_agg(al.alias ORDER BY al.alias), '[]') FROM registry.aliases al WHERE al.model_name = v.model_name AND al.version = v.version) AS aliases
         FROM registry.model_versions v JOIN registry.runs r ON r.id = v.run_id LEFT JOIN registry.artifacts a ON a.run_id = v.run_id
         WHERE v.model_name = \(name) AND (\(version)::integer IS NULL OR v.version = \(version)) ORDER BY v.version

@@ -204,8 +204,9 @@ struct RegistryStore: Sendable {
         if let artifact {
             try connection.query(
                 """
-                INSERT INTO registry.artifacts (run_id, name, content, byte_count, crc32)
-                VALUES (\(runID), \("model.cclstm"), \(artifact), \(artifact.count), \(Int64(completed.artifactCRC32 ?? 0)))
+                INSERT INTO registry.artifacts (run_id, name, content, byte_count, crc32, sha256)
+                SELECT \(runID), \("model.cclstm"), file.content, length(file.content), \(Int64(completed.artifactCRC32 ?? 0)), encode(sha256(file.content), 'hex')
+                FROM (SELECT \(artifact)::bytea AS content) file
                 ON CONFLICT (run_id) DO NOTHING
                 """)
         }
@@ -361,13 +362,37 @@ struct RegistryStore: Sendable {
         return target
     }
 
-    func artifact(modelName: String, version: Int, on connection: PostgresConnection) throws -> (content: [UInt8], crc32: UInt32) {
+    /// A version's model file as stored, with the SHA-256 recorded when it was stored (not recomputed: a byte
+    /// changed since then makes the file disagree with its digest, and the predictor refuses it).
+    func artifact(modelName: String, version: Int, on connection: PostgresConnection) throws -> StoredArtifact {
         guard let row = try connection.query(
             """
-            SELECT a.content, a.crc32 FROM registry.model_versions v JOIN registry.artifacts a ON a.run_id = v.run_id
+            SELECT a.content, a.sha256 FROM registry.model_versions v JOIN registry.artifacts a ON a.run_id = v.run_id
             WHERE v.model_name = \(modelName) AND v.version = \(version)
             """
         ).first else { throw RegistryError(kind: .notFound, description: "model \(modelName) has no version \(version)") }
-        return (try row.decode(0, as: [UInt8].self), UInt32(truncatingIfNeeded: try row.decode(1, as: Int64.self)))
+        return StoredArtifact(content: try row.decode(0, as: [UInt8].self), sha256: try row.decode(1, as: String.self))
+    }
+}
+
+/// A model file and its SHA-256 (64 lowercase hex digits), as the registry serves them.
+struct StoredArtifact: Sendable {
+    var content: [UInt8]
+    var sha256: String
+
+    /// RFC 9530 `Repr-Digest` value: `sha-256=:<base64 of the digest>:`.
+    var reprDigest: String {
+        var digest: [UInt8] = []
+        var high: UInt8?
+        for character in sha256.utf8 {
+            guard let nibble = UInt8(String(UnicodeScalar(character)), radix: 16) else { continue }
+            if let value = high {
+                digest.append(value << 4 | nibble)
+                high = nil
+            } else {
+                high = nibble
+            }
+        }
+        return "sha-256=:\(Data(digest).base64EncodedString()):"
     }
 }

@@ -112,5 +112,15 @@ enum RegistrySchema {
                     );
                     """),
             Outbox.migration(version: 2),
+            // An artifact is identified by the SHA-256 of its bytes (the CRC-32 of a model file that ends with its own
+            // CRC-32 is the same constant for every file). Existing rows get theirs computed from their content.
+            Migration(
+                version: 3, name: "artifact_sha256",
+                sql: """
+                    ALTER TABLE artifacts ADD COLUMN sha256 text;
+                    UPDATE artifacts SET sha256 = encode(sha256(content), 'hex');
+                    ALTER TABLE artifacts ALTER COLUMN sha256 SET NOT NULL;
+                    ALTER TABLE artifacts ADD CONSTRAINT artifacts_sha256_hex CHECK (sha256 ~ '^[0-9a-f]{64}$');
+                    """),
         ])
 }

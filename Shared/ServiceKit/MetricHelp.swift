@@ -12,7 +12,8 @@ public enum MetricHelp {
         "candlecast_broker_reconnections_total": "Reconnections to RabbitMQ, by role (publisher or consumer).",
         "candlecast_database_reconnections_total": "Reconnections to PostgreSQL.",
         "candlecast_outbox_published_total": "Outbox rows relayed to the broker, by schema.",
-        "candlecast_outbox_backlog": "Outbox rows not yet relayed to the broker, by schema.",
+        "candlecast_outbox_backlog": "Outbox rows not yet relayed to the broker (a count of the unpublished rows), by schema.",
+        "candlecast_outbox_pruned_total": "Published outbox rows deleted after the retention (CANDLECAST_OUTBOX_RETENTION_HOURS), by schema.",
         // Ingestor.
         "candlecast_candles_stored_total": "Closed candles stored from Kraken's REST API, by pair, interval and outcome (inserted or revised).",
         "candlecast_candles_rejected_total": "Candles from Kraken rejected as invalid, by pair and interval.",

@@ -1,4 +1,5 @@
 import Contracts
+import Crypto
 import Forecasting
 import Foundation
 import Hummingbird
@@ -203,7 +204,11 @@ struct RegistryIntegrationTests {
 
         let artifact = try #require(await httpRequest("GET", base + "/v1/models/lstm-xbtusd-1d/versions/1/artifact"))
         #expect(artifact.status == 200)
-        #expect(artifact.headers["x-checksum-crc32"] == String(CRC32.checksum([UInt8](artifact.body))))
+        let digest = SHA256.hash(data: [UInt8](artifact.body))
+        #expect(artifact.headers["x-checksum-sha256"] == digest.map { String(format: "%02x", $0) }.joined())
+        #expect(artifact.headers["repr-digest"] == "sha-256=:\(Data(digest).base64EncodedString()):")
+        let version = try #require(await get("/v1/models/lstm-xbtusd-1d/versions/1").1 as? [String: Any])
+        #expect(version["artifact_sha256"] as? String == artifact.headers["x-checksum-sha256"])
         let model = try TrainedModel(decoding: artifact.body)
         #expect(model.configuration.window == 14)
 
