@@ -52,7 +52,7 @@ connection.close()
 PY
 
 depth() { curl -s -u "candlecast:$amqp_password" >/dev/null 2>&1; HOME=.local/rabbitmq RABBITMQ_NODENAME=candlecast-${CANDLECAST_AMQP_PORT:-5672}@localhost /usr/lib/rabbitmq/bin/rabbitmqctl -q list_queues name messages 2>/dev/null | awk '$1 == "preprocessor.candles" { print $2 }'; }
-CANDLECAST_DATASET_EVERY=1000000000 CANDLECAST_HTTP_PORT=18299 "$bin/preprocessor" > .local/bench/preprocessor.log 2>&1 &
+CANDLECAST_DATASET_EVERY=1000000 CANDLECAST_HTTP_PORT=18299 "$bin/preprocessor" > .local/bench/preprocessor.log 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 start=$(date +%s.%N)
@@ -62,6 +62,7 @@ while true; do
   [ "$rss" -gt "$max_rss" ] && max_rss=$rss
   left=$(depth); samples="$samples ${left:-?}:$((rss / 1024))MB"
   [ "${left:-1}" = "0" ] && break
+  kill -0 $pid 2>/dev/null || { echo "the preprocessor exited; see .local/bench/preprocessor.log" >&2; tail -3 .local/bench/preprocessor.log >&2; exit 1; }
   sleep 1
 done
 elapsed=$(echo "$(date +%s.%N) - $start" | bc)

@@ -72,10 +72,11 @@ trap 'exit 130' INT TERM
 
 start() { # name port [instance] [VAR=value ...]
   local name=$1 port=$2 instance=$3; shift 3
-  # Each service reaches PostgreSQL as its own role, which owns only its schema (SECURITY.md).
-  local database=()
-  mapfile -t database < <(scripts/servers.sh service-env "$name")
-  env CANDLECAST_HTTP_PORT="$port" "${database[@]}" "$@" "$bin/$name" >".local/logs/$name$instance.log" 2>&1 &
+  # Each service reaches PostgreSQL as its own role, which owns only its schema, and RabbitMQ as its own
+  # user, which may publish only its own events (SECURITY.md).
+  local credentials=()
+  mapfile -t credentials < <(scripts/servers.sh service-env "$name")
+  env CANDLECAST_HTTP_PORT="$port" "${credentials[@]}" "$@" "$bin/$name" >".local/logs/$name$instance.log" 2>&1 &
   pids+=($!)
 }
 

@@ -8,7 +8,9 @@
 #   scripts/servers.sh rabbit-stop-app | rabbit-start-app | rabbit-restart | postgres-restart   (fault tests)
 #   scripts/servers.sh vhost-add NAME | vhost-delete NAME                                     (isolated tests)
 #   scripts/servers.sh database-roles DATABASE PREFIX | database-roles-drop PREFIX            (a role per service)
-#   scripts/servers.sh service-env SERVICE      the CANDLECAST_DATABASE_* variables of SERVICE's own role
+#   scripts/servers.sh broker-users VHOST       a broker user per service on VHOST (scripts/broker-users.sh)
+#   scripts/servers.sh service-env SERVICE      the CANDLECAST_DATABASE_* and CANDLECAST_AMQP_* variables of
+#                                               SERVICE's own database role and broker user
 #
 # Ports: CANDLECAST_AMQP_PORT (5672), CANDLECAST_PG_PORT (55432). Passwords are generated once into
 # .local/secrets/ and handed to services through *_FILE variables in .local/env.
@@ -87,7 +89,8 @@ CONF
     || HOME="$RABBIT_DIR" "$RABBITMQCTL" -q change_password candlecast "$password" >/dev/null
   HOME="$RABBIT_DIR" "$RABBITMQCTL" -q set_permissions -p / candlecast '.*' '.*' '.*' >/dev/null
   HOME="$RABBIT_DIR" "$RABBITMQCTL" -q set_user_tags candlecast administrator >/dev/null
-  # The default guest/guest account is never needed: candlecast is the only user.
+  # The default guest/guest account is never needed: candlecast is the administrator, and each service has
+  # a user of its own (broker_users).
   HOME="$RABBIT_DIR" "$RABBITMQCTL" -q delete_user guest >/dev/null 2>&1 || true
 }
 
@@ -139,10 +142,24 @@ drop_database_roles() { # role-prefix: drop the roles once no database holds the
   done
 }
 
-# The database variables of one service: its role and its password file.
+# A broker user per service (and candlecast_subscriber, read-only), with the permissions of
+# scripts/broker-users.sh on one virtual host; passwords generated once into .local/secrets/. One
+# import_definitions call, so adding them to a test's vhost costs about a second.
+broker_users() { # vhost
+  local user variable
+  for user in $("$ROOT/scripts/broker-users.sh" users); do
+    variable=CANDLECAST_AMQP_PASSWORD_$(echo "${user#candlecast_}" | tr '[:lower:]' '[:upper:]')
+    export "$variable=$(cat "$(secret "amqp_password_$user")")"
+  done
+  "$ROOT/scripts/broker-users.sh" definitions "$1" | HOME="$RABBIT_DIR" "$RABBITMQCTL" -q import_definitions --format json >/dev/null
+}
+
+# The database and broker variables of one service: its role, its broker user and their password files.
 service_env() {
   echo "CANDLECAST_DATABASE_URL=postgresql://candlecast_$1@127.0.0.1:$PG_PORT/candlecast"
   echo "CANDLECAST_DATABASE_PASSWORD_FILE=$SECRETS/database_password_candlecast_$1"
+  echo "CANDLECAST_AMQP_URL=amqp://candlecast_$1@127.0.0.1:$AMQP_PORT/"
+  echo "CANDLECAST_AMQP_PASSWORD_FILE=$(secret "amqp_password_candlecast_$1")"
 }
 
 write_env() {
@@ -174,6 +191,7 @@ case "${1:-}" in
     start_postgres
     database_roles candlecast candlecast_
     start_rabbit
+    broker_users /
     write_env
     log "ready: source $LOCAL/env"
     ;;
@@ -189,10 +207,11 @@ case "${1:-}" in
   vhost-add)
     HOME="$RABBIT_DIR" "$RABBITMQCTL" -q add_vhost "${2:?vhost name}" >/dev/null
     HOME="$RABBIT_DIR" "$RABBITMQCTL" -q set_permissions -p "$2" candlecast '.*' '.*' '.*' >/dev/null ;;
+  broker-users) broker_users "${2:?vhost name}" ;;
   database-roles) database_roles "${2:?database}" "${3:?role prefix}" ;;
   database-roles-drop) drop_database_roles "${2:?role prefix}" ;;
   service-env) service_env "${2:?service}" ;;
   vhost-delete) HOME="$RABBIT_DIR" "$RABBITMQCTL" -q delete_vhost "${2:?vhost name}" >/dev/null ;;
   postgres-restart) as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w restart -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DIR -c max_connections=200" >/dev/null ;;
-  *) echo "usage: $0 start|stop|status|rabbit-stop-app|rabbit-start-app|rabbit-restart|postgres-restart|vhost-add NAME|vhost-delete NAME|database-roles DB PREFIX|database-roles-drop PREFIX|service-env SERVICE" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|rabbit-stop-app|rabbit-start-app|rabbit-restart|postgres-restart|vhost-add NAME|vhost-delete NAME|broker-users VHOST|database-roles DB PREFIX|database-roles-drop PREFIX|service-env SERVICE" >&2; exit 2 ;;
 esac

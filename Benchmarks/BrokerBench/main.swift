@@ -15,7 +15,11 @@ let sequentialCount = 2000
 func environment(_ key: String) -> String? { ProcessInfo.processInfo.environment[key] }
 let password = environment("CANDLECAST_AMQP_PASSWORD")
     ?? environment("CANDLECAST_AMQP_PASSWORD_FILE").flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?.trimmingCharacters(in: .whitespacesAndNewlines)
-let broker = try BrokerConfiguration(url: environment("CANDLECAST_AMQP_URL") ?? "amqp://guest@127.0.0.1:5672/", password: password ?? "guest")
+guard let url = environment("CANDLECAST_AMQP_URL") else {
+    FileHandle.standardError.write(Data("BrokerBench: CANDLECAST_AMQP_URL is not set (source .local/env after scripts/servers.sh start)\n".utf8))
+    exit(2)
+}
+let broker = try BrokerConfiguration(url: url, password: password)
 var logger = Logger(label: "bench")
 logger.logLevel = .warning
 

@@ -18,7 +18,7 @@ enum RegistryService {
         },
         work: { context in
             let settings = try RegistrySettings(context.configuration.environment)
-            let store = RegistryStore(maximumMASE: settings.maximumMASE)
+            let store = RegistryStore(maximumMASE: settings.maximumMASE, leaseSeconds: settings.leaseSeconds, maxAttempts: settings.maxAttempts)
             let relay = OutboxRelay(
                 schema: RegistrySchema.name, database: context.database, publisher: context.publisher, logger: context.logger,
                 options: try OutboxOptions(context.configuration.environment))
@@ -27,6 +27,7 @@ enum RegistryService {
             let database = context.database, logger = context.logger
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { try? await relay.run() }
+                group.addTask { await sweepLostRuns(store: store, database: database, logger: logger) }
                 for consumer in consumers {
                     group.addTask { await consume(consumer, store: store, grid: settings.grid, database: database, logger: logger) }
                 }
@@ -35,6 +36,22 @@ enum RegistryService {
                 group.cancelAll()
             }
         })
+
+    /// The lease sweeper: every quarter lease (at least 1 s), expired running runs are requeued or failed.
+    static func sweepLostRuns(store: RegistryStore, database: PostgresClient, logger: Logger) async {
+        let period = Duration.milliseconds(max(1000, store.leaseSeconds * 250))
+        while !Task.isCancelled {
+            do {
+                let (requeued, failed) = try await database.transaction { try store.expireLostRuns(on: $0) }
+                if requeued + failed > 0 {
+                    logger.warning("trainer lost", metadata: ["runs.requeued": "\(requeued)", "runs.failed": "\(failed)"])
+                }
+            } catch {
+                logger.warning("lease sweep failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: period)
+        }
+    }
 
     /// Dataset versions start sweeps; epoch metrics and results are tracked; a sweep's last result runs the gate.
     static func consume(_ consumer: Consumer, store: RegistryStore, grid: SweepGrid, database: PostgresClient, logger: Logger) async {

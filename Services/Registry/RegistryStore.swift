@@ -12,6 +12,10 @@ struct RegistrySettings: Sendable {
     var grid: SweepGrid
     var maximumMASE: Double
     var token: String?
+    /// `CANDLECAST_TRAINING_LEASE_SECONDS` (300): a running run whose trainer sent no epoch metric for this long is lost.
+    var leaseSeconds: Int = 300
+    /// `CANDLECAST_TRAINING_MAX_ATTEMPTS` (3): a lost run is requeued until it has been started this many times.
+    var maxAttempts: Int = 3
 
     init(_ environment: EnvironmentReader) throws {
         let gridText = environment.string("CANDLECAST_SWEEP_GRID", default: #"{"batch_size":[16,32,64]}"#)
@@ -32,6 +36,8 @@ struct RegistrySettings: Sendable {
         self.grid = grid
         maximumMASE = try environment.double("CANDLECAST_PROMOTION_MAX_MASE", default: 1.0, in: 0.000_001...100)
         token = try environment.secret("CANDLECAST_REGISTRY_TOKEN")
+        leaseSeconds = try environment.int("CANDLECAST_TRAINING_LEASE_SECONDS", default: 300, in: 2...86_400)
+        maxAttempts = try environment.int("CANDLECAST_TRAINING_MAX_ATTEMPTS", default: 3, in: 1...100)
     }
 }
 
@@ -98,6 +104,8 @@ struct GateDecision: Sendable, Equatable {
 /// transaction so that rows and their outbox events commit together.
 struct RegistryStore: Sendable {
     let maximumMASE: Double
+    var leaseSeconds: Int = 300
+    var maxAttempts: Int = 3
     static let schema = RegistrySchema.name
 
     static func experimentName(pair: String, interval: CandleInterval) -> String { "\(pair.lowercased())-\(interval.name)" }
@@ -132,11 +140,13 @@ struct RegistryStore: Sendable {
             """
         ).affectedRows
         guard inserted == 1 else { return nil }
+        let automatic = trigger == "dataset.ready"
+        if automatic { try supersedeQueuedRuns(modelName: modelName, before: datasetVersion, on: connection) }
         var jobs: [TrainingJob] = []
         for point in points {
             let job = TrainingJob(
                 jobID: UUID(), sweepID: sweepID, experiment: experiment, modelName: modelName, pair: pair, interval: interval,
-                datasetVersion: datasetVersion, parameters: point)
+                datasetVersion: datasetVersion, parameters: point, supersedable: automatic ? true : nil)
             let params = String(decoding: try JSONEncoder().encode(point), as: UTF8.self)
             try connection.query(
                 """
@@ -151,13 +161,89 @@ struct RegistryStore: Sendable {
         return (sweepID, jobs)
     }
 
+    /// Marks `superseded` the runs not yet started of older automatic sweeps of the same model; a sweep left with
+    /// no open run is decided on what it finished (a trainer that gets such a job acks it without training).
+    func supersedeQueuedRuns(modelName: String, before datasetVersion: Int, on connection: PostgresConnection) throws {
+        let sweeps = try connection.query(
+            """
+            UPDATE registry.runs r SET status = 'superseded', error = \("superseded by dataset version \(datasetVersion)"), ended_at = now()
+            FROM registry.sweeps s
+            WHERE r.sweep_id = s.id AND r.status = 'queued' AND s.model_name = \(modelName) AND s.trigger = 'dataset.ready'
+              AND s.dataset_version < \(datasetVersion)
+            RETURNING r.sweep_id
+            """
+        ).map { try $0.decode(0, as: UUID.self) }
+        for sweepID in Set(sweeps) { _ = try decideIfClosed(sweepID: sweepID, on: connection) }
+    }
+
+    /// Runs the gate once no run of the sweep is queued or running (and it was not decided yet).
+    func decideIfClosed(sweepID: UUID, on connection: PostgresConnection) throws -> GateDecision? {
+        let row = try connection.query(
+            """
+            SELECT (SELECT count(*) FROM registry.runs WHERE sweep_id = s.id AND status IN ('queued', 'running')), s.decided_at IS NOT NULL
+            FROM registry.sweeps s WHERE s.id = \(sweepID) FOR UPDATE
+            """)
+        guard let row = row.first, try row.decode(0, as: Int.self) == 0, try !row.decode(1, as: Bool.self) else { return nil }
+        return try decide(sweepID: sweepID, on: connection)
+    }
+
+    /// One pass of the lease sweeper: expired running runs (rows locked with SKIP LOCKED, so registry replicas
+    /// share the work and never both handle a run) are requeued with a new `training.job` while they have
+    /// attempts left, else failed for good with "trainer lost". Returns (requeued, failed).
+    func expireLostRuns(limit: Int = 100, on connection: PostgresConnection) throws -> (requeued: Int, failed: Int) {
+        let rows = try connection.query(
+            """
+            SELECT r.id, r.job_id, r.sweep_id, r.experiment, s.model_name, e.pair, e.interval_seconds, r.dataset_version, r.params::text,
+                   r.attempts, s.trigger
+            FROM registry.runs r JOIN registry.sweeps s ON s.id = r.sweep_id JOIN registry.experiments e ON e.name = r.experiment
+            WHERE r.status = 'running' AND r.lease_expires_at < now()
+            ORDER BY r.lease_expires_at LIMIT \(limit)
+            FOR UPDATE OF r SKIP LOCKED
+            """)
+        var requeued = 0, failed = 0
+        for row in rows {
+            let runID = try row.decode(0, as: Int64.self)
+            let sweepID = try row.decode(2, as: UUID.self)
+            let attempts = try row.decode(9, as: Int.self)
+            let parameters = try? JSONDecoder().decode(TrainingParameters.self, from: Data(try row.decode(8, as: String.self).utf8))
+            let interval = CandleInterval(seconds: try row.decode(6, as: Int.self))
+            if attempts < maxAttempts, let parameters, let interval {
+                let job = TrainingJob(
+                    jobID: try row.decode(1, as: UUID.self), sweepID: sweepID, experiment: try row.decode(3, as: String.self),
+                    modelName: try row.decode(4, as: String.self), pair: try row.decode(5, as: String.self), interval: interval,
+                    datasetVersion: try row.decode(7, as: Int.self), parameters: parameters,
+                    supersedable: try row.decode(10, as: String.self) == "dataset.ready" ? true : nil)
+                try connection.query(
+                    """
+                    UPDATE registry.runs SET status = 'queued', error = 'trainer lost; requeued', trainer = NULL, heartbeat_at = NULL,
+                        lease_expires_at = NULL WHERE id = \(runID)
+                    """)
+                try Outbox.enqueue(
+                    Envelope(payload: job, correlationID: sweepID.uuidString.lowercased()), routingKey: RoutingKey.trainingJob, exchange: Exchange.events,
+                    schema: Self.schema, on: connection)
+                requeued += 1
+            } else {
+                try connection.query(
+                    """
+                    UPDATE registry.runs SET status = 'failed', error = \("trainer lost (\(attempts) attempts)"), lease_expires_at = NULL, ended_at = now()
+                    WHERE id = \(runID)
+                    """)
+                failed += 1
+                _ = try decideIfClosed(sweepID: sweepID, on: connection)
+            }
+        }
+        return (requeued, failed)
+    }
+
     // MARK: Runs
 
     func recordEpoch(_ metric: TrainingEpochMetric, on connection: PostgresConnection) throws {
         guard let runID = try connection.query(
             """
             UPDATE registry.runs SET status = CASE WHEN status = 'queued' THEN 'running' ELSE status END,
-                started_at = coalesce(started_at, now()), trainer = \(metric.trainer)
+                attempts = CASE WHEN status = 'queued' THEN attempts + 1 ELSE attempts END,
+                started_at = coalesce(started_at, now()), trainer = \(metric.trainer),
+                heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
             WHERE job_id = \(metric.jobID) AND status IN ('queued', 'running') RETURNING id
             """
         ).first?.decode(0, as: Int64.self) else { return }
@@ -178,7 +264,7 @@ struct RegistryStore: Sendable {
             throw PermanentFailure("no run for job \(completed.jobID)")
         }
         let runID = try run.decode(0, as: Int64.self)
-        guard try !["finished", "failed"].contains(run.decode(1, as: String.self)) else { return nil }
+        guard try !["finished", "failed", "superseded"].contains(run.decode(1, as: String.self)) else { return nil }
         var status = completed.succeeded ? "finished" : "failed"
         var error = completed.error
         var artifact: [UInt8]?
@@ -198,7 +284,8 @@ struct RegistryStore: Sendable {
             """
             UPDATE registry.runs SET status = \(status), error = \(error), trainer = \(completed.trainer), epochs_run = \(completed.epochsRun),
                 best_epoch = \(completed.bestEpoch), validation_loss = \(completed.validationLoss), test_metrics = \(test)::jsonb,
-                naive_metrics = \(naive)::jsonb, train_seconds = \(completed.trainSeconds), started_at = coalesce(started_at, now()), ended_at = now()
+                naive_metrics = \(naive)::jsonb, train_seconds = \(completed.trainSeconds), started_at = coalesce(started_at, now()), ended_at = now(),
+                lease_expires_at = NULL
             WHERE id = \(runID)
             """)
         if let artifact {

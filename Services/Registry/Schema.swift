@@ -122,5 +122,19 @@ enum RegistrySchema {
                     ALTER TABLE artifacts ALTER COLUMN sha256 SET NOT NULL;
                     ALTER TABLE artifacts ADD CONSTRAINT artifacts_sha256_hex CHECK (sha256 ~ '^[0-9a-f]{64}$');
                     """),
+            // Training leases: a running run is renewed by its trainer's epoch metrics (heartbeat); the sweeper
+            // requeues an expired one (attempts bounded) or fails it with "trainer lost". A newer dataset version
+            // supersedes the still-queued runs of older automatic sweeps of the same model.
+            Migration(
+                version: 4, name: "training leases and superseded runs",
+                sql: """
+                    ALTER TABLE runs ADD COLUMN heartbeat_at timestamptz;
+                    ALTER TABLE runs ADD COLUMN lease_expires_at timestamptz;
+                    ALTER TABLE runs ADD COLUMN attempts integer NOT NULL DEFAULT 0;
+                    ALTER TABLE runs DROP CONSTRAINT runs_status_check;
+                    ALTER TABLE runs ADD CONSTRAINT runs_status_check CHECK (status IN ('queued', 'running', 'finished', 'failed', 'superseded'));
+                    CREATE INDEX runs_running_lease ON runs (lease_expires_at) WHERE status = 'running';
+                    CREATE INDEX runs_queued_sweep ON runs (sweep_id) WHERE status = 'queued';
+                    """),
         ])
 }

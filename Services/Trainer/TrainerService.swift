@@ -74,6 +74,10 @@ final class TrainingWorker: Sendable {
         let started = ContinuousClock.now
         let completed: TrainingCompleted
         do {
+            if job.supersedable == true, let newer = try await newerDatasetVersion(job) {
+                // The registry marked this run superseded; ack without training (its result is ignored).
+                throw JobRejected(description: "superseded by dataset version \(newer)")
+            }
             let closes = try await loadDataset(job)
             let model = try await train(job, closes: closes)
             let evaluation = try model.evaluate(closes: closes, targets: model.summary.trainingEnd..<closes.count)
@@ -102,6 +106,16 @@ final class TrainingWorker: Sendable {
         return TrainingCompleted(
             jobID: job.jobID, sweepID: job.sweepID, trainer: trainer, succeeded: false, error: reason, epochsRun: 0, bestEpoch: 0,
             validationLoss: nil, trainSeconds: Double(elapsed.components.seconds), test: nil, naive: nil, artifact: nil, artifactCRC32: nil)
+    }
+
+    /// A newer dataset version of the job's pair and interval, if one exists (read contract of the preprocessor).
+    private func newerDatasetVersion(_ job: TrainingJob) async throws -> Int? {
+        try await database.query(
+            """
+            SELECT max(version) FROM features.dataset_versions_v1
+            WHERE pair = \(job.pair) AND interval_seconds = \(Int(job.interval.seconds)) AND version > \(job.datasetVersion)
+            """
+        ).first?.decode(0, as: Int?.self)
     }
 
     /// The closes of the job's dataset version, through the preprocessor's read contract.

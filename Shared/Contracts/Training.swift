@@ -58,8 +58,12 @@ public struct TrainingJob: MessagePayload, Equatable {
     public var interval: CandleInterval
     public var datasetVersion: Int
     public var parameters: TrainingParameters
+    /// True for a job of an automatic sweep: a trainer skips it (acks without training) once a newer dataset
+    /// version of the same pair and interval exists. Optional (added later): absent means false.
+    public var supersedable: Bool?
 
-    public init(jobID: UUID, sweepID: UUID, experiment: String, modelName: String, pair: String, interval: CandleInterval, datasetVersion: Int, parameters: TrainingParameters) {
+    public init(jobID: UUID, sweepID: UUID, experiment: String, modelName: String, pair: String, interval: CandleInterval, datasetVersion: Int, parameters: TrainingParameters, supersedable: Bool? = nil) {
+        self.supersedable = supersedable
         self.jobID = jobID
         self.sweepID = sweepID
         self.experiment = experiment
@@ -71,7 +75,7 @@ public struct TrainingJob: MessagePayload, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case experiment, pair, interval, parameters
+        case experiment, pair, interval, parameters, supersedable
         case jobID = "job_id"
         case sweepID = "sweep_id"
         case modelName = "model_name"
