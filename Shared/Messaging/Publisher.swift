@@ -168,6 +168,7 @@ private final class PublisherLoop: @unchecked Sendable {
     private var unconfirmed: [UInt64: Publisher.PendingPublish] = [:]
     /// Taken from the queue but not yet sent (or sent on a connection that died): sent first, in order.
     private var resend: [Publisher.PendingPublish] = []
+    private var refusedSinceLastConfirm = false
     private var backoff: Backoff
     private let published = Counter(label: "candlecast_messages_published_total")
     private let publishFailures = Counter(label: "candlecast_publish_failures_total")
@@ -207,6 +208,12 @@ private final class PublisherLoop: @unchecked Sendable {
                 while let event = try session.nextEvent(timeout: .microseconds(1)) {
                     handle(event)
                 }
+            } catch let error as BrokerError where error.code == .brokerRejected {
+                // The broker closed the channel over a publish (403 ACCESS_REFUSED, 404 NOT_FOUND): sending the
+                // same messages again would be refused again, in a reconnect loop. Fail them, and wait before
+                // reconnecting.
+                refusedByBroker(owner: owner, error: error)
+                owner.waitForWork(socket: nil, timeout: backoff.advance())
             } catch {
                 connectionLost(owner: owner, error: error)
             }
@@ -235,7 +242,9 @@ private final class PublisherLoop: @unchecked Sendable {
             }
             self.session = session
             nextDeliveryTag = 0
-            backoff.reset()
+            // After a refusal the backoff is reset only by a confirm, so a refused publisher does not reconnect
+            // at full speed.
+            if !refusedSinceLastConfirm { backoff.reset() }
             owner.setConnected(true)
             logger.info("publisher connected", metadata: ["broker.host": "\(configuration.host)", "broker.port": "\(configuration.port)"])
             return session
@@ -258,6 +267,7 @@ private final class PublisherLoop: @unchecked Sendable {
     private func handle(_ event: AMQPSession.Event) {
         switch event {
         case .confirmed(let tag, let multiple):
+            refusedSinceLastConfirm = false
             settle(upTo: tag, multiple: multiple) { pending in
                 published.increment()
                 pending.completion(.success(()))
@@ -299,6 +309,19 @@ private final class PublisherLoop: @unchecked Sendable {
     private func fail(_ pending: Publisher.PendingPublish) {
         publishFailures.increment()
         pending.completion(.failure(BrokerError(.publishTimedOut, "no confirm within \(options.confirmTimeout) for \(pending.message.exchange)/\(pending.message.routingKey)")))
+    }
+
+    private func refusedByBroker(owner: Publisher, error: BrokerError) {
+        logger.error("the broker refused a publish; failing the unconfirmed messages", metadata: ["error": "\(error)", "unconfirmed": "\(unconfirmed.count)"])
+        session?.abandon()
+        session = nil
+        owner.setConnected(false)
+        refusedSinceLastConfirm = true
+        for key in unconfirmed.keys.sorted() {
+            publishFailures.increment()
+            unconfirmed[key]?.completion(.failure(error))
+        }
+        unconfirmed.removeAll()
     }
 
     private func connectionLost(owner: Publisher, error: any Error) {

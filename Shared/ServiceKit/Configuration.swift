@@ -27,15 +27,6 @@ public struct EnvironmentReader: Sendable {
         values[key].flatMap { $0.isEmpty ? nil : $0 } ?? defaultValue
     }
 
-    // TODO(lead): removed once every caller passes a range.
-    public func int(_ key: String, default defaultValue: Int) throws(ConfigurationError) -> Int {
-        try int(key, default: defaultValue, in: Int.min...Int.max)
-    }
-
-    public func double(_ key: String, default defaultValue: Double) throws(ConfigurationError) -> Double {
-        try double(key, default: defaultValue, in: -Double.greatestFiniteMagnitude...Double.greatestFiniteMagnitude)
-    }
-
     /// The integer `KEY` (or `defaultValue`), which must lie in `range`.
     public func int(_ key: String, default defaultValue: Int, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
         guard let text = values[key], !text.isEmpty else { return defaultValue }

@@ -145,9 +145,18 @@ struct BrokerPermissionsTests {
             configuration: predictor, options: Publisher.Options(confirmTimeout: .seconds(3), topology: ServiceName.predictor.topology),
             logger: TestEnvironment.logger)
         try await publisher.publish(OutgoingMessage(exchange: Exchange.events, routingKey: "forecast.created.xbtusd.1d", body: Array("{}".utf8), properties: MessageProperties()))
-        await #expect(throws: BrokerError.self) {
+        let forged = ContinuousClock.now
+        do {
             try await publisher.publish(OutgoingMessage(exchange: Exchange.events, routingKey: "candle.closed.xbtusd.1d", body: Array("{}".utf8), properties: MessageProperties()))
+            Issue.record("the forged publish was confirmed")
+        } catch let error as BrokerError {
+            // Refused at once with the broker's reason, not after the confirm timeout of reconnect-and-resend.
+            #expect(error.code == .brokerRejected && error.message.contains("403"), "\(error)")
+            #expect(ContinuousClock.now - forged < .seconds(2))
         }
+        // The refusal does not leave the publisher in a reconnect loop: it is connected again and still publishes.
+        try await eventually(timeout: .seconds(10), "the publisher reconnected") { publisher.isConnected }
+        try await publisher.publish(OutgoingMessage(exchange: Exchange.events, routingKey: "forecast.created.xbtusd.1d", body: Array("{}".utf8), properties: MessageProperties()))
         await publisher.close()
 
         await vhost.delete()

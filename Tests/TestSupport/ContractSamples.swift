@@ -18,7 +18,7 @@ public enum ContractSamples {
             DatasetReady(
                 pair: "XBTUSD", interval: .oneDay, version: 1, rowCount: 100, firstOpenTime: 0, lastOpenTime: 99 * 86_400, contentHash: "ab", window: 14,
                 feature: "close", trainingEnd: 70, validationFraction: 0.1, scaler: ScalerBounds(minimum: 1, maximum: 2)),
-            TrainingJob(jobID: id, sweepID: id, experiment: "e", modelName: "m", pair: "XBTUSD", interval: .oneDay, datasetVersion: 1, parameters: TrainingParameters()),
+            TrainingJob(jobID: id, sweepID: id, experiment: "e", modelName: "m", pair: "XBTUSD", interval: .oneDay, datasetVersion: 1, parameters: TrainingParameters(), supersedable: true),
             TrainingCompleted(
                 jobID: id, sweepID: id, trainer: "t", succeeded: true, error: "none", epochsRun: 3, bestEpoch: 2, validationLoss: 0.1, trainSeconds: 1,
                 test: scores, naive: scores, artifact: "AAAA", artifactCRC32: 7),
