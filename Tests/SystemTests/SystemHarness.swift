@@ -50,7 +50,10 @@ final class SystemHarness: @unchecked Sendable {
     /// With a prefix, each service connects as a role of its own (`<prefix><service>`) that owns only its schema.
     let rolePrefix: String?
 
-    init(basePort: Int, sweepGrid: String = #"{"units":[8],"epochs":[4],"batch_size":[32,64]}"#, rolePrefix: String? = nil) async throws {
+    init(
+        basePort: Int, sweepGrid: String = #"{"units":[8],"epochs":[4],"batch_size":[32,64]}"#, rolePrefix: String? = nil,
+        datasetEvery: Int = 1000
+    ) async throws {
         ports = Ports(base: basePort)
         self.rolePrefix = rolePrefix
         database = try await TestDatabase.create()
@@ -63,7 +66,7 @@ final class SystemHarness: @unchecked Sendable {
         environment = [
             "ingestor": ["CANDLECAST_KRAKEN_URL": "http://127.0.0.1:\(ports.kraken)", "CANDLECAST_KRAKEN_POLL_SECONDS": "1"],
             // One dataset version (so one automatic sweep): none of the monthly versions a replay would otherwise cut.
-            "preprocessor": ["CANDLECAST_DATASET_EVERY": "1000"],
+            "preprocessor": ["CANDLECAST_DATASET_EVERY": "\(datasetEvery)"],
             "trainer-a": ["CANDLECAST_BLAS_THREADS": "1"],
             "trainer-b": ["CANDLECAST_BLAS_THREADS": "1"],
             "registry": ["CANDLECAST_SWEEP_GRID": sweepGrid],
