@@ -20,7 +20,7 @@ if [ ! -s "$file" ]; then
 import sys
 rows, out = int(sys.argv[1]), sys.argv[2]
 series = []
-for name in ["../shared/data/kraken_XBTUSD_1440.csv", "../shared/data/kraken_XBTUSD_1440_2024.csv"]:
+for name in ["data/kraken_XBTUSD_1440.csv", "data/kraken_XBTUSD_1440_2024.csv"]:
     series += [line.rstrip("\n").split(",", 1)[1] for line in open(name)]
 start = 1577836800  # 2020-01-01T00:00Z: every 1-minute candle of the file has closed
 with open(out, "w") as f:

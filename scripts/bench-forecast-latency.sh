@@ -22,7 +22,7 @@ export CANDLECAST_REGISTRY_URL=http://127.0.0.1:18801
 for queue in training.jobs registry.datasets registry.training-results predictor.windows predictor.models predictor.candles preprocessor.candles; do
   HOME=.local/rabbitmq RABBITMQ_NODENAME=candlecast-${CANDLECAST_AMQP_PORT:-5672}@localhost /usr/lib/rabbitmq/bin/rabbitmqctl -q purge_queue "$queue" >/dev/null 2>&1 || true
 done
-"$bin/ingestor" backfill ../shared/data/kraken_XBTUSD_1440.csv >/dev/null
+"$bin/ingestor" backfill data/kraken_XBTUSD_1440.csv >/dev/null
 pids=()
 CANDLECAST_HTTP_PORT=18801 "$bin/registry" > .local/bench-registry.log 2>&1 & pids+=($!)
 CANDLECAST_HTTP_PORT=18802 "$bin/preprocessor" > .local/bench-preprocessor.log 2>&1 & pids+=($!)

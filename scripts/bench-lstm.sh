@@ -21,7 +21,7 @@ THREADS=${THREADS:-2}
 NEXT_SCALED_CLOSE_ARGS=${NEXT_SCALED_CLOSE_ARGS-"--lr 0.005"}
 CHANGE_TARGET_ARGS=${CHANGE_TARGET_ARGS-}
 VENV=${VENV:-"$HOME/.venvs/anchors"}
-DATA=../shared/data
+DATA=data
 RESULTS=$(mktemp)
 trap 'rm -f "$RESULTS"' EXIT
 

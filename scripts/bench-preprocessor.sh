@@ -21,7 +21,7 @@ python3 - "$events" "$file" <<'PY'
 import sys
 rows, out = int(sys.argv[1]), sys.argv[2]
 series = []
-for name in ["../shared/data/kraken_XBTUSD_1440.csv", "../shared/data/kraken_XBTUSD_1440_2024.csv"]:
+for name in ["data/kraken_XBTUSD_1440.csv", "data/kraken_XBTUSD_1440_2024.csv"]:
     series += [line.rstrip("\n").split(",", 1)[1] for line in open(name)]
 with open(out, "w") as f:
     for i in range(rows):

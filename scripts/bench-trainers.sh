@@ -23,7 +23,7 @@ run() { # trainers
   local trainers=$1 database=candlecast_bench_trainers_$1 pids=()
   psql -q -h 127.0.0.1 -p "$port" -U candlecast -d candlecast -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" -c "CREATE DATABASE $database"
   export CANDLECAST_DATABASE_URL="${base_url%/*}/$database"
-  "$bin/ingestor" backfill ../shared/data/kraken_XBTUSD_1440.csv >/dev/null
+  "$bin/ingestor" backfill data/kraken_XBTUSD_1440.csv >/dev/null
   for queue in training.jobs registry.datasets registry.training-results; do
     HOME=.local/rabbitmq RABBITMQ_NODENAME=candlecast-${CANDLECAST_AMQP_PORT:-5672}@localhost /usr/lib/rabbitmq/bin/rabbitmqctl -q purge_queue "$queue" >/dev/null 2>&1 || true
   done

@@ -5,9 +5,9 @@
 # to the naive forecast's and the first forecast, then keeps forecasting new candles as they close.
 #
 #   scripts/run.sh                      history from Kraken's REST API (the last 720 candles), then live
-#   scripts/run.sh --history FILE       history from a Kraken OHLCVT file (../shared/data/kraken_XBTUSD_1440.csv)
+#   scripts/run.sh --history FILE       history from a Kraken OHLCVT file (data/kraken_XBTUSD_1440.csv)
 #   scripts/run.sh --history FILE --replay FILE2 [--tick-seconds S]
-#                                       then FILE2 (e.g. ../shared/data/kraken_XBTUSD_1440_2024.csv) replayed
+#                                       then FILE2 (e.g. data/kraken_XBTUSD_1440_2024.csv) replayed
 #                                       day by day through the fake Kraken server: the live path, watchable
 #   --keep-gate-decision                do not promote the best challenger when the gate refuses every model
 #
@@ -42,8 +42,8 @@ if [ -z "$history" ] && [ -z "$replay" ]; then
     cat >&2 <<'MSG'
 Kraken's REST API (https://api.kraken.com) cannot be reached from this machine, and no history file was
 given. Candlecast needs candles to train on. Either:
-  scripts/run.sh --history ../shared/data/kraken_XBTUSD_1440.csv
-  scripts/run.sh --history ../shared/data/kraken_XBTUSD_1440.csv --replay ../shared/data/kraken_XBTUSD_1440_2024.csv
+  scripts/run.sh --history data/kraken_XBTUSD_1440.csv
+  scripts/run.sh --history data/kraken_XBTUSD_1440.csv --replay data/kraken_XBTUSD_1440_2024.csv
 (a Kraken OHLCVT file: https://support.kraken.com/hc/en-us/articles/360047124832)
 MSG
     exit 2
