@@ -117,6 +117,6 @@ enum PreprocessorService {
     }
 
     private static func target(_ context: BasicRequestContext) throws -> (String, CandleInterval) {
-        (try HTTPInput.pair(context.parameters.get("pair")?.uppercased() ?? ""), try HTTPInput.interval(context.parameters.get("interval") ?? ""))
+        (try HTTPInput.pair(context.parameters.get("pair") ?? ""), try HTTPInput.interval(context.parameters.get("interval") ?? ""))
     }
 }

@@ -6,9 +6,6 @@ import Hummingbird
 /// OpenAPI documents in docs/ state, so a request the document allows is never refused and one it forbids is
 /// never accepted.
 public enum HTTPInput {
-    /// The largest value of a PostgreSQL `integer` column (versions, dataset versions).
-    public static let maximumInteger32 = Int(Int32.max)
-
     /// A pair name (`isValidPairName`), upper-cased.
     public static func pair(_ text: String, field: String = "pair") throws -> String {
         guard isValidPairName(text) else { throw HTTPError(.badRequest, message: "\(field) must be 1 to 32 ASCII letters and digits") }
