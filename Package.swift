@@ -5,9 +5,12 @@ import PackageDescription
 /// keeping their state in PostgreSQL (libpq). Executables live under Services/, shared libraries under Shared/.
 let serviceKit: [Target.Dependency] = ["ServiceKit", "Messaging", "Storage", "Contracts"]
 
+/// The generator writes one `public import` per file whether or not that file uses it; its warnings are not ours.
+let generatedCode: [SwiftSetting] = [.unsafeFlags(["-suppress-warnings"])]
+
 let package = Package(
     name: "Candlecast",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ingestor", targets: ["Ingestor"]),
         .executable(name: "preprocessor", targets: ["Preprocessor"]),
@@ -28,6 +31,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.0.0"..<"5.0.0"),
+        // The HTTP contract: types, servers and clients generated from docs/*-openapi.yaml (scripts/openapi-generate.sh).
+        .package(url: "https://github.com/apple/swift-openapi-runtime.git", from: "1.8.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird.git", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-openapi-async-http-client.git", from: "1.1.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.23.0"),
     ],
     targets: [
         // C bridges: module.modulemap + shim.h, nothing else.
@@ -63,6 +71,13 @@ let package = Package(
             name: "CandlecastClient", dependencies: ["Contracts", "Messaging", .product(name: "Logging", package: "swift-log")],
             path: "Shared/CandlecastClient"),
         .target(name: "Forecasting", dependencies: ["CBLAS"], path: "Shared/Forecasting"),
+        // Generated from the OpenAPI documents (committed; scripts/openapi-generate.sh --check keeps them in step).
+        .target(
+            name: "RegistryAPI", dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            path: "Shared/RegistryAPI", exclude: ["openapi-generator-config.yaml"], swiftSettings: generatedCode),
+        .target(
+            name: "PredictorAPI", dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            path: "Shared/PredictorAPI", exclude: ["openapi-generator-config.yaml"], swiftSettings: generatedCode),
         .target(
             name: "ServiceKit",
             dependencies: [
