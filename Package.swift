@@ -70,14 +70,21 @@ let package = Package(
         .target(
             name: "CandlecastClient", dependencies: ["Contracts", "Messaging", .product(name: "Logging", package: "swift-log")],
             path: "Shared/CandlecastClient"),
-        .target(name: "Forecasting", dependencies: ["CBLAS"], path: "Shared/Forecasting"),
+        .target(name: "Forecasting", dependencies: ["CBLAS", "Contracts"], path: "Shared/Forecasting"),
         // Generated from the OpenAPI documents (committed; scripts/openapi-generate.sh --check keeps them in step).
         .target(
-            name: "RegistryAPI", dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            name: "RegistryAPI",
+            dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
             path: "Shared/RegistryAPI", exclude: ["openapi-generator-config.yaml"], swiftSettings: generatedCode),
         .target(
             name: "PredictorAPI", dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
             path: "Shared/PredictorAPI", exclude: ["openapi-generator-config.yaml"], swiftSettings: generatedCode),
+        .target(
+            name: "PreprocessorAPI", dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            path: "Shared/PreprocessorAPI", exclude: ["openapi-generator-config.yaml"], swiftSettings: generatedCode),
+        .target(
+            name: "MonitorAPI", dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            path: "Shared/MonitorAPI", exclude: ["openapi-generator-config.yaml"], swiftSettings: generatedCode),
         .target(
             name: "ServiceKit",
             dependencies: [
@@ -87,6 +94,11 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "OpenAPIAsyncHTTPClient", package: "swift-openapi-async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Shared/ServiceKit"),
 
@@ -95,28 +107,49 @@ let package = Package(
             dependencies: serviceKit + ["KrakenFormat", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Services/Ingestor"),
         .executableTarget(
-            name: "Preprocessor", dependencies: serviceKit + ["Forecasting", .product(name: "Hummingbird", package: "hummingbird")],
+            name: "Preprocessor",
+            dependencies: serviceKit + ["Forecasting", "PreprocessorAPI", .product(name: "Hummingbird", package: "hummingbird")],
             path: "Services/Preprocessor"),
-        .executableTarget(name: "Trainer", dependencies: serviceKit + ["Forecasting"], path: "Services/Trainer"),
+        .executableTarget(
+            name: "Trainer",
+            dependencies: serviceKit + ["Forecasting", "RegistryAPI", .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            path: "Services/Trainer"),
         .executableTarget(
             name: "Registry",
             dependencies: serviceKit + [
-                "Forecasting", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HTTPTypes", package: "swift-http-types"),
+                "Forecasting", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                "RegistryAPI", .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
             ],
             path: "Services/Registry"),
         .executableTarget(
             name: "Predictor",
-            dependencies: serviceKit + ["Forecasting", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: serviceKit + [
+                "Forecasting", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Crypto", package: "swift-crypto"),
+            ]
+                + [
+                    "RegistryAPI", "PredictorAPI", "PreprocessorAPI", .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                    .product(name: "HTTPTypes", package: "swift-http-types"),
+                ],
             path: "Services/Predictor"),
         .executableTarget(
             name: "Admin",
-            dependencies: serviceKit + ["CandlecastClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: serviceKit + ["CandlecastClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+                + [
+                    "RegistryAPI", "PredictorAPI", "PreprocessorAPI", .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                    .product(name: "HTTPTypes", package: "swift-http-types"),
+                ],
             path: "Services/Admin"),
         .executableTarget(
-            name: "Monitor", dependencies: serviceKit + [.product(name: "Hummingbird", package: "hummingbird"), .product(name: "Metrics", package: "swift-metrics")],
+            name: "Monitor",
+            dependencies: serviceKit + [
+                "Forecasting", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Metrics", package: "swift-metrics"),
+            ]
+                + ["RegistryAPI", "MonitorAPI", .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
             path: "Services/Monitor"),
 
-        .executableTarget(name: "LSTMBench", dependencies: ["Forecasting"], path: "Benchmarks/LSTMBench"),
+        .executableTarget(name: "LSTMBench", dependencies: ["Forecasting", "KrakenFormat"], path: "Benchmarks/LSTMBench"),
+        .executableTarget(name: "blas-kernel", dependencies: ["Forecasting"], path: "Benchmarks/BLASKernel"),
         .executableTarget(
             name: "ForecastLatencyBench", dependencies: ["Messaging", "Contracts", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/ForecastLatencyBench"),
@@ -125,15 +158,19 @@ let package = Package(
             dependencies: ["Messaging", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/BrokerBench"),
 
-        .testTarget(name: "ForecastingTests", dependencies: ["Forecasting"], path: "Tests/ForecastingTests"),
+        .testTarget(name: "ForecastingTests", dependencies: ["Forecasting", "KrakenFormat"], path: "Tests/ForecastingTests"),
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "Contracts", "TestSupport"], path: "Tests/MessagingTests"),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "TestSupport"], path: "Tests/StorageTests"),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "TestSupport"], path: "Tests/ServiceKitTests"),
         .testTarget(
-            name: "ContractsTests", dependencies: ["CandlecastClient", "Contracts", "Messaging", "TestSupport"], path: "Tests/ContractsTests"),
+            name: "ContractsTests", dependencies: ["CandlecastClient", "Contracts", "Messaging", "TestSupport"],
+            path: "Tests/ContractsTests"),
         .testTarget(
-            name: "SystemTests", dependencies: ["TestSupport", "CandlecastClient", "Contracts", "Messaging", "Storage", "KrakenFake"], path: "Tests/SystemTests"),
-        .target(name: "KrakenFake", dependencies: ["KrakenFormat", .product(name: "Hummingbird", package: "hummingbird")], path: "Tests/KrakenFake"),
+            name: "SystemTests", dependencies: ["TestSupport", "CandlecastClient", "Contracts", "Messaging", "Storage", "KrakenFake"],
+            path: "Tests/SystemTests"),
+        .target(
+            name: "KrakenFake", dependencies: ["KrakenFormat", .product(name: "Hummingbird", package: "hummingbird")],
+            path: "Tests/KrakenFake"),
         .executableTarget(
             name: "FakeKrakenServer", dependencies: ["KrakenFake", .product(name: "Hummingbird", package: "hummingbird")],
             path: "Tests/FakeKrakenServer"),
@@ -141,13 +178,15 @@ let package = Package(
             name: "IngestorTests", dependencies: ["Ingestor", "KrakenFake", "TestSupport", "ServiceKit", "Contracts"],
             path: "Tests/IngestorTests"),
         .testTarget(
-            name: "PreprocessorTests", dependencies: ["Preprocessor", "Ingestor", "KrakenFake", "TestSupport", "ServiceKit", "Contracts", "Forecasting"],
+            name: "PreprocessorTests",
+            dependencies: ["Preprocessor", "Ingestor", "KrakenFake", "TestSupport", "ServiceKit", "Contracts", "Forecasting"],
             path: "Tests/PreprocessorTests"),
         .testTarget(
             name: "RegistryTests",
             dependencies: [
                 "Registry", "Trainer", "Preprocessor", "Ingestor", "TestSupport", "ServiceKit", "Contracts", "Forecasting",
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Crypto", package: "swift-crypto"),
+                "RegistryAPI", .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
             ],
             path: "Tests/RegistryTests"),
         .testTarget(
@@ -158,12 +197,14 @@ let package = Package(
             name: "PredictorTests",
             dependencies: [
                 "Predictor", "Registry", "Preprocessor", "Ingestor", "KrakenFake", "TestSupport", "ServiceKit", "Contracts", "Forecasting",
-                .product(name: "Hummingbird", package: "hummingbird"),
+                "PredictorAPI", .product(name: "Hummingbird", package: "hummingbird"),
             ],
             path: "Tests/PredictorTests"),
         .target(name: "FuzzTargets", dependencies: ["KrakenFormat", "Contracts", "Messaging", "TestSupport"], path: "Tests/FuzzTargets"),
         .executableTarget(name: "Fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz"),
-        .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets", "KrakenFormat", "Contracts", "TestSupport", "Ingestor"], path: "Tests/FuzzTests"),
+        .testTarget(
+            name: "FuzzTests", dependencies: ["FuzzTargets", "KrakenFormat", "Contracts", "TestSupport", "Ingestor"],
+            path: "Tests/FuzzTests"),
         .target(
             name: "TestSupport",
             dependencies: ["Messaging", "Storage", "Contracts", .product(name: "Logging", package: "swift-log")],

@@ -5,20 +5,49 @@ promises, so schemathesis must not generate it as a *valid* request. Only positi
 dropped: every negative case is still sent.
 """
 
+import datetime
 import math
+import re
 
 import schemathesis
 
 GRID_KEYS = ("units", "layers", "activation", "target", "window", "batch_size", "learning_rate", "epochs", "patience", "seed")
 
 
+# Shared/ServiceKit/HTTPInput.swift's `instant`: an RFC 3339 date (as `to`, its whole day) or timestamp, 1970 to 2100.
+_INSTANT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:([Zz])|([+-])(\d{2}):(\d{2})))?$")
+_LATEST = 4102444800
+
+
+def _instant(text, end_of_day=False):
+    """Unix seconds of a from/to value, or None when the API refuses it (400)."""
+    match = _INSTANT.fullmatch(text) if isinstance(text, str) else None
+    if not match:
+        return None
+    year, month, day, hour, minute, second, _, sign, offset_hours, offset_minutes = match.groups()
+    try:
+        moment = datetime.datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
+                                   tzinfo=datetime.timezone.utc)
+        if int(offset_hours or 0) > 23 or int(offset_minutes or 0) > 59:
+            return None
+    except ValueError:
+        return None
+    offset = (int(offset_hours or 0) * 3600 + int(offset_minutes or 0) * 60) * (-1 if sign == "-" else 1)
+    seconds = int(moment.timestamp()) - offset + (86399 if end_of_day and hour is None else 0)
+    return seconds if 0 <= seconds <= _LATEST else None
+
+
+def _breaks_range_rule(query) -> bool:
+    """docs/predictor-openapi.yaml and docs/monitor-openapi.yaml: from and to are real instants, from <= to."""
+    start = _instant(query["from"]) if "from" in query else 0
+    end = _instant(query["to"], end_of_day=True) if "to" in query else _LATEST
+    return start is None or end is None or start > end
+
+
 def _breaks_documented_rule(case) -> bool:
     path, method = case.operation.path, case.operation.method.upper()
-    if method == "GET" and path == "/v1/forecasts":
-        # docs/predictor-openapi.yaml: from <= to.
-        query = case.query or {}
-        start, end = query.get("from", 0), query.get("to", 4102444800)
-        return isinstance(start, int) and isinstance(end, int) and start > end
+    if method == "GET" and path in ("/v1/forecasts", "/"):
+        return _breaks_range_rule(case.query or {})
     if method == "POST" and path == "/v1/sweeps":
         # docs/registry-openapi.yaml: at most 256 grid points.
         grid = case.body.get("grid") if isinstance(case.body, dict) else None

@@ -12,6 +12,7 @@
 #   scripts/attack-http.sh               needs scripts/servers.sh start and a debug build (scripts/test.sh does both)
 #   ATTACK_HTTP_MAX_EXAMPLES=N           cases per operation and phase (default 200)
 #   ATTACK_HTTP_SEED=N                   schemathesis seed (default 20261201)
+#   ATTACK_HTTP_DOCUMENTS="docs/a.yaml ..." only these documents (default: every docs/*-openapi.yaml)
 #   ATTACK_HTTP_KEEP=1                   keep the reports and service logs (printed path) even on success
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -98,7 +99,7 @@ say "services in database $database, virtual host $vhost (logs in $work)"
 unset CANDLECAST_REGISTRY_TOKEN_FILE
 start registry "$p_registry" CANDLECAST_SWEEP_GRID='{"units":[4],"epochs":[2]}'
 start preprocessor "$p_preprocessor" CANDLECAST_DATASET_EVERY=100000
-start trainer "$p_trainer" CANDLECAST_BLAS_THREADS=1
+start trainer "$p_trainer" CANDLECAST_BLAS_THREADS=1 CANDLECAST_REGISTRY_URL="$registry_url"
 start predictor "$p_predictor" CANDLECAST_REGISTRY_URL="$registry_url"
 start monitor "$p_monitor" CANDLECAST_REGISTRY_URL="$registry_url"
 for port in "$p_registry" "$p_preprocessor" "$p_trainer" "$p_predictor" "$p_monitor"; do
@@ -160,7 +161,7 @@ PY
 }
 
 # docs/<service>-openapi.yaml describes <service>; a document with a security scheme is attacked twice.
-for document in docs/*-openapi.yaml; do
+for document in ${ATTACK_HTTP_DOCUMENTS:-docs/*-openapi.yaml}; do
   service=$(basename "$document" -openapi.yaml)
   port_var=p_$service
   [ -n "${!port_var:-}" ] || { say "$document: no service named $service is started here"; failed=1; continue; }

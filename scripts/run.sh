@@ -4,18 +4,22 @@
 # trainers), loads history, waits for the first sweep and promotion, prints the champion's test metrics next
 # to the naive forecast's and the first forecast, then keeps forecasting new candles as they close.
 #
-#   scripts/run.sh                      history from Kraken's REST API (the last 720 candles), then live
-#   scripts/run.sh --history FILE       history from a Kraken OHLCVT file (data/kraken_XBTUSD_1440.csv)
+#   scripts/run.sh                      history from data/ (2013-2023), then live from Kraken's REST API when it
+#                                       answers (2024 from data/ too, the rest from Kraken); without network,
+#                                       data/'s 2024 replayed through the fake Kraken server (one line says which)
+#   scripts/run.sh --history FILE       history from a Kraken OHLCVT file, then live from Kraken's REST API
 #   scripts/run.sh --history FILE --replay FILE2 [--tick-seconds S]
-#                                       then FILE2 (e.g. data/kraken_XBTUSD_1440_2024.csv) replayed
-#                                       day by day through the fake Kraken server: the live path, watchable
+#                                       then FILE2 replayed day by day through the fake Kraken server (one
+#                                       candle every S seconds, 3): the live path, watchable
 #   --keep-gate-decision                do not promote the best challenger when the gate refuses every model
 #
-# Ctrl-C stops every process it started (the servers keep running: scripts/servers.sh stop).
+# Ctrl-C stops every process it started (the servers keep running: scripts/servers.sh stop). Service logs go
+# to .local/logs/, never to this script's output. CANDLECAST_PORT_OFFSET (0) moves every service port
+# (8081-8087, the fake Kraken's 8799) by that much; CANDLECAST_AMQP_PORT and CANDLECAST_PG_PORT pick the servers'.
 set -euo pipefail
 started=$(date +%s)
-history="" replay="" tick_seconds=3 demo_promotion=1
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+history="" replay="" tick_seconds=3 demo_promotion=1 extra_history=""
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --history) history=${2:?--history needs a file}; shift 2 ;;
@@ -32,34 +36,55 @@ done
 [ -z "$history" ] || history=$(realpath "$history")
 [ -z "$replay" ] || replay=$(realpath "$replay")
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$(pwd)
+logs=$root/.local/logs
+mkdir -p "$logs"
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
 elapsed() { echo "$(( $(date +%s) - started )) s"; }
+day() { date -u -d "@$1" +%F; }
+# One candle per line in a Kraken OHLCVT file: its first and last open times.
+file_span() { echo "$(day "$(head -1 "$1" | cut -d, -f1)") .. $(day "$(tail -1 "$1" | cut -d, -f1)")"; }
+
+offset=${CANDLECAST_PORT_OFFSET:-0}
+port() { echo $(($1 + offset)); }
+ingestor_port=$(port 8081) preprocessor_port=$(port 8082) trainer1_port=$(port 8083) registry_port=$(port 8084)
+predictor_port=$(port 8085) monitor_port=$(port 8086) trainer2_port=$(port 8087) kraken_port=$(port 8799)
+# Where the services and the CLI find each other.
+export CANDLECAST_INGESTOR_URL=http://127.0.0.1:$ingestor_port CANDLECAST_PREPROCESSOR_URL=http://127.0.0.1:$preprocessor_port
+export CANDLECAST_REGISTRY_URL=http://127.0.0.1:$registry_port CANDLECAST_PREDICTOR_URL=http://127.0.0.1:$predictor_port
+export CANDLECAST_MONITOR_URL=http://127.0.0.1:$monitor_port
+export CANDLECAST_TRAINER_URLS=http://127.0.0.1:$trainer1_port,http://127.0.0.1:$trainer2_port
 
 if [ -z "$history" ] && [ -z "$replay" ]; then
-  say "checking that Kraken's REST API answers (history comes from it without --history)"
-  if ! curl -fsS --max-time 10 https://api.kraken.com/0/public/Time >/dev/null 2>&1; then
-    cat >&2 <<'MSG'
-Kraken's REST API (https://api.kraken.com) cannot be reached from this machine, and no history file was
-given. Candlecast needs candles to train on. Either:
-  scripts/run.sh --history data/kraken_XBTUSD_1440.csv
-  scripts/run.sh --history data/kraken_XBTUSD_1440.csv --replay data/kraken_XBTUSD_1440_2024.csv
-(a Kraken OHLCVT file: https://support.kraken.com/hc/en-us/articles/360047124832)
-MSG
-    exit 2
+  history=$root/data/kraken_XBTUSD_1440.csv
+  recent=$root/data/kraken_XBTUSD_1440_2024.csv
+  # Bounded: a machine without network must not wait long to find out.
+  if curl -fsS --connect-timeout 3 --max-time 5 https://api.kraken.com/0/public/Time >/dev/null 2>&1; then
+    extra_history=$recent
+    say "live: Kraken answers, so history $(file_span "$history") and $(file_span "$recent") from data/," \
+      "then Kraken's REST API (its last 720 days top it up)"
+  else
+    replay=$recent
+    say "replay: Kraken did not answer within 5 s, so history $(file_span "$history") from data/, then" \
+      "$(file_span "$recent") replayed through the fake Kraken server, a candle every $tick_seconds s"
   fi
 fi
 
 say "starting RabbitMQ and PostgreSQL (installing them first if needed)"
-scripts/servers.sh start
+scripts/servers.sh start 2>&1 | sed 's/^/    /'
 # shellcheck source=/dev/null
 source .local/env
 
-say "building the services in release mode (the first build takes a few minutes)"
-swift build -c release 2>&1 | grep -E "error|Compiling|Build" | tail -1
+say "building the services in release mode (the first build takes a few minutes; log: .local/logs/build.log)"
+if ! swift build -c release >"$logs/build.log" 2>&1; then
+  grep -E 'error:' "$logs/build.log" | head -20 >&2 || tail -20 "$logs/build.log" >&2
+  say "the release build failed: see .local/logs/build.log"
+  exit 1
+fi
 bin=$(swift build -c release --show-bin-path)
 export PATH="$bin:$PATH"
-mkdir -p .local/logs
+say "built ($(elapsed))"
 
 pids=()
 stop_all() {
@@ -76,115 +101,211 @@ start() { # name port [instance] [VAR=value ...]
   # user, which may publish only its own events (SECURITY.md).
   local credentials=()
   mapfile -t credentials < <(scripts/servers.sh service-env "$name")
-  env CANDLECAST_HTTP_PORT="$port" "${credentials[@]}" "$@" "$bin/$name" >".local/logs/$name$instance.log" 2>&1 &
+  env CANDLECAST_HTTP_PORT="$port" "${credentials[@]}" "$@" "$bin/$name" >"$logs/$name$instance.log" 2>&1 &
   pids+=($!)
+}
+# The CLI's own diagnostics go to a log file too; on failure its last lines are shown.
+cli() {
+  if ! candlecast "$@" 2>>"$logs/candlecast.log"; then
+    tail -5 "$logs/candlecast.log" >&2
+    return 1
+  fi
 }
 
 ingestor_env=()
 if [ -n "$replay" ]; then
-  say "starting the fake Kraken server: $(basename "$replay") will close one candle every $tick_seconds s once a model is in place"
-  "$bin/fake-kraken" --port 8799 --replay "$replay" --closed 0 >.local/logs/fake-kraken.log 2>&1 &
+  replay_rows=$(grep -c . "$replay")
+  "$bin/fake-kraken" --port "$kraken_port" --replay "$replay" --closed 0 >"$logs/fake-kraken.log" 2>&1 &
   pids+=($!)
-  ingestor_env=(CANDLECAST_KRAKEN_URL=http://127.0.0.1:8799 CANDLECAST_KRAKEN_POLL_SECONDS=1)
+  ingestor_env=(CANDLECAST_KRAKEN_URL=http://127.0.0.1:$kraken_port CANDLECAST_KRAKEN_POLL_SECONDS=1)
 fi
 
-say "starting the services (logs in .local/logs)"
-start ingestor 8081 "" "${ingestor_env[@]}"
-start preprocessor 8082 ""
-start trainer 8083 -1
-start trainer 8087 -2
-start registry 8084 ""
-start predictor 8085 ""
-start monitor 8086 ""
-for port in 8081 8082 8083 8087 8084 8085 8086; do
+say "starting the services (one log file each in .local/logs/)"
+start ingestor "$ingestor_port" "" "${ingestor_env[@]}"
+start preprocessor "$preprocessor_port" ""
+start trainer "$trainer1_port" -1
+start trainer "$trainer2_port" -2
+start registry "$registry_port" ""
+start predictor "$predictor_port" ""
+start monitor "$monitor_port" ""
+for port in $ingestor_port $preprocessor_port $trainer1_port $trainer2_port $registry_port $predictor_port $monitor_port; do
   for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
   curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { say "the service on port $port is not ready; see .local/logs"; exit 1; }
 done
 say "all seven processes ready ($(elapsed))"
 
-if [ -n "$history" ]; then
-  say "backfilling $(basename "$history")"
-  candlecast backfill "$history"
-else
-  say "waiting for the ingestor's first poll of Kraken's REST API"
-fi
+for file in "$history" "$extra_history"; do
+  [ -n "$file" ] || continue
+  say "backfilling $(basename "$file") ($(file_span "$file"); progress in .local/logs/backfill.log)"
+  if ! candlecast backfill "$file" >>"$logs/backfill.log" 2>&1; then
+    tail -5 "$logs/backfill.log" >&2
+    say "the backfill failed: see .local/logs/backfill.log"
+    exit 1
+  fi
+done
+[ -n "$history" ] || say "waiting for the ingestor's first poll of Kraken's REST API"
 
 say "waiting for the first dataset version"
-until curl -fs http://127.0.0.1:8082/v1/datasets/XBTUSD/1d | grep -q '"version"'; do sleep 2; done
-say "dataset: $(curl -fs http://127.0.0.1:8082/v1/datasets/XBTUSD/1d | python3 -c "import json,sys; v=json.load(sys.stdin)['versions'][-1]; print(f\"version {v['version']}, {v['row_count']} candles, training rows end at {v['training_end']}\")")"
+until curl -fs "$CANDLECAST_PREPROCESSOR_URL/v1/datasets/XBTUSD/1d" | grep -q '"version"'; do sleep 2; done
+curl -fs "$CANDLECAST_PREPROCESSOR_URL/v1/datasets/XBTUSD/1d" | python3 -c "
+import json, sys, datetime
+v = json.load(sys.stdin)['versions'][-1]
+# Unix seconds or RFC 3339, whichever the preprocessor writes.
+when = lambda t: (datetime.datetime.fromtimestamp(t, datetime.timezone.utc) if isinstance(t, (int, float))
+                  else datetime.datetime.fromisoformat(t.replace('Z', '+00:00')))
+day = lambda t: when(t).date()
+rows, train = v['row_count'], v['training_end']
+test = rows - train
+print(f\"==> dataset version {v['version']}: {rows} daily candles, {day(v['first_open_time'])} .. {day(v['last_open_time'])}\")
+share = f\"the last {v['validation_fraction']:.0%} of them\" if 'validation_fraction' in v else 'their most recent part'
+print(f\"    training split: the first {train} candles ({share} validates the models: the lowest validation loss picks the challenger)\")
+test_start = (when(v['last_open_time']) - datetime.timedelta(days=test - 1)).date()
+print(f\"    test split: the last {test} candles, {test_start} .. {day(v['last_open_time'])}\")"
 
-champion=$(curl -fs http://127.0.0.1:8084/v1/models | python3 -c "
+# The registry's runs with the validation loss that ranks them (the lowest is the sweep's challenger).
+runs_table() {
+  curl -fs "$CANDLECAST_REGISTRY_URL/v1/runs?limit=${1:-10}" | python3 -c "
+import json, sys
+runs = json.load(sys.stdin)
+sweep = runs[0]['sweep_id'] if runs else None
+runs = [r for r in runs if r['sweep_id'] == sweep]
+losses = [r['validation_loss'] for r in runs if r.get('validation_loss') is not None]
+best = min(losses) if losses else None
+fmt = lambda x, f: '-' if x is None else format(x, f)
+rows = [('run', 'status', 'trainer', 'batch', 'units', 'validation loss', 'test MASE', 'naive RMSE', 'test RMSE', 'seconds', '')]
+for r in runs:
+    p, m, n = r.get('params') or {}, r.get('test_metrics') or {}, r.get('naive_metrics') or {}
+    seconds = next((h['value'] for h in r.get('metric_history') or [] if h.get('key') == 'train_seconds'), None)
+    rows.append((str(r['id']), r['status'], r.get('trainer') or '-', str(p.get('batch_size', '-')), str(p.get('units', '-')),
+                 fmt(r.get('validation_loss'), '.6f'), fmt(m.get('mase'), '.3f'), fmt(n.get('rmse'), ',.0f'), fmt(m.get('rmse'), ',.0f'),
+                 fmt(r.get('train_seconds', seconds), '.0f'),
+                 'challenger (lowest validation loss)' if best is not None and r.get('validation_loss') == best else ''))
+widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+for row in rows:
+    print('    ' + '  '.join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())"
+}
+
+champion=$(curl -fs "$CANDLECAST_REGISTRY_URL/v1/models" | python3 -c "
 import json, sys
 print(next((str(m['aliases'].get('champion', '')) for m in json.load(sys.stdin) if m['name'] == 'lstm-xbtusd-1d'), ''))")
 if [ -n "$champion" ]; then
   say "lstm-xbtusd-1d already has a champion (v$champion) from an earlier run: no need to wait for a sweep"
 else
   say "waiting for the sweep: its jobs run on both trainers ($(elapsed))"
-  until curl -fs http://127.0.0.1:8084/v1/runs | grep -q '"status"'; do sleep 2; done
+  until curl -fs "$CANDLECAST_REGISTRY_URL/v1/runs" | grep -q '"status"'; do sleep 2; done
   # The newest sweep is the one the dataset started; runs of older sweeps do not count.
-  sweep_runs() { curl -fs http://127.0.0.1:8084/v1/runs | python3 -c "
+  sweep_runs() { curl -fs "$CANDLECAST_REGISTRY_URL/v1/runs" | python3 -c "
 import json, sys, collections
 runs = json.load(sys.stdin); newest = runs[0]['sweep_id']
 print(', '.join(f'{n} {s}' for s, n in sorted(collections.Counter(r['status'] for r in runs if r['sweep_id'] == newest).items())))"; }
   while sweep_runs | grep -qE "queued|running"; do
-    printf '    %s\n' "$(sweep_runs)"
+    printf '    %s (%s)\n' "$(sweep_runs)" "$(elapsed)"
     sleep 10
   done
   sleep 2
-  candlecast runs list --limit 10
+  say "the sweep's runs ($(elapsed)):"
+  runs_table 10
 
-  sweep=$(curl -fs http://127.0.0.1:8084/v1/runs | python3 -c "import json, sys; print(json.load(sys.stdin)[0]['sweep_id'])")
-  decision=$(curl -fs "http://127.0.0.1:8084/v1/sweeps/$sweep" | python3 -c "
+  sweep=$(curl -fs "$CANDLECAST_REGISTRY_URL/v1/runs" | python3 -c "import json, sys; print(json.load(sys.stdin)[0]['sweep_id'])")
+  decision=$(curl -fs "$CANDLECAST_REGISTRY_URL/v1/sweeps/$sweep" | python3 -c "
 import json, sys
 d = json.load(sys.stdin).get('decision') or {}
 print(('PROMOTED' if d.get('promoted') else 'REFUSED') + ': ' + str(d.get('reason', 'no decision recorded')))")
   say "promotion gate: $decision"
   if [[ $decision == REFUSED* ]]; then
     if [ "$demo_promotion" = 1 ]; then
-      best=$(curl -fs http://127.0.0.1:8084/v1/models/lstm-xbtusd-1d/versions | python3 -c "
+      best=$(curl -fs "$CANDLECAST_REGISTRY_URL/v1/models/lstm-xbtusd-1d/versions" | python3 -c "
 import json, sys
 versions = [v for v in json.load(sys.stdin) if v.get('test_metrics')]
 print(min(versions, key=lambda v: v['test_metrics']['mase'])['version'])")
       say "no model beat the naive forecast, so the gate kept them all as challengers. For this demo the best one"
       say "(v$best) is promoted by hand, recorded as such in the alias history; --keep-gate-decision skips this."
-      candlecast models promote "$best" --reason "demo: promoted by scripts/run.sh although the gate refused it ($decision)"
+      cli models promote "$best" --reason "demo: promoted by scripts/run.sh although the gate refused it ($decision)" | sed 's/^/    /'
     else
       say "no champion: the predictor keeps the windows until a model is promoted (candlecast models promote)"
     fi
   fi
 fi
 
-if curl -fs http://127.0.0.1:8084/v1/models/lstm-xbtusd-1d/versions >/dev/null 2>&1; then
-  say "the champion's test metrics (BTC-daily-v1 test split) next to the naive forecast's"
-  candlecast models show | awk 'NR==1 || /champion/'
+if curl -fs "$CANDLECAST_REGISTRY_URL/v1/models/lstm-xbtusd-1d/versions" >/dev/null 2>&1; then
+  say "the champion's test metrics (the test split above) next to the naive forecast's"
+  cli models show | awk 'NR==1 || /champion/' | sed 's/^/    /'
 fi
 
 if [ -n "$replay" ]; then
-  # The ticker also ends by itself when this script does, whatever signal stopped it.
-  ( while sleep "$tick_seconds" && kill -0 $$ 2>/dev/null; do curl -fs -X POST http://127.0.0.1:8799/control/tick >/dev/null || true; done ) &
+  # The ticker notes how many replayed candles have closed; it ends by itself when this script does.
+  echo 0 >"$logs/replay-closed"
+  ( while sleep "$tick_seconds" && kill -0 $$ 2>/dev/null; do
+      closed=$(curl -fs -X POST "http://127.0.0.1:$kraken_port/control/tick" \
+        | python3 -c "import json, sys; print(json.load(sys.stdin)['closed'])") || continue
+      echo "$closed" >"$logs/replay-closed.new" && mv "$logs/replay-closed.new" "$logs/replay-closed"
+      [ "$closed" -lt "$replay_rows" ] || break
+    done ) &
   pids+=($!)
 fi
 say "waiting for the first forecast"
-until curl -fs "http://127.0.0.1:8085/v1/forecasts/latest?pair=XBTUSD&interval=1d" >/dev/null 2>&1; do sleep 1; done
+until curl -fs "$CANDLECAST_PREDICTOR_URL/v1/forecasts/latest?pair=XBTUSD&interval=1d" >/dev/null 2>&1; do sleep 1; done
 say "first forecast after $(elapsed) from the start of this script:"
-curl -fs "http://127.0.0.1:8085/v1/forecasts/latest?pair=XBTUSD&interval=1d" | python3 -c "
+curl -fs "$CANDLECAST_PREDICTOR_URL/v1/forecasts/latest?pair=XBTUSD&interval=1d" | python3 -c "
 import json, sys, datetime
 f = json.load(sys.stdin)
-day = datetime.datetime.fromtimestamp(f['target_open_time'], datetime.timezone.utc).date()
-print(f\"    XBTUSD close of {day}: {f['predicted_close']:.2f} USD (last close {f['last_close']:.2f}; {f['model_name']} v{f['model_version']})\")"
+target = f['target_open_time']
+day = (datetime.datetime.fromtimestamp(target, datetime.timezone.utc).date() if isinstance(target, (int, float)) else target[:10])
+print(f\"    XBTUSD close of {day}: {f['predicted_close']:,.2f} USD\"
+      f\" (last close {f['last_close']:,.2f}; {f['model_name']} v{f['model_version']})\")"
 
+if [ -x scripts/candlecast ]; then cli_hint="scripts/candlecast status"; else cli_hint="source .local/env; $bin/candlecast status"; fi
+[ "$offset" = 0 ] || cli_hint="CANDLECAST_PORT_OFFSET=$offset: export the CANDLECAST_*_URL of these ports, then $cli_hint"
 cat <<URLS
-    dashboard  http://127.0.0.1:8086/
-    API        http://127.0.0.1:8085/v1/forecasts/latest?pair=XBTUSD&interval=1d   (docs/predictor-openapi.yaml)
-    registry   http://127.0.0.1:8084/v1/models                                     (docs/registry-openapi.yaml)
-    metrics    http://127.0.0.1:8086/metrics (and /metrics on ports 8081-8087)
-    CLI        $bin/candlecast status   (after: source .local/env)
+    dashboard  http://127.0.0.1:$monitor_port/
+    API        http://127.0.0.1:$predictor_port/v1/forecasts/latest?pair=XBTUSD&interval=1d   (docs/predictor-openapi.yaml)
+    registry   http://127.0.0.1:$registry_port/v1/models                                     (docs/registry-openapi.yaml)
+    metrics    http://127.0.0.1:$monitor_port/metrics (and /metrics on every service's port)
+    CLI        $cli_hint
+    logs       .local/logs/ (one file per service; servers: scripts/servers.sh status)
 URLS
-if [ -n "$replay" ]; then
-  say "replaying $(basename "$replay"): a candle closes every $tick_seconds s; forecasts as they are published (Ctrl-C stops):"
-else
-  say "forecasting each new candle as it closes on Kraken; forecasts as they are published (Ctrl-C stops):"
-fi
-candlecast forecasts tail &
+# Only the CLI's own output: each forecast as it is published.
+candlecast forecasts tail 2>>"$logs/candlecast.log" > >(sed 's/^/    /') &
 pids+=($!)
+if [ -z "$replay" ]; then
+  say "forecasting each new candle as it closes on Kraken; forecasts as they are published (Ctrl-C stops):"
+  wait
+  exit 0
+fi
+say "replaying $(basename "$replay"): a candle closes every $tick_seconds s; forecasts as they are published (Ctrl-C stops):"
+until [ "$(cat "$logs/replay-closed" 2>/dev/null || echo 0)" -ge "$replay_rows" ]; do sleep 5; done
+first=$(head -1 "$replay" | cut -d, -f1) last=$(tail -1 "$replay" | cut -d, -f1)
+replayed_days="from=$(day "$first")&to=$(day $((last + 86400)))"
+# The forecast for the day after the replay can never be scored; wait until the monitor has every other score.
+summary() { # the monitor's figures for the replayed days, as its dashboard embeds them (JSON, or null)
+  curl -fs "$CANDLECAST_MONITOR_URL/?pair=XBTUSD&interval=1d&$replayed_days" | python3 -c "
+import re, sys
+m = re.search(r'<script type=\"application/json\" id=\"accuracy\">([^<]*)</script>', sys.stdin.read())
+print(m.group(1) if m else 'null')"
+}
+previous=""
+for _ in $(seq 1 30); do
+  current=$(summary)
+  [ "$current" != "$previous" ] || break
+  previous=$current
+  sleep 3
+done
+made=$(curl -fs "$CANDLECAST_PREDICTOR_URL/v1/forecasts?pair=XBTUSD&interval=1d&$replayed_days&limit=10000" \
+  | python3 -c "import json, sys; print(len(json.load(sys.stdin)))" || echo "?")
+say "the replay of $(basename "$replay") has ended ($(file_span "$replay"), $(elapsed) after the start):"
+summary | python3 -c "
+import json, sys
+a = json.load(sys.stdin) or {}
+print('    forecasts made: $made (the predictor\'s, for the replayed days and the day after)')
+if a.get('count'):
+    mase = a.get('mase')
+    verdict = 'beats' if a.get('beats_naive') else 'does not beat'
+    print(f\"    scored: {a['count']}; MASE against the naive forecast on the same rows: \"
+          f\"{'undefined' if mase is None else format(mase, '.3f')}\")
+    print(f\"    (model MAE {a['mae']:,.0f} USD, naive MAE {a['naive_mae']:,.0f} USD: it {verdict} naive)\")
+else:
+    print('    no forecast has been scored yet (the monitor does not answer, or has not heard the scores)')
+missing = 'not available (the forecasts carry no prediction interval yet)'
+print('    interval coverage: ' + (f\"{a['coverage']:.1%}\" if 'coverage' in a else missing))"
+say "still serving (the dashboard, API and metrics above); no more candles will close. Ctrl-C stops."
 wait

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Local RabbitMQ and PostgreSQL for Candlecast, without systemd, on loopback, with their data under
 # .local/ in the repository (git ignores it). Idempotent: `start` reuses servers that already run.
+# As root, PostgreSQL runs as the postgres user, who may not be able to enter the clone (a home folder of
+# mode 700): its cluster then lives in /var/lib/candlecast/<clone>-<hash of the clone's path>/, owned by postgres.
 #
 #   scripts/servers.sh start     install what is missing (apt), start both, wait until ready, write .local/env
 #   scripts/servers.sh stop      stop both (and the epmd that RabbitMQ started), by pid
-#   scripts/servers.sh status
+#   scripts/servers.sh purge     stop both and delete their data (the clone's .local/ servers and /var/lib folder)
+#   scripts/servers.sh status    whether each runs, on which port, and where its data is
 #   scripts/servers.sh rabbit-stop-app | rabbit-start-app | rabbit-restart | postgres-restart   (fault tests)
 #   scripts/servers.sh vhost-add NAME | vhost-delete NAME                                     (isolated tests)
 #   scripts/servers.sh database-roles DATABASE PREFIX | database-roles-drop PREFIX            (a role per service)
@@ -15,6 +18,11 @@
 # Ports: CANDLECAST_AMQP_PORT (5672), CANDLECAST_PG_PORT (55432). Passwords are generated once into
 # .local/secrets/ and handed to services through *_FILE variables in .local/env.
 set -euo pipefail
+# The servers outlive this script: they must not keep the caller's open files (a `flock` lock, a pipe).
+for descriptor in /proc/$$/fd/*; do
+  descriptor=${descriptor##*/}
+  [ "$descriptor" -gt 2 ] 2>/dev/null && eval "exec $descriptor>&-" 2>/dev/null || true
+done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOCAL="$ROOT/.local"
@@ -22,8 +30,19 @@ AMQP_PORT=${CANDLECAST_AMQP_PORT:-5672}
 PG_PORT=${CANDLECAST_PG_PORT:-55432}
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
 RABBIT_DIR="$LOCAL/rabbitmq"
-PG_DIR="$LOCAL/postgres"
 SECRETS="$LOCAL/secrets"
+
+# Where PostgreSQL keeps its cluster, its socket and its log. Not root: in the clone, as this user. Root: the
+# server runs as postgres, so in a folder of the clone's own under /var/lib that postgres owns (a cluster
+# already made in .local/postgres by an earlier version of this script stays where it is).
+postgres_directory() {
+  if [ "$(id -u)" -ne 0 ] || { [ ! -L "$LOCAL/postgres" ] && [ -f "$LOCAL/postgres/data/PG_VERSION" ]; }; then
+    echo "$LOCAL/postgres"
+  else
+    echo "/var/lib/candlecast/$(basename "$ROOT")-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)/postgres"
+  fi
+}
+PG_DIR=$(postgres_directory)
 
 # One node per port, so that two checkouts can run side by side (CI beside a developer).
 export RABBITMQ_NODENAME=candlecast-$AMQP_PORT@localhost
@@ -36,6 +55,8 @@ export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
 export RABBITMQ_NODE_PORT=$AMQP_PORT
 export RABBITMQ_DIST_PORT=$((AMQP_PORT + 20000))
 RABBITMQCTL=/usr/lib/rabbitmq/bin/rabbitmqctl
+# psql: warnings and errors only (not the NOTICEs of idempotent statements run again).
+export PGOPTIONS="-c client_min_messages=warning"
 
 log() { printf '[servers] %s\n' "$*" >&2; }
 
@@ -94,13 +115,18 @@ CONF
   HOME="$RABBIT_DIR" "$RABBITMQCTL" -q delete_user guest >/dev/null 2>&1 || true
 }
 
-as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# From /: postgres may not be allowed into the current directory (a clone in a home folder of mode 700).
+as_postgres() { if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 
 pg_running() { [ -f "$PG_DIR/data/postmaster.pid" ] && as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; }
 
 start_postgres() {
   mkdir -p "$PG_DIR"
-  [ "$(id -u)" -eq 0 ] && chown postgres "$PG_DIR"
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres "$PG_DIR"
+    # Which clone this folder serves, for whoever finds it under /var/lib.
+    [ "$PG_DIR" = "$LOCAL/postgres" ] || echo "$ROOT" > "$(dirname "$PG_DIR")/clone"
+  fi
   if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
     log "initialising PostgreSQL in $PG_DIR/data"
     as_postgres "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
@@ -196,9 +222,15 @@ case "${1:-}" in
     log "ready: source $LOCAL/env"
     ;;
   stop) stop_rabbit; stop_postgres ;;
+  purge)
+    stop_rabbit; stop_postgres
+    log "deleting $RABBIT_DIR and $PG_DIR"
+    rm -rf "$RABBIT_DIR" "$PG_DIR"
+    [ "$PG_DIR" = "$LOCAL/postgres" ] || rm -rf "$(dirname "$PG_DIR")"
+    ;;
   status)
-    rabbit_running && echo "rabbitmq: running on $AMQP_PORT" || echo "rabbitmq: stopped"
-    pg_running && echo "postgres: running on $PG_PORT" || echo "postgres: stopped"
+    rabbit_running && echo "rabbitmq: running on $AMQP_PORT, data in $RABBIT_DIR" || echo "rabbitmq: stopped"
+    pg_running && echo "postgres: running on $PG_PORT, data in $PG_DIR/data" || echo "postgres: stopped"
     ;;
   rabbit-stop-app) HOME="$RABBIT_DIR" "$RABBITMQCTL" -q stop_app ;;
   rabbit-start-app) HOME="$RABBIT_DIR" "$RABBITMQCTL" -q start_app ;;
@@ -213,5 +245,5 @@ case "${1:-}" in
   service-env) service_env "${2:?service}" ;;
   vhost-delete) HOME="$RABBIT_DIR" "$RABBITMQCTL" -q delete_vhost "${2:?vhost name}" >/dev/null ;;
   postgres-restart) as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w restart -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DIR -c max_connections=200" >/dev/null ;;
-  *) echo "usage: $0 start|stop|status|rabbit-stop-app|rabbit-start-app|rabbit-restart|postgres-restart|vhost-add NAME|vhost-delete NAME|broker-users VHOST|database-roles DB PREFIX|database-roles-drop PREFIX|service-env SERVICE" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|purge|status|rabbit-stop-app|rabbit-start-app|rabbit-restart|postgres-restart|vhost-add NAME|vhost-delete NAME|broker-users VHOST|database-roles DB PREFIX|database-roles-drop PREFIX|service-env SERVICE" >&2; exit 2 ;;
 esac

@@ -13,10 +13,13 @@ let roundTripCount = arguments.dropFirst().first ?? 2000
 let sequentialCount = 2000
 
 func environment(_ key: String) -> String? { ProcessInfo.processInfo.environment[key] }
-let password = environment("CANDLECAST_AMQP_PASSWORD")
-    ?? environment("CANDLECAST_AMQP_PASSWORD_FILE").flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?.trimmingCharacters(in: .whitespacesAndNewlines)
+let password =
+    environment("CANDLECAST_AMQP_PASSWORD")
+    ?? environment("CANDLECAST_AMQP_PASSWORD_FILE").flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?.trimmingCharacters(
+        in: .whitespacesAndNewlines)
 guard let url = environment("CANDLECAST_AMQP_URL") else {
-    FileHandle.standardError.write(Data("BrokerBench: CANDLECAST_AMQP_URL is not set (source .local/env after scripts/servers.sh start)\n".utf8))
+    FileHandle.standardError.write(
+        Data("BrokerBench: CANDLECAST_AMQP_URL is not set (source .local/env after scripts/servers.sh start)\n".utf8))
     exit(2)
 }
 let broker = try BrokerConfiguration(url: url, password: password)
@@ -29,7 +32,8 @@ let body = Array(#"{"pair": "XBTUSD", "window": [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0
 func message(headers: [String: HeaderValue] = [:]) -> OutgoingMessage {
     OutgoingMessage(
         exchange: "", routingKey: queue, body: body,
-        properties: MessageProperties(contentType: "application/json", deliveryMode: MessageProperties.persistentDeliveryMode, headers: headers))
+        properties: MessageProperties(
+            contentType: "application/json", deliveryMode: MessageProperties.persistentDeliveryMode, headers: headers))
 }
 
 try await BrokerAdmin.declare(topology, configuration: broker)
@@ -45,7 +49,8 @@ let sequential = try await clock.measure { for _ in 0..<sequentialCount { try aw
 try await BrokerAdmin.purge(queue: queue, configuration: broker)
 
 // 3. Round trip: a consumer on its own connection timestamps arrivals against the publish time.
-let consumer = try Consumer(configuration: broker, options: Consumer.Options(queue: queue, prefetch: 50, topology: topology), logger: logger)
+let consumer = try Consumer(
+    configuration: broker, options: Consumer.Options(queue: queue, prefetch: 50, topology: topology), logger: logger)
 while !consumer.isConnected { try await Task.sleep(for: .milliseconds(10)) }
 let origin = ContinuousClock.now
 func nanosecondsSinceOrigin() -> Int64 {
@@ -57,7 +62,10 @@ let receiving = Task {
     for await delivery in consumer.deliveries {
         if let sent = delivery.properties.headers["t"]?.intValue {
             let milliseconds = Double(nanosecondsSinceOrigin() - sent) / 1e6
-            let count = latencies.withLock { $0.append(milliseconds); return $0.count }
+            let count = latencies.withLock {
+                $0.append(milliseconds)
+                return $0.count
+            }
             delivery.ack()
             if count >= roundTripCount { break }
         } else {

@@ -17,9 +17,12 @@ logger.logLevel = .warning
 
 let queue = "bench.forecast-latency.\(UUID().uuidString.prefix(8).lowercased())"
 let topology = ServiceName.predictor.topology.merged(
-    with: Topology(queues: [Topology.Queue(name: queue)], bindings: [Topology.Binding(queue: queue, exchange: Exchange.events, routingKey: "forecast.created.xbtusd.1d")]))
+    with: Topology(
+        queues: [Topology.Queue(name: queue)],
+        bindings: [Topology.Binding(queue: queue, exchange: Exchange.events, routingKey: "forecast.created.xbtusd.1d")]))
 let publisher = try Publisher(configuration: broker, options: Publisher.Options(topology: topology), logger: logger)
-let consumer = try Consumer(configuration: broker, options: Consumer.Options(queue: queue, prefetch: 100, topology: topology), logger: logger)
+let consumer = try Consumer(
+    configuration: broker, options: Consumer.Options(queue: queue, prefetch: 100, topology: topology), logger: logger)
 while !consumer.isConnected { try await Task.sleep(for: .milliseconds(10)) }
 
 let closes = [93429.2, 94000.1, 94500.3, 95000.0, 94200.7, 93800.4, 94100.9, 94900.2, 95500.5, 96000.0, 95400.1, 94800.8, 94300.6, 93900.3]
@@ -66,4 +69,7 @@ guard !sorted.isEmpty else {
     exit(1)
 }
 func percentile(_ p: Double) -> Double { (sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] * 1000).rounded() / 1000 }
-print(#"{"windows":\#(count),"forecasts":\#(sorted.count),"latency_ms_p50":\#(percentile(0.5)),"latency_ms_p99":\#(percentile(0.99)),"latency_ms_max":\#(percentile(1))}"#)
+print(
+    #"{"windows":\#(count),"forecasts":\#(sorted.count),"#
+        + #""latency_ms_p50":\#(percentile(0.5)),"latency_ms_p99":\#(percentile(0.99)),"latency_ms_max":\#(percentile(1))}"#
+)

@@ -2,6 +2,9 @@
 // plus "target", "seed" and "blas_threads".
 import Forecasting
 import Foundation
+import KrakenFormat
+
+BLASKernel.correctingExecutable()
 
 struct Options {
     var units = 350
@@ -19,7 +22,8 @@ struct Options {
     var verbose = false
 
     static let usage = """
-        usage: LSTMBench [--units N] [--batch N] [--epochs N] [--seed N] [--lr X] [--threads N] [--predict-threads N] [--patience N] [--clip-norm X]
+        usage: LSTMBench [--units N] [--batch N] [--epochs N] [--seed N] [--lr X] [--threads N] [--predict-threads N] \
+        [--patience N] [--clip-norm X]
                          [--target next-scaled-close|log-return|scaled-difference] [--activation relu|tanh]
                          [--data DIR] [--verbose]
         """
@@ -77,7 +81,7 @@ func json(_ metrics: ForecastMetrics) -> String {
 
 func run() throws {
     let options = try Options(arguments: Array(CommandLine.arguments.dropFirst()))
-    let closes = try BTCDailyV1.loadCloses(dataDirectory: options.dataDirectory)
+    let closes = try BTCDailyV1.fileNames.flatMap { try OHLCVTFile.closes(atPath: options.dataDirectory + "/" + $0) }
     let split = try ChronologicalSplit(count: closes.count, window: BTCDailyV1.window)
     let model = ModelConfiguration.btcDailyV1(units: options.units, activation: options.activation, target: options.target)
     var training = TrainingConfiguration()

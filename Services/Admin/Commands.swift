@@ -1,46 +1,79 @@
 import ArgumentParser
 import CandlecastClient
+import Contracts
 import Foundation
-import Synchronization
 import Logging
 import Messaging
+import PredictorAPI
+import PreprocessorAPI
+import RegistryAPI
 import ServiceKit
+import Synchronization
 
 /// The model of a pair and interval, as the registry names it.
 struct SeriesOptions: ParsableArguments {
     @Option(help: "Kraken pair.") var pair = "XBTUSD"
     @Option(help: "Candle interval (1d, 4h, 1w...).") var interval = "1d"
 
+    /// The contract's pair and interval rules (`ContractRules`), as every service applies them.
+    mutating func validate() throws {
+        do throws(ValidationFailure) {
+            pair = try ContractRules.pair(pair, field: "--pair")
+            _ = try ContractRules.interval(interval, field: "--interval")
+        } catch {
+            throw ValidationError(error.reason)
+        }
+    }
+
     func candleInterval() throws -> CandleInterval {
         guard let value = CandleInterval(interval) else { throw ValidationError("\(interval) is not a Kraken interval") }
         return value
     }
     func model() throws -> String { modelName(pair: pair, interval: try candleInterval()) }
+
+    /// The interval as the documents spell it.
+    func registryInterval() throws -> RegistryAPI.Components.Schemas.Interval {
+        guard let value = RegistryAPI.Components.Schemas.Interval(rawValue: try candleInterval().name) else {
+            throw ValidationError("\(interval) is not an interval the registry takes")
+        }
+        return value
+    }
+    func predictorInterval() throws -> PredictorAPI.Components.Schemas.Interval {
+        guard let value = PredictorAPI.Components.Schemas.Interval(rawValue: try candleInterval().name) else {
+            throw ValidationError("\(interval) is not an interval the predictor takes")
+        }
+        return value
+    }
 }
 
 struct Backfill: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Load a Kraken OHLCVT history file (e.g. data/kraken_XBTUSD_1440.csv) through the ingestor.",
-        discussion: "Runs the ingestor's own backfill (the `ingestor` executable next to this one), with its progress bar. Resumable and idempotent.")
+        discussion:
+            "Runs the ingestor's own backfill (the `ingestor` executable next to this one), with its progress bar. "
+            + "Resumable and idempotent."
+    )
 
     @Argument(help: "The OHLCVT CSV file.") var file: String
     @OptionGroup var series: SeriesOptions
     @Flag(help: "Read the file again from its start even if it was loaded before.") var restart = false
 
     func run() async throws {
-        try await reporting {
-            guard FileManager.default.isReadableFile(atPath: file) else { throw CommandFailure.refused("cannot read \(file)") }
+        try await reporting { _ in
+            guard FileManager.default.isReadableFile(atPath: file) else { throw CommandFailure(.misconfigured, "cannot read \(file)") }
             guard let directory = Bundle.main.executableURL?.resolvingSymlinksInPath().deletingLastPathComponent() else {
-                throw CommandFailure.refused("cannot tell where this executable is")
+                throw CommandFailure(.misconfigured, "cannot tell where this executable is")
             }
             let ingestor = directory.appendingPathComponent("ingestor").path
-            guard FileManager.default.isExecutableFile(atPath: ingestor) else { throw CommandFailure.refused("\(ingestor) is missing: build the ingestor too") }
+            guard FileManager.default.isExecutableFile(atPath: ingestor) else {
+                throw CommandFailure(.misconfigured, "\(ingestor) is missing: build the ingestor too")
+            }
             var arguments = [ingestor, "backfill", file, "--pair", series.pair, "--interval", series.interval]
             if restart { arguments.append("--restart") }
             // The ingestor takes over this process: its progress bar and exit status are the command's.
             let argv = arguments.map { strdup($0) } + [nil]
             execv(ingestor, argv)
-            throw CommandFailure.refused("cannot run \(ingestor): \(String(cString: strerror(errno)))")
+            throw CommandFailure(.misconfigured, "cannot run \(ingestor): \(String(cString: strerror(errno)))")
         }
     }
 }
@@ -54,22 +87,40 @@ struct Sweep: AsyncParsableCommand {
     @Option(help: #"Grid as JSON lists, e.g. {"batch_size":[16,32],"units":[64]} (default: the registry's)."#) var grid: String?
 
     func run() async throws {
-        try await reporting {
-            let endpoints = Endpoints()
-            let interval = try series.candleInterval()
+        let sweepGrid: RegistryAPI.Components.Schemas.SweepGrid? = try grid.map { text in
+            do {
+                return try JSONDecoder().decode(RegistryAPI.Components.Schemas.SweepGrid.self, from: Data(text.utf8))
+            } catch {
+                throw ValidationError("--grid is not a grid of the registry's document: \(error)")
+            }
+        }
+        let interval = try series.registryInterval()
+        try await reporting { services in
+            let endpoints = services.endpoints
             var version = datasetVersion
             if version == nil {
-                let datasets = try await ServiceHTTP(base: endpoints.preprocessor).get("/v1/datasets/\(series.pair)/\(interval.name)")
-                version = datasets["versions"].array.last?["version"].int
+                guard let datasetInterval = PreprocessorAPI.Components.Schemas.Interval(rawValue: interval.rawValue) else {
+                    throw ValidationError("\(interval.rawValue) is not an interval the preprocessor takes")
+                }
+                let preprocessor = try services.preprocessor()
+                let datasets = try await services.fetch(
+                    "preprocessor", at: endpoints.preprocessor,
+                    { try await preprocessor.listDatasetVersions(path: .init(pair: series.pair, interval: datasetInterval)) }
+                ) { try $0.ok.body.json }
+                version = datasets.versions.last?.version
             }
-            guard let version else { throw CommandFailure.refused("no dataset version of \(series.pair) \(interval.name) yet: backfill first") }
-            var body: [String: Any] = ["pair": series.pair, "interval": interval.name, "dataset_version": version]
-            if let grid {
-                guard let object = try? JSONSerialization.jsonObject(with: Data(grid.utf8)) as? [String: Any] else { throw ValidationError("--grid is not a JSON object") }
-                body["grid"] = object
+            guard let version else {
+                throw CommandFailure(.notFound, "no dataset version of \(series.pair) \(interval.rawValue) yet: backfill first")
             }
-            let answer = try await ServiceHTTP(base: endpoints.registry, token: try endpoints.registryToken()).post("/v1/sweeps", body)
-            print("sweep \(answer["sweep_id"]) started on dataset version \(version): \(answer["jobs"]) jobs")
+            let registry = try services.registry(writing: true)
+            let body = RegistryAPI.Operations.PostV1Sweeps.Input.Body.JsonPayload(
+                pair: series.pair, interval: interval, datasetVersion: version, grid: sweepGrid)
+            let started = try await services.fetch(
+                "registry", at: endpoints.registry, { try await registry.postV1Sweeps(body: .json(body)) }
+            ) {
+                try $0.created.body.json
+            }
+            print("sweep \(started.sweepId) started on dataset version \(version): \(started.jobs) jobs")
         }
     }
 }
@@ -82,60 +133,91 @@ struct Models: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every registered model with its aliases.")
         func run() async throws {
-            try await reporting {
-                let models = try await ServiceHTTP(base: Endpoints().registry).get("/v1/models").array
-                print(Table.render(["model", "versions", "aliases", "created"], models.map { [$0["name"].description, $0["versions"].description, $0["aliases"].description, $0["created_at"].description] }))
+            try await reporting { services in
+                let registry = try services.registry()
+                let models = try await services.fetch("registry", at: services.endpoints.registry, { try await registry.getV1Models() }) {
+                    try $0.ok.body.json
+                }
+                print(
+                    Table.render(
+                        ["model", "versions", "aliases", "created"],
+                        models.map { model in
+                            let aliases = model.aliases.additionalProperties.sorted { $0.key < $1.key }.map { "\($0.key)=v\($0.value)" }
+                            return [model.name, "\(model.versions)", aliases.joined(separator: " "), Shown.time(model.createdAt)]
+                        }))
             }
         }
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The versions of a model: test metrics next to the naive forecast's, aliases.")
+        static let configuration = CommandConfiguration(
+            abstract: "The versions of a model: test metrics next to the naive forecast's, aliases.")
         @Argument(help: "Model name (default: the model of --pair and --interval).") var name: String?
         @OptionGroup var series: SeriesOptions
         func run() async throws {
-            try await reporting {
-                let model = try name ?? series.model()
-                let versions = try await ServiceHTTP(base: Endpoints().registry).get("/v1/models/\(model)/versions").array
-                print(Table.render(
-                    ["version", "run", "dataset", "test RMSE", "naive RMSE", "MASE", "aliases", "created"],
-                    versions.map { [$0["version"].description, $0["run_id"].description, $0["dataset_version"].description, $0["test_metrics"]["rmse"].description,
-                                     $0["naive_metrics"]["rmse"].description, $0["test_metrics"]["mase"].description, $0["aliases"].description, $0["created_at"].description] }))
+            let model = try name ?? series.model()
+            try await reporting { services in
+                let registry = try services.registry()
+                let versions = try await services.fetch(
+                    "registry", at: services.endpoints.registry, { try await registry.getV1ModelsNameVersions(path: .init(name: model)) }
+                ) { try $0.ok.body.json }
+                print(
+                    Table.render(
+                        ["version", "run", "dataset", "test RMSE", "naive RMSE", "MASE", "aliases", "created"],
+                        versions.map { version in
+                            [
+                                "\(version.version)", "\(version.runId)", "\(version.datasetVersion)",
+                                Shown.number(version.testMetrics?.rmse),
+                                Shown.number(version.naiveMetrics?.rmse), Shown.number(version.testMetrics?.mase),
+                                version.aliases.isEmpty ? "-" : version.aliases.joined(separator: ","), Shown.time(version.createdAt),
+                            ]
+                        }))
             }
         }
     }
 
     struct Promote: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Point the champion alias at a version (needs CANDLECAST_REGISTRY_TOKEN).")
+        static let configuration = CommandConfiguration(
+            abstract: "Point the champion alias at a version (needs CANDLECAST_REGISTRY_TOKEN).")
         @Argument(help: "Model version.") var version: Int
         @Argument(help: "Model name (default: the model of --pair and --interval).") var name: String?
         @OptionGroup var series: SeriesOptions
         @Option(help: "Why, kept in the alias history.") var reason = "promoted with the candlecast CLI"
         func run() async throws {
-            try await reporting {
-                let endpoints = Endpoints()
-                let model = try name ?? series.model()
-                let answer = try await ServiceHTTP(base: endpoints.registry, token: try endpoints.registryToken())
-                    .post("/v1/models/\(model)/promote", ["version": version, "reason": reason])
-                print("\(model): champion is now v\(answer["champion"])")
+            let model = try name ?? series.model()
+            try await reporting { services in
+                let registry = try services.registry(writing: true)
+                let moved = try await services.fetch(
+                    "registry", at: services.endpoints.registry,
+                    {
+                        try await registry.postV1ModelsNamePromote(
+                            path: .init(name: model), body: .json(.init(version: version, reason: reason)))
+                    }
+                ) { try $0.ok.body.json }
+                print("\(moved.model): champion is now v\(moved.champion)")
             }
         }
     }
 
     struct Rollback: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Move the champion back to the previous champion, or to --to (needs CANDLECAST_REGISTRY_TOKEN).")
+        static let configuration = CommandConfiguration(
+            abstract: "Move the champion back to the previous champion, or to --to (needs CANDLECAST_REGISTRY_TOKEN).")
         @Argument(help: "Model name (default: the model of --pair and --interval).") var name: String?
         @OptionGroup var series: SeriesOptions
         @Option(help: "Version to roll back to (default: the previous champion).") var to: Int?
         @Option(help: "Why, kept in the alias history.") var reason = "rolled back with the candlecast CLI"
         func run() async throws {
-            try await reporting {
-                let endpoints = Endpoints()
-                let model = try name ?? series.model()
-                var body: [String: Any] = ["reason": reason]
-                if let to { body["version"] = to }
-                let answer = try await ServiceHTTP(base: endpoints.registry, token: try endpoints.registryToken()).post("/v1/models/\(model)/rollback", body)
-                print("\(model): champion is now v\(answer["champion"])")
+            let model = try name ?? series.model()
+            try await reporting { services in
+                let registry = try services.registry(writing: true)
+                let moved = try await services.fetch(
+                    "registry", at: services.endpoints.registry,
+                    {
+                        try await registry.postV1ModelsNameRollback(
+                            path: .init(name: model), body: .json(.init(version: to, reason: reason)))
+                    }
+                ) { try $0.ok.body.json }
+                print("\(moved.model): champion is now v\(moved.champion)")
             }
         }
     }
@@ -148,77 +230,258 @@ struct Runs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The newest runs first.")
         @Option(help: "How many.") var limit = 20
         func run() async throws {
-            try await reporting {
-                let runs = try await ServiceHTTP(base: Endpoints().registry).get("/v1/runs?limit=\(limit)").array
-                print(Table.render(
-                    ["run", "status", "trainer", "batch", "units", "target", "test RMSE", "naive RMSE", "MASE", "seconds"],
-                    runs.map { [$0["id"].description, $0["status"].description, $0["trainer"].description, $0["params"]["batch_size"].description,
-                                 $0["params"]["units"].description, $0["params"]["target"].description, $0["test_metrics"]["rmse"].description,
-                                 $0["naive_metrics"]["rmse"].description, $0["test_metrics"]["mase"].description, $0["train_seconds"].description] }))
+            try await reporting { services in
+                let registry = try services.registry()
+                let runs = try await services.fetch(
+                    "registry", at: services.endpoints.registry, { try await registry.getV1Runs(query: .init(limit: limit)) }
+                ) {
+                    try $0.ok.body.json
+                }
+                print(
+                    Table.render(
+                        [
+                            "run", "status", "trainer", "batch", "units", "window", "target", "validation loss", "test RMSE", "naive RMSE",
+                            "MASE", "seconds",
+                        ],
+                        runs.map { run in
+                            [
+                                "\(run.id)", run.status.rawValue, run.trainer ?? "-", "\(run.params.batchSize)", "\(run.params.units)",
+                                "\(run.params.window)",
+                                run.params.target, Shown.number(run.validationLoss), Shown.number(run.testMetrics?.rmse),
+                                Shown.number(run.naiveMetrics?.rmse),
+                                Shown.number(run.testMetrics?.mase), run.trainSeconds.map { String(format: "%.1f", $0) } ?? "-",
+                            ]
+                        }))
             }
         }
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "One run: parameters, metrics, per-epoch history, artifact (JSON).")
-        @Argument(help: "Run id.") var id: Int
+        static let configuration = CommandConfiguration(abstract: "One run: parameters, metrics, per-epoch history, artifact.")
+        @Argument(help: "Run id.") var id: Int64
         func run() async throws {
-            try await reporting {
-                let run = try await ServiceHTTP(base: Endpoints().registry).request("GET", "/v1/runs/\(id)", body: nil)
-                let epochs = run["metric_history"].array.filter { $0["key"].string == "validation_loss" }.count
-                print(Table.render(["field", "value"], [
-                    ["run", run["id"].description], ["status", run["status"].description], ["trainer", run["trainer"].description],
-                    ["parameters", run["params"].description], ["dataset version", run["dataset_version"].description],
-                    ["test", run["test_metrics"].description], ["naive", run["naive_metrics"].description],
-                    ["epochs", "\(run["epochs_run"]) (\(epochs) with validation loss)"], ["train seconds", run["train_seconds"].description],
-                    ["artifact", run["artifact"].description], ["error", run["error"].description],
-                ]))
+            try await reporting { services in
+                let registry = try services.registry()
+                let run = try await services.fetch(
+                    "registry", at: services.endpoints.registry, { try await registry.getV1RunsId(path: .init(id: id)) }
+                ) {
+                    try $0.ok.body.json
+                }
+                let epochs = (run.metricHistory ?? []).filter { $0.key == "validation_loss" }.count
+                let parameters = run.params
+                func scores(_ scores: RegistryAPI.Components.Schemas.Scores?) -> String {
+                    guard let scores else { return "-" }
+                    return "RMSE \(Shown.number(scores.rmse)) MAE \(Shown.number(scores.mae)) MAPE \(Shown.number(scores.mape)) "
+                        + "R² \(Shown.number(scores.r2)) MASE \(Shown.number(scores.mase))"
+                }
+                print(
+                    Table.render(
+                        ["field", "value"],
+                        [
+                            ["run", "\(run.id)"], ["status", run.status.rawValue], ["trainer", run.trainer ?? "-"],
+                            [
+                                "parameters",
+                                "units=\(parameters.units) layers=\(parameters.layers) activation=\(parameters.activation) "
+                                    + "target=\(parameters.target) window=\(parameters.window) batch_size=\(parameters.batchSize) "
+                                    + "learning_rate=\(parameters.learningRate) "
+                                    + "epochs=\(parameters.epochs) patience=\(parameters.patience) seed=\(parameters.seed)",
+                            ],
+                            ["dataset version", "\(run.datasetVersion)"], ["test", scores(run.testMetrics)],
+                            ["naive", scores(run.naiveMetrics)],
+                            ["epochs", "\(Shown.integer(run.epochsRun)) (\(epochs) with validation loss)"],
+                            ["validation loss", Shown.number(run.validationLoss)],
+                            ["train seconds", run.trainSeconds.map { String(format: "%.1f", $0) } ?? "-"],
+                            ["artifact", run.artifact.map { "\($0.name), \($0.bytes) bytes, SHA-256 \($0.sha256)" } ?? "-"],
+                            ["error", run.error ?? "-"],
+                        ]))
             }
         }
+    }
+}
+
+/// A forecast as the CLI prints it, whether it came from the predictor's history or from the broker.
+extension ForecastCreated {
+    init(_ stored: PredictorAPI.Components.Schemas.ScoredForecast) throws {
+        guard let interval = CandleInterval(stored.interval.rawValue) else {
+            throw CommandFailure(.undocumentedAnswer, "interval \(stored.interval.rawValue)")
+        }
+        self.init(
+            pair: stored.pair, interval: interval, targetOpenTime: Int64(stored.targetOpenTime.timeIntervalSince1970),
+            predictedClose: stored.predictedClose, lastClose: stored.lastClose, modelName: stored.modelName,
+            modelVersion: stored.modelVersion,
+            datasetVersion: stored.datasetVersion, producedAt: stored.producedAt, stale: stored.stale)
+    }
+
+    /// Which forecast this is: a target forecast again by another model version is another forecast.
+    var identity: String { "\(pair)/\(interval.name)/\(targetOpenTime)/\(modelName)/\(modelVersion)" }
+
+    func jsonLine() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    var line: String {
+        "\(pair) \(interval.name) close of \(utcDay(targetOpenTime)): \(Shown.usd(predictedClose)) USD "
+            + "(last close \(Shown.usd(lastClose)), "
+            + "\(modelName) v\(modelVersion)\(stale ? ", stale model" : ""))"
     }
 }
 
 struct Forecasts: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Forecast events.", subcommands: [Tail.self])
+    static let configuration = CommandConfiguration(
+        abstract: "Forecasts: the stored ones and new ones as they come.", subcommands: [Tail.self, List.self])
 
     struct Tail: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print forecasts as the predictor publishes them (a temporary queue of its own).")
-        @Option(help: "Only this pair.") var pair: String?
-        @Option(help: "Stop after this many forecasts.") var count: Int?
+        static let configuration = CommandConfiguration(
+            abstract: "Print the latest stored forecasts, then new ones as the predictor publishes them (Ctrl-C stops).",
+            discussion:
+                "New forecasts come from a temporary queue of this command's own, bound before the stored ones are read: "
+                + "none is missed or printed twice."
+        )
+        @OptionGroup var series: SeriesOptions
+        @Option(name: [.customShort("n"), .long], help: "How many stored forecasts to print first (0: none).") var count = 10
+        @Flag(inversion: .prefixedNo, help: "Go on printing new forecasts.") var follow = true
+        @Option(name: .customLong("exit-after"), help: "Stop after this many new forecasts (for scripts).") var exitAfter: Int?
         @Flag(help: "One JSON object per line.") var json = false
 
+        func validate() throws {
+            guard (0...10_000).contains(count) else { throw ValidationError("--count must be from 0 to 10000") }
+            if let exitAfter, exitAfter < 1 { throw ValidationError("--exit-after must be at least 1") }
+        }
+
         func run() async throws {
-            try await reporting {
-                let broker = try Endpoints().broker()
-                var logger = Logger(label: "candlecast")
-                logger.logLevel = .error
-                let subscriber = try ForecastSubscriber(broker: broker, options: .init(pair: pair), logger: logger)
-                let received = Received(limit: count)
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                encoder.dateEncodingStrategy = .iso8601
-                FileHandle.standardError.write(Data("listening for forecasts on \(subscriber.queue) (Ctrl-C stops)\n".utf8))
-                await withTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        await subscriber.forecasts { forecast in
-                            // Deliveries already on their way when the limit is reached are not printed.
-                            guard let position = received.claim() else { return }
-                            let line = json
-                                ? String(decoding: try encoder.encode(forecast), as: UTF8.self)
-                                : "\(forecast.pair) \(forecast.interval.name) close of \(utcDay(forecast.targetOpenTime)): \(String(format: "%.2f", forecast.predictedClose)) USD (last close \(String(format: "%.2f", forecast.lastClose)), \(forecast.modelName) v\(forecast.modelVersion)\(forecast.stale ? ", stale model" : ""))"
-                            // Unbuffered, so that a pipe sees each forecast as it comes.
-                            FileHandle.standardOutput.write(Data((line + "\n").utf8))
-                            if position == count { await subscriber.stop() }
-                        }
-                    }
-                    await group.waitForAll()
+            let interval = try series.candleInterval()
+            let apiInterval = try series.predictorInterval()
+            try await reporting { services in
+                let json = self.json
+                @Sendable func show(_ forecast: ForecastCreated) throws {
+                    let text = json ? try forecast.jsonLine() : forecast.line
+                    // Unbuffered, so that a pipe sees each forecast as it comes.
+                    FileHandle.standardOutput.write(Data((text + "\n").utf8))
                 }
+                // Subscribed first, so that a forecast made while the stored ones are read is not missed.
+                var subscriber: ForecastSubscriber?
+                if follow {
+                    var logger = Logger(label: "candlecast")
+                    logger.logLevel = .error
+                    do {
+                        subscriber = try ForecastSubscriber(
+                            broker: try services.endpoints.broker(), options: .init(pair: series.pair, interval: interval), logger: logger)
+                    } catch let failure as CommandFailure {
+                        throw failure
+                    } catch {
+                        throw CommandFailure(.unreachable, "cannot subscribe to forecasts on the broker: \(error)")
+                    }
+                    // The queue is bound once the consumer is connected: only then is no new forecast missed.
+                    let deadline = ContinuousClock.now + .seconds(10)
+                    while subscriber?.isConnected == false {
+                        guard ContinuousClock.now < deadline else {
+                            await subscriber?.stop()
+                            throw CommandFailure(.unreachable, "cannot reach the broker to follow forecasts (source .local/env?)")
+                        }
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                }
+                let printed = Printed()
+                if count > 0 {
+                    let predictor = try services.predictor()
+                    let stored = try await services.fetch(
+                        "predictor", at: services.endpoints.predictor,
+                        {
+                            try await predictor.listForecasts(query: .init(pair: series.pair, interval: apiInterval, limit: count))
+                        }
+                    ) { try $0.ok.body.json.map(ForecastCreated.init) }
+                    for forecast in stored where printed.first(forecast.identity) { try show(forecast) }
+                    if stored.isEmpty {
+                        FileHandle.standardError.write(Data("no forecast of \(series.pair) \(interval.name) stored yet\n".utf8))
+                    }
+                }
+                guard let subscriber else { return }
+                FileHandle.standardError.write(Data("following new forecasts on \(subscriber.queue) (Ctrl-C stops)\n".utf8))
+                let received = Received(limit: exitAfter)
+                await subscriber.forecasts { forecast in
+                    guard forecast.interval == interval, printed.first(forecast.identity) else { return }
+                    // Deliveries already on their way when the limit is reached are not printed.
+                    guard let position = received.claim() else { return }
+                    try show(forecast)
+                    if position == exitAfter { await subscriber.stop() }
+                }
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stored forecasts by target time, oldest first, with how far off each was once its candle closed.",
+            discussion: "Example: candlecast forecasts list --from 2024-01-01 --to 2024-02-01 (a date as --to is its whole day).")
+        @OptionGroup var series: SeriesOptions
+        @Option(help: "From this RFC 3339 date or timestamp (2024-01-01, 2024-01-01T12:00:00Z).") var from: String?
+        @Option(help: "To this RFC 3339 date (the whole day) or timestamp.") var to: String?
+        @Option(help: "At most this many (the newest of the range).") var limit = 1000
+        @Flag(help: "One JSON object per line.") var json = false
+
+        /// The documents' `Instant`: an RFC 3339 date or timestamp.
+        static var instant: Regex<(Substring, Substring?, Substring?, Substring?)> {
+            /^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$/
+        }
+
+        func validate() throws {
+            for (option, value) in [("--from", from), ("--to", to)] {
+                if let value, value.wholeMatch(of: Self.instant) == nil {
+                    throw ValidationError("\(option) \(value) is not an RFC 3339 date or timestamp (2024-01-01, 2024-01-01T00:00:00Z)")
+                }
+            }
+            guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be from 1 to 10000") }
+        }
+
+        func run() async throws {
+            let apiInterval = try series.predictorInterval()
+            try await reporting { services in
+                let predictor = try services.predictor()
+                let stored = try await services.fetch(
+                    "predictor", at: services.endpoints.predictor,
+                    {
+                        try await predictor.listForecasts(
+                            query: .init(pair: series.pair, interval: apiInterval, from: from, to: to, limit: limit))
+                    }
+                ) { try $0.ok.body.json }
+                if json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys]
+                    encoder.dateEncodingStrategy = .iso8601
+                    for forecast in stored { print(String(decoding: try encoder.encode(forecast), as: UTF8.self)) }
+                    return
+                }
+                guard !stored.isEmpty else {
+                    print("no forecast of \(series.pair) \(apiInterval.rawValue) in that range")
+                    return
+                }
+                print(
+                    Table.render(
+                        ["target", "forecast", "last close", "actual", "error", "naive error", "model"],
+                        stored.map { forecast in
+                            [
+                                Shown.time(forecast.targetOpenTime), Shown.usd(forecast.predictedClose), Shown.usd(forecast.lastClose),
+                                forecast.actualClose.map(Shown.usd) ?? "-", forecast.absoluteError.map(Shown.usd) ?? "-",
+                                forecast.naiveAbsoluteError.map(Shown.usd) ?? "-",
+                                "\(forecast.modelName) v\(forecast.modelVersion)\(forecast.stale ? " (stale)" : "")",
+                            ]
+                        }))
             }
         }
     }
 }
 
-/// Numbers the forecasts printed, up to the limit.
+/// The forecasts already printed, so that one read from the history and then delivered is printed once.
+final class Printed: Sendable {
+    private let identities = Mutex<Set<String>>([])
+    /// Whether `identity` is new (and now remembered).
+    func first(_ identity: String) -> Bool { identities.withLock { $0.insert(identity).inserted } }
+}
+
+/// Numbers the new forecasts printed, up to the limit.
 final class Received: Sendable {
     private let state: Synchronization.Mutex<Int> = .init(0)
     let limit: Int?
@@ -229,66 +492,6 @@ final class Received: Sendable {
             if let limit, count >= limit { return nil }
             count += 1
             return count
-        }
-    }
-}
-
-struct Status: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Services up, queue depths, data freshness and the latest forecast.")
-    @OptionGroup var series: SeriesOptions
-
-    func run() async throws {
-        try await reporting {
-            let endpoints = Endpoints()
-            var services: [(String, String)] = [
-                ("ingestor", endpoints.ingestor), ("preprocessor", endpoints.preprocessor), ("registry", endpoints.registry),
-                ("predictor", endpoints.predictor), ("monitor", endpoints.monitor),
-            ]
-            services += endpoints.trainers.enumerated().map { ("trainer-\($0.offset + 1)", $0.element) }
-            var rows: [[String]] = []
-            var down = 0
-            for (name, url) in services {
-                let state: String
-                do {
-                    _ = try await ServiceHTTP(base: url).get("/readyz")
-                    state = "ready"
-                } catch let failure as CommandFailure {
-                    state = failure.exitCode == ExitCode(2) ? "down" : "not ready"
-                    down += 1
-                }
-                rows.append([name, url, state])
-            }
-            print(Table.render(["service", "url", "state"], rows))
-
-            print("")
-            if let broker = try? endpoints.broker() {
-                var depths: [[String]] = []
-                for service in ServiceName.allCases {
-                    for queue in service.subscriptions.map(\.queue) + [service.deadLetterQueue] {
-                        let depth = try? await BrokerAdmin.messageCount(queue: queue, configuration: broker)
-                        depths.append([queue, depth.map(String.init) ?? "not declared"])
-                    }
-                }
-                print(Table.render(["queue", "messages"], depths))
-            } else {
-                print("queues: no broker configuration in the environment (source .local/env)")
-            }
-
-            print("")
-            let interval = try series.candleInterval()
-            if let latest = try? await ServiceHTTP(base: endpoints.predictor).get("/v1/forecasts/latest?pair=\(series.pair)&interval=\(interval.name)") {
-                print("latest forecast: \(series.pair) \(interval.name) close of \((latest["target_open_time"].number.flatMap { Int64(exactly: $0) }.map(utcDay) ?? "?")): \(String(format: "%.2f", latest["predicted_close"].number ?? 0)) USD by \(latest["model_name"]) v\(latest["model_version"])")
-            } else {
-                print("latest forecast: none yet")
-            }
-            if let metrics = try? await ServiceHTTP(base: endpoints.monitor).text("/metrics") {
-                for line in metrics.split(separator: "\n") where line.hasPrefix("candlecast_candle_age_seconds{") {
-                    let hours = Double(line.split(separator: " ").last ?? "").flatMap { Int(exactly: ($0 / 3600).rounded(.down)) }
-                    let labels = line.split(separator: "{").dropFirst().first?.split(separator: "}").first ?? ""
-                    print("freshness: \(labels) newest candle closed \(hours.map(String.init) ?? "?") h ago")
-                }
-            }
-            if down > 0 { throw CommandFailure.unreachable("\(down) service(s) not answering") }
         }
     }
 }

@@ -1,101 +1,171 @@
 import Foundation
+import HTTPTypes
+import OpenAPIRuntime
+import PredictorAPI
+import PreprocessorAPI
+import RegistryAPI
 import ServiceKit
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
-/// JSON over HTTP to a service, with the errors a person can read.
-struct ServiceHTTP {
-    let base: String
-    var token: String? = nil
+/// The services as the CLI calls them: the registry and the predictor through the clients generated from their
+/// documents, over the process's one HTTP client. Failures become `CommandFailure`s a person can act on.
+struct Services {
+    let http: OutgoingHTTP
+    let endpoints = Endpoints()
+    /// Bounds each call; a service that does not answer in this time is reported as such (exit 2).
+    static let timeout = Duration.seconds(30)
 
-    func get(_ path: String) async throws -> JSON {
-        try await request("GET", path, body: nil)
+    func registry(writing: Bool = false) throws(CommandFailure) -> RegistryAPI.Client {
+        let token: [any ClientMiddleware] = writing ? [BearerToken(token: try endpoints.registryToken())] : []
+        return RegistryAPI.Client(
+            serverURL: try url(endpoints.registry), transport: http.transport(timeout: Self.timeout), middlewares: [errorAnswers] + token)
     }
 
-    func post(_ path: String, _ body: [String: Any]) async throws -> JSON {
-        try await request("POST", path, body: try JSONSerialization.data(withJSONObject: body))
+    func preprocessor() throws(CommandFailure) -> PreprocessorAPI.Client {
+        PreprocessorAPI.Client(
+            serverURL: try url(endpoints.preprocessor), transport: http.transport(timeout: Self.timeout), middlewares: [errorAnswers])
     }
 
-    func text(_ path: String) async throws -> String {
-        guard let url = URL(string: base + path) else { throw CommandFailure.refused("\(base + path) is not a URL") }
-        let (data, _) = try await URLSession.shared.fetch(URLRequest(url: url))
-        return String(decoding: data, as: UTF8.self)
+    func predictor() throws(CommandFailure) -> PredictorAPI.Client {
+        PredictorAPI.Client(
+            serverURL: try url(endpoints.predictor), transport: http.transport(timeout: Self.timeout), middlewares: [errorAnswers])
     }
 
-    func request(_ method: String, _ path: String, body: Data?) async throws -> JSON {
-        guard let url = URL(string: base + path) else { throw CommandFailure.refused("\(base + path) is not a URL") }
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        request.timeoutInterval = 30
-        if let body {
-            request.httpBody = body
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+    private func url(_ text: String) throws(CommandFailure) -> URL {
+        guard let url = URL(string: text), url.scheme?.hasPrefix("http") == true else {
+            throw CommandFailure(.misconfigured, "\(text) is not an http(s) URL")
         }
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        let data: Data, response: URLResponse
+        return url
+    }
+
+    /// One call to `service` (`base` for the message) and what `extract` takes from its answer. A failed call, an
+    /// error answer (`ErrorAnswers`) or an answer `extract` cannot read is the `CommandFailure` that says why.
+    func fetch<Output, T>(
+        _ service: String, at base: String, _ request: () async throws -> Output, _ extract: (Output) throws -> T
+    ) async throws -> T {
+        let output = try await call(service, at: base, request)
         do {
-            (data, response) = try await URLSession.shared.fetch(request)
+            return try extract(output)
         } catch {
-            throw CommandFailure.unreachable("cannot reach \(base) (\(error.localizedDescription)); is the service running?")
+            throw CommandFailure(.undocumentedAnswer, "the \(service) answered what its document does not list: \(error)")
         }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        let json = try? JSONDecoder().decode(JSON.self, from: data)
-        guard (200..<300).contains(status) else {
-            let message = json?["error"]["message"].string ?? String(decoding: data.prefix(300), as: UTF8.self)
-            throw CommandFailure.refused("\(method) \(path): \(status) \(message)")
+    }
+
+    func call<T>(_ service: String, at base: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let failure as CommandFailure {
+            throw failure
+        } catch let error as ClientError where error.underlyingError is CommandFailure {
+            throw error.underlyingError
+        } catch {
+            switch OutgoingHTTP.failure(of: error) {
+            case .cancelled: throw CancellationError()
+            case .timedOut: throw CommandFailure(.timedOut, "the \(service) at \(base) did not answer within \(Self.timeout)")
+            case .unreachable:
+                throw CommandFailure(
+                    .unreachable, "cannot reach the \(service) at \(base) (\(OutgoingHTTP.cause(of: error))); is the service running?")
+            case .undocumentedAnswer:
+                throw CommandFailure(
+                    .undocumentedAnswer, "the \(service)'s answer is not what its document says: \(OutgoingHTTP.cause(of: error))")
+            }
         }
-        return json ?? .null
+    }
+
+    /// Every document answers errors as `{"error": {"message": ...}}`: one place turns them into failures.
+    var errorAnswers: ErrorAnswers { ErrorAnswers(tokenHelp: endpoints.tokenHelp) }
+
+    /// A GET whose client is not generated: `/readyz` and Prometheus text (each document lists them under the `health`
+    /// tag, served by ServiceKit's HealthRoutes, and leaves them out of the generated client): status and body.
+    func plainGet(_ service: String, at base: String, _ path: String, timeout: Duration = timeout) async throws -> (
+        status: Int, body: String
+    ) {
+        try await call(service, at: base) { try await http.get(base + path, timeout: timeout) }
+    }
+}
+
+/// Turns an error answer of any Candlecast API into the `CommandFailure` that says what was refused and why.
+struct ErrorAnswers: ClientMiddleware {
+    let tokenHelp: String
+
+    private struct ErrorBody: Decodable {
+        struct Message: Decodable { var message: String }
+        var error: Message
+    }
+
+    func intercept(
+        _ request: HTTPRequest, body: HTTPBody?, baseURL: URL, operationID: String,
+        next: @Sendable (HTTPRequest, HTTPBody?, URL) async throws -> (HTTPResponse, HTTPBody?)
+    ) async throws -> (HTTPResponse, HTTPBody?) {
+        let (response, answer) = try await next(request, body, baseURL)
+        guard response.status.code >= 400 else { return (response, answer) }
+        var bytes = Data()
+        if let answer { bytes = try await Data(collecting: answer, upTo: 64 << 10) }
+        let message =
+            (try? JSONDecoder().decode(ErrorBody.self, from: bytes))?.error.message
+            ?? (bytes.isEmpty ? nil : String(decoding: bytes.prefix(300), as: UTF8.self))
+        throw refusal("\(request.method) \(request.path ?? "")", status: response.status.code, message)
+    }
+
+    /// A documented error answer of `request` (`POST /v1/...`): status, the service's own message, and for a 401
+    /// where the token comes from.
+    func refusal(_ request: String, status: Int, _ message: String?) -> CommandFailure {
+        let said = message.map { " \($0)" } ?? ""
+        switch status {
+        case 401: return CommandFailure(.unauthorized, status: 401, "\(request): 401\(said). \(tokenHelp)")
+        case 403: return CommandFailure(.unauthorized, status: 403, "\(request): 403\(said) (the registry has no token configured)")
+        case 404: return CommandFailure(.notFound, status: 404, "\(request): 404\(said)")
+        case 409: return CommandFailure(.conflict, status: 409, "\(request): 409\(said)")
+        case 400..<500: return CommandFailure(.refused, status: status, "\(request): \(status)\(said)")
+        default: return CommandFailure(.serviceFailed, status: status, "\(request): \(status)\(said)")
+        }
+    }
+
+}
+
+/// Sends the registry's write token (the document's `bearer` security scheme).
+struct BearerToken: ClientMiddleware {
+    let token: String
+
+    func intercept(
+        _ request: HTTPRequest, body: HTTPBody?, baseURL: URL, operationID: String,
+        next: @Sendable (HTTPRequest, HTTPBody?, URL) async throws -> (HTTPResponse, HTTPBody?)
+    ) async throws -> (HTTPResponse, HTTPBody?) {
+        var request = request
+        request.headerFields[.authorization] = "Bearer \(token)"
+        return try await next(request, body, baseURL)
     }
 }
 
 /// Plain-text tables for the terminal.
 enum Table {
     static func render(_ header: [String], _ rows: [[String]]) -> String {
-        let widths = header.indices.map { column in ([header[column]] + rows.map { column < $0.count ? $0[column] : "" }).map(\.count).max() ?? 0 }
+        let widths = header.indices.map { column in
+            ([header[column]] + rows.map { column < $0.count ? $0[column] : "" }).map(\.count).max() ?? 0
+        }
         func line(_ cells: [String]) -> String {
-            cells.enumerated().map { index, cell in cell.padding(toLength: widths[index], withPad: " ", startingAt: 0) }.joined(separator: "  ")
-                .trimmingCharacters(in: .whitespaces)
+            cells.enumerated().map { index, cell in cell.padding(toLength: widths[index], withPad: " ", startingAt: 0) }.joined(
+                separator: "  "
+            )
+            .trimmingCharacters(in: .whitespaces)
         }
         return ([line(header)] + rows.map(line)).joined(separator: "\n")
     }
-
 }
 
-/// A JSON value as the services answer it; subscripts return `.null` for what is missing.
-enum JSON: Decodable, Sendable, CustomStringConvertible {
-    case null, bool(Bool), number(Double), string(String), array([JSON]), object([String: JSON])
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() { self = .null }
-        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
-        else if let value = try? container.decode(Double.self) { self = .number(value) }
-        else if let value = try? container.decode(String.self) { self = .string(value) }
-        else if let value = try? container.decode([JSON].self) { self = .array(value) }
-        else { self = .object(try container.decode([String: JSON].self)) }
+/// How the CLI writes values in its tables and lines.
+enum Shown {
+    static func number(_ value: Double?) -> String {
+        guard let value else { return "-" }
+        return value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(format: "%.4g", value)
     }
-
-    subscript(key: String) -> JSON {
-        if case .object(let object) = self { return object[key] ?? .null }
-        return .null
-    }
-    var array: [JSON] { if case .array(let values) = self { return values } else { return [] } }
-    var object: [String: JSON] { if case .object(let values) = self { return values } else { return [:] } }
-    var string: String? { if case .string(let value) = self { return value } else { return nil } }
-    var number: Double? { if case .number(let value) = self { return value } else { return nil } }
-    var int: Int? { number.map { Int($0) } }
-    var isNull: Bool { if case .null = self { return true } else { return false } }
-
-    /// For a table cell: integers without decimals, other numbers with four significant digits.
-    var description: String {
-        switch self {
-        case .null: return "-"
-        case .bool(let value): return value ? "yes" : "no"
-        case .number(let value): return value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(format: "%.4g", value)
-        case .string(let value): return value
-        case .array(let values): return values.map(\.description).joined(separator: ",")
-        case .object(let values): return values.keys.sorted().map { "\($0)=\(values[$0]!.description)" }.joined(separator: " ")
-        }
+    static func integer(_ value: (some BinaryInteger)?) -> String { value.map { "\($0)" } ?? "-" }
+    static func usd(_ value: Double) -> String { String(format: "%.2f", value) }
+    /// `2024-01-31` at midnight UTC, else `2024-01-31 12:00 UTC`.
+    static func time(_ date: Date?) -> String {
+        guard let date else { return "-" }
+        let seconds = Int64(date.timeIntervalSince1970)
+        if seconds % 86_400 == 0 { return utcDay(seconds) }
+        let text = date.formatted(Date.ISO8601FormatStyle(timeZone: .gmt))
+        return text.prefix(16).replacingOccurrences(of: "T", with: " ") + " UTC"
     }
 }

@@ -8,3 +8,5 @@ typealias CandleValidator = KrakenFormat.CandleValidator
 typealias OHLCVTLine = KrakenFormat.OHLCVTLine
 typealias KrakenError = KrakenFormat.KrakenError
 typealias KrakenOHLC = KrakenFormat.KrakenOHLC
+/// Why a history file cannot be backfilled at all (unreadable, or not in Kraken's layout).
+typealias BackfillError = KrakenFormat.HistoryFileError

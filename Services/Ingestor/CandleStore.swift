@@ -25,8 +25,9 @@ enum CandleStore {
             let rows = try connection.query(
                 """
                 INSERT INTO ingest.candles AS c (pair, interval_seconds, open_time, open, high, low, close, vwap, volume, trades, source)
-                VALUES (\(candle.pair), \(candle.interval.minutes * 60), \(candle.openTime), \(candle.open)::numeric, \(candle.high)::numeric,
-                        \(candle.low)::numeric, \(candle.close)::numeric, \(candle.vwap)::numeric, \(candle.volume)::numeric, \(candle.trades), \(source))
+                VALUES (\(candle.pair), \(candle.interval.minutes * 60), \(candle.openTime), \(candle.open)::numeric,
+                        \(candle.high)::numeric, \(candle.low)::numeric, \(candle.close)::numeric, \(candle.vwap)::numeric,
+                        \(candle.volume)::numeric, \(candle.trades), \(source))
                 ON CONFLICT (pair, interval_seconds, open_time) DO UPDATE
                     SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close, vwap = EXCLUDED.vwap,
                         volume = EXCLUDED.volume, trades = EXCLUDED.trades, source = EXCLUDED.source,
@@ -69,8 +70,11 @@ enum CandleStore {
             into: "candle_staging",
             columns: ["pair", "interval_seconds", "open_time", "open", "high", "low", "close", "vwap", "volume", "trades", "source"],
             rows: unique.lazy.map { candle in
-                [candle.pair, String(candle.interval.minutes * 60), String(candle.openTime), candle.open, candle.high, candle.low, candle.close,
-                 candle.vwap, candle.volume, candle.trades.map(String.init), source]
+                [
+                    candle.pair, String(candle.interval.minutes * 60), String(candle.openTime), candle.open, candle.high, candle.low,
+                    candle.close,
+                    candle.vwap, candle.volume, candle.trades.map(String.init), source,
+                ]
             })
         // One summary row back instead of one row per candle.
         let counts = try connection.query(
@@ -96,7 +100,9 @@ enum CandleStore {
     }
 
     /// Records rejected rows once each (the same raw row rejected again is not a new rejection).
-    static func reject(_ rows: [RejectedRow], pair: String, interval: CandleInterval, source: String, on connection: PostgresConnection) throws -> Int {
+    static func reject(_ rows: [RejectedRow], pair: String, interval: CandleInterval, source: String, on connection: PostgresConnection)
+        throws -> Int
+    {
         var recorded = 0
         for row in rows {
             recorded += try connection.execute(
@@ -113,7 +119,8 @@ enum CandleStore {
     /// Finds runs of missing candles at or after `from` and records the new ones. Returns them as
     /// (after_open_time, missing_intervals).
     @discardableResult
-    static func recordGaps(pair: String, interval: CandleInterval, from: Int64, on connection: PostgresConnection) throws -> [(Int64, Int)] {
+    static func recordGaps(pair: String, interval: CandleInterval, from: Int64, on connection: PostgresConnection) throws -> [(Int64, Int)]
+    {
         let seconds = interval.minutes * 60
         let rows = try connection.query(
             """
@@ -145,7 +152,9 @@ enum CandleStore {
 
     /// The open time of the newest stored candle.
     static func latestOpenTime(pair: String, interval: CandleInterval, on connection: PostgresConnection) throws -> Int64? {
-        try connection.query("SELECT max(open_time) FROM ingest.candles WHERE pair = \(pair) AND interval_seconds = \(interval.minutes * 60)")
-            .first?.decode(0, as: Int64?.self)
+        try connection.query(
+            "SELECT max(open_time) FROM ingest.candles WHERE pair = \(pair) AND interval_seconds = \(interval.minutes * 60)"
+        )
+        .first?.decode(0, as: Int64?.self)
     }
 }

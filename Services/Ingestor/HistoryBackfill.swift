@@ -24,19 +24,28 @@ struct HistoryBackfill: Sendable {
         var missingIntervals: Int { gaps.values.reduce(0, +) }
     }
 
-    func run(path: String, pair: String, interval: CandleInterval, restart: Bool = false, progress: ProgressReporter? = nil) async throws -> Summary {
+    /// Throws `BackfillError` with code `unrecognisedLayout` before anything is stored (the file is not even
+    /// registered) when the file's first line is neither Kraken's header nor a row of seven numbers.
+    func run(path: String, pair: String, interval: CandleInterval, restart: Bool = false, progress: ProgressReporter? = nil) async throws
+        -> Summary
+    {
+        try Self.checkLayout(path: path)
         let reader = try LineReader(path: path)
         let fingerprint = try reader.fingerprint()
         let source = "history:" + (path as NSString).lastPathComponent
-        let resumeAfter = restart ? 0 : try await database.withConnection { connection -> Int in
-            try connection.query(
-                """
-                INSERT INTO ingest.backfill_files (fingerprint, path, pair, interval_seconds) VALUES (\(fingerprint), \(path), \(pair), \(Int(interval.seconds)))
-                ON CONFLICT (fingerprint) DO UPDATE SET path = EXCLUDED.path
-                RETURNING lines_done
-                """
-            )[0].decode(0, as: Int.self)
-        }
+        let resumeAfter =
+            restart
+            ? 0
+            : try await database.withConnection { connection -> Int in
+                try connection.query(
+                    """
+                    INSERT INTO ingest.backfill_files (fingerprint, path, pair, interval_seconds)
+                    VALUES (\(fingerprint), \(path), \(pair), \(Int(interval.seconds)))
+                    ON CONFLICT (fingerprint) DO UPDATE SET path = EXCLUDED.path
+                    RETURNING lines_done
+                    """
+                )[0].decode(0, as: Int.self)
+            }
         var summary = Summary(resumedAfterLine: resumeAfter)
         if resumeAfter > 0 { logger.info("resuming backfill", metadata: ["path": "\(path)", "after_line": "\(resumeAfter)"]) }
         var firstOpenTime: Int64?
@@ -47,7 +56,9 @@ struct HistoryBackfill: Sendable {
 
         func flush() async throws {
             guard lineNumber > resumeAfter else { return }
-            let batch = candles, bad = rejected, linesDone = lineNumber
+            let batch = candles
+            let bad = rejected
+            let linesDone = lineNumber
             candles.removeAll(keepingCapacity: true)
             rejected.removeAll(keepingCapacity: true)
             let outcome = try await database.transaction { connection -> StoreOutcome in
@@ -57,7 +68,9 @@ struct HistoryBackfill: Sendable {
                     let event = CandlesBackfilled(
                         pair: pair, interval: interval, firstOpenTime: first, lastOpenTime: last, inserted: outcome.inserted,
                         updated: outcome.revised, rejected: outcome.rejected, source: source)
-                    try Outbox.enqueue(Envelope(payload: event), routingKey: event.routingKey, exchange: Exchange.events, schema: IngestSchema.name, on: connection)
+                    try Outbox.enqueue(
+                        Envelope(payload: event), routingKey: event.routingKey, exchange: Exchange.events, schema: IngestSchema.name,
+                        on: connection)
                 }
                 try connection.query("UPDATE ingest.backfill_files SET lines_done = \(linesDone) WHERE fingerprint = \(fingerprint)")
                 return outcome
@@ -91,14 +104,28 @@ struct HistoryBackfill: Sendable {
 
         let gaps = try await database.transaction { connection -> [(Int64, Int)] in
             _ = try CandleStore.recordGaps(pair: pair, interval: interval, from: 0, on: connection)
-            try connection.query("UPDATE ingest.backfill_files SET completed_at = coalesce(completed_at, now()) WHERE fingerprint = \(fingerprint)")
+            try connection.query(
+                "UPDATE ingest.backfill_files SET completed_at = coalesce(completed_at, now()) WHERE fingerprint = \(fingerprint)")
             return try connection.query(
-                "SELECT after_open_time, missing_intervals FROM ingest.gaps WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) ORDER BY after_open_time"
+                """
+                SELECT after_open_time, missing_intervals FROM ingest.gaps
+                WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) ORDER BY after_open_time
+                """
             ).map { (try $0.decode(0, as: Int64.self), try $0.decode(1, as: Int.self)) }
         }
         summary.gaps = Dictionary(uniqueKeysWithValues: gaps)
         _ = firstOpenTime
         return summary
+    }
+
+    /// Refuses a file whose first non-blank line does not fit `OHLCVTLine.expectedColumns`.
+    static func checkLayout(path: String) throws {
+        let reader = try LineReader(path: path)
+        while let line = try reader.nextLine() {
+            guard OHLCVTLine.fields(of: line) != nil else { continue }
+            if let problem = OHLCVTLine.layoutProblem(firstLine: line) { throw BackfillError(.unrecognisedLayout, problem, path: path) }
+            return
+        }
     }
 }
 
@@ -113,7 +140,7 @@ final class LineReader {
 
     init(path: String) throws {
         guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw BackfillError("cannot open \(path)")
+            throw BackfillError(.unreadable, "cannot open it", path: path)
         }
         self.handle = handle
         size = Int((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)??.intValue ?? 0)
@@ -125,12 +152,10 @@ final class LineReader {
     func fingerprint() throws -> String {
         let head = try handle.read(upToCount: 1 << 20) ?? Data()
         try handle.seek(toOffset: 0)
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in head {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01b3
-        }
-        return "\(size)-\(String(hash, radix: 16))"
+        var hash = FNV1a64()
+        hash.combine(head)
+        // Unpadded hex, as earlier runs stored it: their progress rows keep matching.
+        return "\(size)-\(String(hash.value, radix: 16))"
     }
 
     /// The longest line returned: a longer one (no history row is anywhere near) comes back cut to this many
@@ -178,11 +203,6 @@ final class LineReader {
     }
 }
 
-struct BackfillError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
 /// Shows progress: a bar redrawn in place on a terminal, a log line per 10% otherwise.
 final class ProgressReporter: @unchecked Sendable {
     // @unchecked: used by the one task that runs the backfill.
@@ -208,7 +228,8 @@ final class ProgressReporter: @unchecked Sendable {
             let elapsed = ContinuousClock.now - started
             let rate = Double(rows) / max(0.001, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
             let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-            FileHandle.standardError.write(Data(String(format: "\r%@ [%@] %3.0f%%  %d rows  %.0f rows/s", label, bar, fraction * 100, rows, rate).utf8))
+            FileHandle.standardError.write(
+                Data(String(format: "\r%@ [%@] %3.0f%%  %d rows  %.0f rows/s", label, bar, fraction * 100, rows, rate).utf8))
         } else {
             let decile = Int(fraction * 10)
             guard decile > lastDecile else { return }

@@ -25,18 +25,19 @@ struct IngestorSettings: Sendable {
         }
         self.krakenURL = krakenURL
         pairs = try environment.string("CANDLECAST_INGEST_PAIRS", default: "XBTUSD").split(separator: ",").map { token in
-            let pair = token.trimmingCharacters(in: .whitespaces).uppercased()
-            guard isValidPairName(pair) else {
-                throw ConfigurationError(key: "CANDLECAST_INGEST_PAIRS", reason: "\(token) is not a pair name (1 to 32 ASCII letters and digits)")
+            do throws(ValidationFailure) {
+                return try ContractRules.pair(token.trimmingCharacters(in: .whitespaces), field: "pair")
+            } catch {
+                throw ConfigurationError(.invalidValue, key: "CANDLECAST_INGEST_PAIRS", reason: error.reason)
             }
-            return pair
         }
-        guard !pairs.isEmpty else { throw ConfigurationError(key: "CANDLECAST_INGEST_PAIRS", reason: "names no pair") }
+        guard !pairs.isEmpty else { throw ConfigurationError(.missing, key: "CANDLECAST_INGEST_PAIRS", reason: "names no pair") }
         intervals = try environment.string("CANDLECAST_INGEST_INTERVALS", default: "1d").split(separator: ",").map { token in
-            guard let interval = CandleInterval(token.trimmingCharacters(in: .whitespaces)) else {
-                throw ConfigurationError(key: "CANDLECAST_INGEST_INTERVALS", reason: "\(token) is not a Kraken interval (1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w, 15d)")
+            do throws(ValidationFailure) {
+                return try ContractRules.interval(token.trimmingCharacters(in: .whitespaces), field: "interval \(token)")
+            } catch {
+                throw ConfigurationError(.invalidValue, key: "CANDLECAST_INGEST_INTERVALS", reason: error.reason)
             }
-            return interval
         }
         let poll = try environment.int("CANDLECAST_KRAKEN_POLL_SECONDS", default: 0, in: 0...86_400)
         pollPeriod = poll > 0 ? .seconds(poll) : nil
@@ -47,34 +48,41 @@ struct IngestorSettings: Sendable {
 
 enum IngestorService {
     static let definition = ServiceDefinition(
-        name: .ingestor, defaultHTTPPort: 8081, migrations: IngestSchema.migrations, settings: { _ = try IngestorSettings($0); _ = try OutboxOptions($0) }
-    ) { context in
-        let settings = try IngestorSettings(context.configuration.environment)
-        let client = KrakenClient(baseURL: settings.krakenURL, timeout: settings.timeout)
-        let relay = OutboxRelay(
-            schema: IngestSchema.name, database: context.database, publisher: context.publisher, logger: context.logger,
-            options: try OutboxOptions(context.configuration.environment))
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await relay.run() }
-            for pair in settings.pairs {
-                for interval in settings.intervals {
-                    let poller = LivePoller(
-                        pair: pair, interval: interval, client: client, database: context.database, logger: context.logger,
-                        pollPeriod: settings.pollPeriod, closeDelay: settings.closeDelay, now: { Date() })
-                    group.addTask { await poller.run() }
+        name: .ingestor, defaultHTTPPort: 8081, migrations: IngestSchema.migrations,
+        settings: {
+            _ = try IngestorSettings($0)
+            _ = try OutboxOptions($0)
+        },
+        work: { context in
+            let settings = try IngestorSettings(context.configuration.environment)
+            let client = KrakenClient(baseURL: settings.krakenURL, timeout: settings.timeout)
+            let relay = OutboxRelay(
+                schema: IngestSchema.name, database: context.database, publisher: context.publisher, logger: context.logger,
+                options: try OutboxOptions(context.configuration.environment))
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await relay.run() }
+                for pair in settings.pairs {
+                    for interval in settings.intervals {
+                        let poller = LivePoller(
+                            pair: pair, interval: interval, client: client, database: context.database, logger: context.logger,
+                            pollPeriod: settings.pollPeriod, closeDelay: settings.closeDelay, now: { Date() })
+                        group.addTask { await poller.run() }
+                    }
                 }
+                context.logger.info(
+                    "polling Kraken",
+                    metadata: ["url": "\(settings.krakenURL)", "pairs": "\(settings.pairs)", "intervals": "\(settings.intervals)"])
+                await context.waitForShutdown()
+                group.cancelAll()
             }
-            context.logger.info("polling Kraken", metadata: ["url": "\(settings.krakenURL)", "pairs": "\(settings.pairs)", "intervals": "\(settings.intervals)"])
-            await context.waitForShutdown()
-            group.cancelAll()
-        }
-    }
+        })
 }
 
 /// `ingestor backfill FILE --pair XBTUSD --interval 1d`
 struct BackfillCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "ingestor backfill", abstract: "Load a Kraken OHLCVT history file (time,open,high,low,close,volume,trades) into Postgres.")
+        commandName: "ingestor backfill",
+        abstract: "Load a Kraken OHLCVT history file (time,open,high,low,close,volume,trades) into Postgres.")
 
     @Argument(help: "The history file, e.g. data/kraken_XBTUSD_1440.csv")
     var file: String
@@ -83,7 +91,16 @@ struct BackfillCommand: AsyncParsableCommand {
     @Flag(help: "Read the file from its first line even if an earlier run completed it") var restart = false
 
     func run() async throws {
-        guard let interval = CandleInterval(interval) else { throw ValidationError("\(interval) is not a Kraken interval") }
+        let interval: CandleInterval
+        let pair: String
+        do throws(ValidationFailure) {
+            interval = try ContractRules.interval(self.interval)
+            pair = try ContractRules.pair(self.pair)
+        } catch {
+            throw ValidationError(error.reason)
+        }
+        // A file in another layout is refused before any configuration is read or any server is touched.
+        try HistoryBackfill.checkLayout(path: file)
         let configuration = try ServiceConfiguration(service: "ingestor-backfill", defaultHTTPPort: 0)
         ServiceRunner.bootstrapLogging(configuration)
         let logger = Logger(label: "ingestor")
@@ -92,7 +109,7 @@ struct BackfillCommand: AsyncParsableCommand {
         try await database.migrate(IngestSchema.migrations, logger: logger)
         let backfill = HistoryBackfill(database: database, logger: logger)
         let summary = try await backfill.run(
-            path: file, pair: pair.uppercased(), interval: interval, restart: restart, progress: ProgressReporter(label: "backfill", logger: logger))
+            path: file, pair: pair, interval: interval, restart: restart, progress: ProgressReporter(label: "backfill", logger: logger))
         print(
             """
             \(file): \(summary.linesRead) lines\(summary.resumedAfterLine > 0 ? " (resumed after line \(summary.resumedAfterLine))" : "")
@@ -100,7 +117,9 @@ struct BackfillCommand: AsyncParsableCommand {
               gaps: \(summary.gaps.count) (\(summary.missingIntervals) missing \(interval) candles)
             """)
         // Publish the summary events now if the broker is there; otherwise the running ingestor's relay will.
-        let publisher = try Publisher(configuration: configuration.broker, options: Publisher.Options(confirmTimeout: .seconds(10), topology: ServiceName.ingestor.topology), logger: logger)
+        let publisher = try Publisher(
+            configuration: configuration.broker,
+            options: Publisher.Options(confirmTimeout: .seconds(10), topology: ServiceName.ingestor.topology), logger: logger)
         let relay = OutboxRelay(schema: IngestSchema.name, database: database, publisher: publisher, logger: logger)
         do {
             while try await relay.relayOnce() > 0 {}

@@ -2,8 +2,9 @@ import Contracts
 import Foundation
 import KrakenFormat
 import ServiceKit
+
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// Kraken's public REST API: `GET /0/public/OHLC?pair=&interval=&since=`.
@@ -13,9 +14,10 @@ struct KrakenClient: Sendable {
 
     func ohlc(pair: String, interval: CandleInterval, since: Int64?) async throws(KrakenError) -> KrakenOHLC {
         var components = URLComponents(url: baseURL.appendingPathComponent("0/public/OHLC"), resolvingAgainstBaseURL: false)
-        components?.queryItems = [URLQueryItem(name: "pair", value: pair), URLQueryItem(name: "interval", value: String(interval.minutes))]
+        components?.queryItems =
+            [URLQueryItem(name: "pair", value: pair), URLQueryItem(name: "interval", value: String(interval.minutes))]
             + (since.map { [URLQueryItem(name: "since", value: String($0))] } ?? [])
-        guard let url = components?.url else { throw KrakenError(kind: .transport, message: "cannot build a URL from \(baseURL)") }
+        guard let url = components?.url else { throw KrakenError(.transport, "cannot build a URL from \(baseURL)") }
         var request = URLRequest(url: url)
         request.timeoutInterval = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) * 1e-18
         request.setValue("candlecast-ingestor", forHTTPHeaderField: "User-Agent")
@@ -24,12 +26,12 @@ struct KrakenClient: Sendable {
         do {
             (data, response) = try await URLSession.shared.fetch(request)
         } catch let error as URLError where error.code == .timedOut {
-            throw KrakenError(kind: .timeout, message: "no answer within \(timeout)")
+            throw KrakenError(.timeout, "no answer within \(timeout)")
         } catch {
-            throw KrakenError(kind: .transport, message: "\(error.localizedDescription)")
+            throw KrakenError(.transport, "\(error.localizedDescription)")
         }
         if let http = response as? HTTPURLResponse, !(200..<300).contains(http.statusCode) {
-            throw KrakenError(kind: http.statusCode == 429 ? .rateLimited : .http, message: "HTTP \(http.statusCode)")
+            throw KrakenError(http.statusCode == 429 ? .rateLimited : .http, "HTTP \(http.statusCode)", httpStatus: http.statusCode)
         }
         return try Self.parse(data)
     }

@@ -25,14 +25,17 @@ struct LivePoller: Sendable {
 
     /// One request and its storage, in one transaction.
     func pollOnce() async throws -> Outcome {
-        let pair = self.pair, interval = self.interval
+        let pair = self.pair
+        let interval = self.interval
         let since = try await database.withConnection { try CandleStore.cursor(pair: pair, interval: interval, on: $0) }
         let response = try await client.ohlc(pair: pair, interval: interval, since: since)
         var outcome = Outcome()
         // `last` is the newest committed (closed) candle: rows after it are still being traded, whatever their
         // values or their place in the response (Kraken sends the open one last, but order is not relied on).
         // A row without a readable time goes on to validation, which rejects it with its reason.
-        let closedRows = response.rows.filter { ($0.openTime ?? .min) <= response.last }.sorted { ($0.openTime ?? .min) < ($1.openTime ?? .min) }
+        let closedRows = response.rows.filter { ($0.openTime ?? .min) <= response.last }.sorted {
+            ($0.openTime ?? .min) < ($1.openTime ?? .min)
+        }
         outcome.skippedOpenCandle = response.rows.contains { ($0.openTime ?? .min) > response.last }
         var candles: [Candle] = []
         var rejected: [RejectedRow] = []
@@ -52,12 +55,15 @@ struct LivePoller: Sendable {
         }
         let nextSince = max(response.last, since ?? response.last)
         let earliest = candles.map(\.openTime).min()
-        let validCandles = candles, rejectedRows = rejected
+        let validCandles = candles
+        let rejectedRows = rejected
         let (store, gaps) = try await database.transaction { connection in
             var store = try CandleStore.storeClosed(validCandles, source: "rest", on: connection)
             store.rejected = try CandleStore.reject(rejectedRows, pair: pair, interval: interval, source: "rest", on: connection)
             try CandleStore.setCursor(nextSince, pair: pair, interval: interval, on: connection)
-            let gaps = try earliest.map { try CandleStore.recordGaps(pair: pair, interval: interval, from: $0 - interval.seconds, on: connection) } ?? []
+            let gaps =
+                try earliest.map { try CandleStore.recordGaps(pair: pair, interval: interval, from: $0 - interval.seconds, on: connection) }
+                ?? []
             return (store, gaps.count)
         }
         outcome.store = store
@@ -89,10 +95,12 @@ struct LivePoller: Sendable {
                 return
             } catch {
                 failures += 1
-                let kind = (error as? KrakenError)?.kind.rawValue ?? "storage"
+                let kind = (error as? KrakenError)?.code.rawValue ?? "storage"
                 Counter(label: "candlecast_kraken_errors_total", dimensions: [("kind", kind)]).increment()
                 let backoff = Duration.seconds(min(60, 1 << min(failures - 1, 6)))
-                logger.warning("poll failed; backing off", metadata: ["pair": "\(pair)", "interval": "\(interval)", "error": "\(error)", "retry_in": "\(backoff)"])
+                logger.warning(
+                    "poll failed; backing off",
+                    metadata: ["pair": "\(pair)", "interval": "\(interval)", "error": "\(error)", "retry_in": "\(backoff)"])
                 try? await Task.sleep(for: min(backoff, pollPeriod ?? backoff))
             }
         }

@@ -2,68 +2,80 @@ import Contracts
 import Foundation
 import Hummingbird
 import Logging
+import MonitorAPI
 import ServiceKit
 import Storage
 
-/// The web dashboard at `/`: server-rendered HTML and SVG, no JavaScript. Query: `pair` (XBTUSD),
-/// `interval` (1d), and a range, either `days` (30, 90, 365, or 0 for all) or `from`/`to` (YYYY-MM-DD).
-/// The range ends at the newest candle, so a replayed history is shown where it lies in time.
-struct Dashboard: Sendable {
+/// The web dashboard at `/` (docs/monitor-openapi.yaml, module MonitorAPI): server-rendered HTML and SVG.
+/// Query: `pair` (XBTUSD), `interval` (1d), and a range, either `days` (30, 90, 365, or 0 for all) or
+/// `from`/`to` (RFC 3339 dates or timestamps). The range ends at the newest candle, so a replayed history is
+/// shown where it lies in time.
+struct Dashboard: APIProtocol {
     let database: PostgresClient
     let registry: RegistryReader
     let freshness: Freshness
     let rollingWindow: Int
     let logger: Logger
 
-    func add(to router: Router<BasicRequestContext>) {
-        let router = DeclaredRoutes(router)
-        router.get("/") { request, _ in
-            let query = try DashboardQuery(request.uri.queryParameters)
-            let page: DashboardData
-            do {
-                page = try await load(query)
-            } catch {
-                logger.error("cannot load the dashboard", metadata: ["error": "\(error)"])
-                throw HTTPError(.serviceUnavailable, message: "the dashboard's data cannot be read right now")
-            }
-            return Response(
-                status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: DashboardPage(data: page).render())))
+    func add(to router: Router<BasicRequestContext>) throws {
+        try OpenAPIServer.add(to: router) { try registerHandlers(on: $0) }
+    }
+
+    func getDashboard(_ input: Operations.GetDashboard.Input) async throws -> Operations.GetDashboard.Output {
+        let query = try DashboardQuery(input.query)
+        let page: DashboardData
+        do {
+            page = try await load(query)
+        } catch {
+            logger.error("cannot load the dashboard", metadata: ["error": "\(error)"])
+            throw HTTPError(.serviceUnavailable, message: "the dashboard's data cannot be read right now")
         }
+        return .ok(.init(headers: .init(cacheControl: "no-store"), body: .html(.init(DashboardPage(data: page).render()))))
     }
 
     func load(_ query: DashboardQuery) async throws -> DashboardData {
         let pair = query.pair
         let intervalSeconds = Int(query.interval.seconds)
         // Prices come from the ingestor's read contract, which exists once the ingestor has started.
-        let candlesReadable = try await database.query("SELECT to_regclass('ingest.candles_v1') IS NOT NULL").first?.decode(0, as: Bool.self) ?? false
-        let newestCandle: Int64? = candlesReadable
-            ? try await database.query("SELECT max(open_time) FROM ingest.candles_v1 WHERE pair = \(pair) AND interval_seconds = \(intervalSeconds)")
-                .first?.decode(0, as: Int64?.self) : nil
+        let candlesReadable =
+            try await database.query("SELECT to_regclass('ingest.candles_v1') IS NOT NULL").first?.decode(0, as: Bool.self) ?? false
+        let newestCandle: Int64? =
+            candlesReadable
+            ? try await database.query(
+                "SELECT max(open_time) FROM ingest.candles_v1 WHERE pair = \(pair) AND interval_seconds = \(intervalSeconds)"
+            )
+            .first?.decode(0, as: Int64?.self) : nil
         let newestForecast = try await database.query(
             "SELECT max(target_open_time) FROM monitor.forecasts WHERE pair = \(pair) AND interval_seconds = \(intervalSeconds)"
         ).first?.decode(0, as: Int64?.self)
         let newest = [newestCandle, newestForecast].compactMap { $0 }.max() ?? Int64(Date().timeIntervalSince1970)
         let range = query.range(endingAt: newest)
-        let prices = !candlesReadable ? [] : try await database.query(
-            """
-            SELECT open_time, close::float8 FROM ingest.candles_v1
-            WHERE pair = \(pair) AND interval_seconds = \(intervalSeconds) AND open_time BETWEEN \(range.lowerBound) AND \(range.upperBound)
-            ORDER BY open_time
-            """
-        ).map { PricePoint(openTime: try $0.decode(0, as: Int64.self), close: try $0.decode(1, as: Double.self)) }
+        let prices =
+            !candlesReadable
+            ? []
+            : try await database.query(
+                """
+                SELECT open_time, close::float8 FROM ingest.candles_v1
+                WHERE pair = \(pair) AND interval_seconds = \(intervalSeconds)
+                    AND open_time BETWEEN \(range.lowerBound) AND \(range.upperBound)
+                ORDER BY open_time
+                """
+            ).map { PricePoint(openTime: try $0.decode(0, as: Int64.self), close: try $0.decode(1, as: Double.self)) }
         let forecasts = try await database.query(
             """
-            SELECT f.target_open_time, f.model_version, f.predicted_close, f.last_close, f.stale, s.actual_close, s.absolute_error, s.naive_absolute_error
+            SELECT f.target_open_time, f.model_version, f.predicted_close, f.last_close, f.stale, s.actual_close, s.absolute_error,
+                   s.naive_absolute_error
             FROM monitor.forecasts f
             LEFT JOIN monitor.scores s USING (pair, interval_seconds, target_open_time, model_version)
-            WHERE f.pair = \(pair) AND f.interval_seconds = \(intervalSeconds) AND f.target_open_time BETWEEN \(range.lowerBound) AND \(range.upperBound)
+            WHERE f.pair = \(pair) AND f.interval_seconds = \(intervalSeconds)
+                AND f.target_open_time BETWEEN \(range.lowerBound) AND \(range.upperBound)
             ORDER BY f.target_open_time, f.model_version
             """
         ).map { row in
             ForecastPoint(
                 targetOpenTime: try row.decode(0, as: Int64.self), modelVersion: try row.decode(1, as: Int.self),
-                predictedClose: try row.decode(2, as: Double.self), lastClose: try row.decode(3, as: Double.self), stale: try row.decode(4, as: Bool.self),
+                predictedClose: try row.decode(2, as: Double.self), lastClose: try row.decode(3, as: Double.self),
+                stale: try row.decode(4, as: Bool.self),
                 actualClose: try row.decode(5, as: Double?.self), absoluteError: try row.decode(6, as: Double?.self),
                 naiveAbsoluteError: try row.decode(7, as: Double?.self))
         }
@@ -73,7 +85,8 @@ struct Dashboard: Sendable {
 
         let name = modelName(pair: pair, interval: query.interval)
         // The champion as the monitor heard it on model.promoted; history and runs are the registry's.
-        let champion = try await database.query("SELECT version FROM monitor.champions WHERE model_name = \(name)").first?.decode(0, as: Int.self)
+        let champion = try await database.query("SELECT version FROM monitor.champions WHERE model_name = \(name)").first?.decode(
+            0, as: Int.self)
         async let history = registry.aliasHistory(model: name)
         async let runs = registry.recentRuns(limit: 10)
         var registryNote: String?
@@ -101,15 +114,14 @@ struct DashboardQuery: Sendable {
     var from: Int64?
     var to: Int64?
 
-    init(_ parameters: Hummingbird.Parameters) throws {
-        pair = try HTTPInput.pair(parameters.get("pair") ?? "XBTUSD")
-        interval = try HTTPInput.interval(parameters.get("interval") ?? "1d")
-        from = try parameters.get("from").map(Self.date)
-        to = try parameters.get("to").map(Self.date)
+    init(_ query: Operations.GetDashboard.Input.Query) throws {
+        pair = try HTTPInput.pair(query.pair ?? "XBTUSD", field: "query parameter pair")
+        interval = try HTTPInput.interval(query.interval?.rawValue ?? "1d", field: "query parameter interval")
+        from = try query.from.map { try HTTPInput.instant($0, field: "from") }
+        to = try query.to.map { try HTTPInput.instant($0, field: "to", endOfDay: true) }
         if let from, let to, from > to { throw HTTPError(.badRequest, message: "from must not be after to") }
-        if let text = parameters.get("days") {
-            guard let days = Int(text), (0...36_500).contains(days) else { throw HTTPError(.badRequest, message: "days must be 0 (all) to 36500") }
-            self.days = days
+        if let days = query.days {
+            self.days = try HTTPInput.integer(days, "query parameter days", in: 0...36_500)
         } else if from == nil && to == nil {
             days = 90
         }
@@ -117,16 +129,9 @@ struct DashboardQuery: Sendable {
 
     /// Open times shown: `from`...`to`, else the last `days` before the newest candle (0: everything).
     func range(endingAt newest: Int64) -> ClosedRange<Int64> {
-        let end = to.map { $0 + 86_399 } ?? newest
+        let end = to ?? newest
         let start = from ?? (days.map { $0 == 0 ? Int64.min / 2 : end - Int64($0) * 86_400 } ?? Int64.min / 2)
         return start...max(start, end)
-    }
-
-    static func date(_ text: String) throws -> Int64 {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withFullDate]
-        guard text.count == 10, let date = formatter.date(from: text) else { throw HTTPError(.badRequest, message: "dates are YYYY-MM-DD") }
-        return Int64(date.timeIntervalSince1970)
     }
 }
 

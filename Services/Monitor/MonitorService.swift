@@ -19,7 +19,8 @@ struct MonitorSettings: Sendable {
 
     init(_ environment: EnvironmentReader) throws {
         rollingWindow = try environment.int("CANDLECAST_MONITOR_ROLLING_WINDOW", default: 30, in: 1...10_000)
-        rmseReference = try environment.double("CANDLECAST_MONITOR_RMSE_REFERENCE_USD", default: 2500, in: 0.000_001...ContractRules.maximumAmount)
+        rmseReference = try environment.double(
+            "CANDLECAST_MONITOR_RMSE_REFERENCE_USD", default: 2500, in: 0.000_001...ContractRules.maximumAmount)
         let refresh = try environment.int("CANDLECAST_MONITOR_REFRESH_SECONDS", default: 5, in: 1...3600)
         refreshInterval = .seconds(refresh)
         let url = environment.string("CANDLECAST_REGISTRY_URL", default: "http://127.0.0.1:8084")
@@ -36,7 +37,8 @@ final class Freshness: Sendable {
         var pair: String
         var interval: CandleInterval
     }
-    private let state = Mutex<(candleCloseTimes: [SeriesKey: Int64], forecastTimes: [SeriesKey: Date], deadLetters: [ServiceName: Int])>(([:], [:], [:]))
+    private let state = Mutex<(candleCloseTimes: [SeriesKey: Int64], forecastTimes: [SeriesKey: Date], deadLetters: [ServiceName: Int])>(
+        ([:], [:], [:]))
 
     func candleClosed(pair: String, interval: CandleInterval, openTime: Int64) {
         let key = SeriesKey(pair: pair, interval: interval)
@@ -77,16 +79,21 @@ struct Monitor: Sendable {
     let database: PostgresClient
     let freshness: Freshness
     let logger: Logger
+    let registry: RegistryReader
 
     func handle(_ forecast: ForecastCreated) async throws {
         guard try await database.transaction({ try Observations.record(forecast, on: $0) }) else { return }
-        Counter(label: "candlecast_monitor_forecasts_received_total", dimensions: Self.labels(forecast.pair, forecast.interval, forecast.modelVersion)).increment()
+        Counter(
+            label: "candlecast_monitor_forecasts_received_total",
+            dimensions: Self.labels(forecast.pair, forecast.interval, forecast.modelVersion)
+        ).increment()
         recordForecastTime(pair: forecast.pair, interval: forecast.interval, producedAt: forecast.producedAt)
     }
 
     private func recordForecastTime(pair: String, interval: CandleInterval, producedAt: Date) {
         let newest = freshness.forecastProduced(pair: pair, interval: interval, at: producedAt)
-        Gauge(label: "candlecast_last_forecast_timestamp_seconds", dimensions: Self.labels(pair, interval)).record(newest.timeIntervalSince1970)
+        Gauge(label: "candlecast_last_forecast_timestamp_seconds", dimensions: Self.labels(pair, interval)).record(
+            newest.timeIntervalSince1970)
     }
 
     private func recordChampion(model: String, version: Int) {
@@ -109,7 +116,8 @@ struct Monitor: Sendable {
 
     func handle(_ candle: CandleClosed) async throws {
         try await database.transaction {
-            try Observations.recordCandle(pair: candle.pair, interval: candle.interval, openTime: candle.openTime, close: Double(candle.close), on: $0)
+            try Observations.recordCandle(
+                pair: candle.pair, interval: candle.interval, openTime: candle.openTime, close: Double(candle.close), on: $0)
         }
         freshness.candleClosed(pair: candle.pair, interval: candle.interval, openTime: candle.openTime)
     }
@@ -125,15 +133,20 @@ struct Monitor: Sendable {
     func handle(_ promoted: ModelPromoted) async throws {
         // A promotion of a version the registry does not know is forged or stale: the registry decides. The
         // monitor only shows the champion, so an unreachable registry does not hold the promotion up.
-        switch await RegistryReader(baseURL: settings.registryURL).versionExists(model: promoted.modelName, version: promoted.version) {
+        switch await registry.versionExists(model: promoted.modelName, version: promoted.version) {
         case false?: throw PermanentFailure("\(promoted.modelName) v\(promoted.version) is not in the registry")
-        case nil: logger.warning("the registry cannot confirm the promoted version; recording it", metadata: ["model": "\(promoted.modelName)", "version": "\(promoted.version)"])
+        case nil:
+            logger.warning(
+                "the registry cannot confirm the promoted version; recording it",
+                metadata: ["model": "\(promoted.modelName)", "version": "\(promoted.version)"])
         case true?: break
         }
         guard try await database.transaction({ try Observations.record(promoted, on: $0) }) else { return }
         recordChampion(model: promoted.modelName, version: promoted.version)
         Counter(label: "candlecast_promotions_total", dimensions: [("model", promoted.modelName)]).increment()
-        logger.info("champion moved", metadata: ["model": "\(promoted.modelName)", "version": "\(promoted.version)", "reason": "\(promoted.reason)"])
+        logger.info(
+            "champion moved",
+            metadata: ["model": "\(promoted.modelName)", "version": "\(promoted.version)", "reason": "\(promoted.reason)"])
     }
 
     /// Training results are counted, not stored: the registry keeps the runs.
@@ -184,7 +197,8 @@ struct Monitor: Sendable {
     func refresh(broker: BrokerConfiguration) async {
         let now = Int64(Date().timeIntervalSince1970)
         for (series, closeTime) in freshness.candleCloseTimes {
-            Gauge(label: "candlecast_candle_age_seconds", dimensions: Self.labels(series.pair, series.interval)).record(max(0, now - closeTime))
+            Gauge(label: "candlecast_candle_age_seconds", dimensions: Self.labels(series.pair, series.interval)).record(
+                max(0, now - closeTime))
         }
         let services = ServiceName.allCases
         do {
@@ -206,8 +220,11 @@ struct Monitor: Sendable {
         // Types outside the contract are counted together, so a hostile publisher cannot mint label values.
         let type = delivery.properties.type ?? ""
         let producer = MessageCatalog.producer(ofType: type)
-        Counter(label: "candlecast_events_total", dimensions: [("producer", producer?.rawValue ?? "unknown"), ("type", producer == nil ? "other" : type)])
-            .increment()
+        Counter(
+            label: "candlecast_events_total",
+            dimensions: [("producer", producer?.rawValue ?? "unknown"), ("type", producer == nil ? "other" : type)]
+        )
+        .increment()
         delivery.ack()
     }
 
@@ -222,17 +239,11 @@ enum MonitorService {
     static let definition = ServiceDefinition(
         name: .monitor, defaultHTTPPort: 8086, migrations: MonitorSchema.migrations,
         histogramBuckets: Monitor.histogramBuckets, durationBuckets: Monitor.durationBuckets,
-        settings: { _ = try MonitorSettings($0) },
-        routes: { router, context in
-            guard let settings = try? MonitorSettings(context.configuration.environment) else { return }
-            Dashboard(
-                database: context.database, registry: RegistryReader(baseURL: settings.registryURL), freshness: freshness,
-                rollingWindow: settings.rollingWindow, logger: context.logger
-            ).add(to: router)
-        },
-        work: { context in
-            let settings = try MonitorSettings(context.configuration.environment)
-            let monitor = Monitor(settings: settings, database: context.database, freshness: freshness, logger: context.logger)
+        shared: Running.init,
+        routes: { router, running in try running.dashboard.add(to: router) },
+        work: { running, context in
+            let monitor = running.monitor
+            let settings = monitor.settings
             try await monitor.restore()
             let queues = try ServiceName.monitor.subscriptions.map { try context.consumer(for: $0, prefetch: 64) }
             guard queues.count == 5 else { return }
@@ -266,6 +277,21 @@ enum MonitorService {
             }
         })
 
-    /// The work and the dashboard share one view of freshness.
-    static let freshness = Freshness()
+    /// What a running monitor's dashboard and work share: its settings, one view of freshness, one registry reader.
+    struct Running: Sendable {
+        let monitor: Monitor
+        let dashboard: Dashboard
+
+        /// Reads the settings; a bad one throws `ConfigurationError` and stops the start.
+        init(_ context: ServiceContext) throws {
+            let settings = try MonitorSettings(context.configuration.environment)
+            let freshness = Freshness()
+            let registry = RegistryReader(baseURL: settings.registryURL, http: context.http)
+            monitor = Monitor(
+                settings: settings, database: context.database, freshness: freshness, logger: context.logger, registry: registry)
+            dashboard = Dashboard(
+                database: context.database, registry: registry, freshness: freshness, rollingWindow: settings.rollingWindow,
+                logger: context.logger)
+        }
+    }
 }

@@ -1,34 +1,12 @@
 import Contracts
+import Forecasting
 import Foundation
 import Storage
 
-/// The errors of one scored forecast, as the rolling metrics need them.
-struct ScoredError: Sendable, Equatable {
-    var absoluteError: Double
-    var percentageError: Double
-    var naiveAbsoluteError: Double
-}
-
-/// MAE, RMSE, MAPE and MASE of the last N scored forecasts of one model version. MASE here is the model's MAE
-/// over the naive forecast's MAE on the same days (as BTC-daily-v1 reports it): below 1 beats "tomorrow = today".
-struct RollingAccuracy: Sendable, Equatable {
-    var count: Int
-    var mae: Double
-    var rmse: Double
-    var mape: Double
-    var naiveMAE: Double
-    var mase: Double? { naiveMAE > 0 ? mae / naiveMAE : nil }
-
-    init?(_ errors: [ScoredError]) {
-        guard !errors.isEmpty else { return nil }
-        let n = Double(errors.count)
-        count = errors.count
-        mae = errors.reduce(0) { $0 + $1.absoluteError } / n
-        rmse = (errors.reduce(0) { $0 + $1.absoluteError * $1.absoluteError } / n).squareRoot()
-        mape = errors.reduce(0) { $0 + $1.percentageError } / n
-        naiveMAE = errors.reduce(0) { $0 + $1.naiveAbsoluteError } / n
-    }
-}
+/// The errors of one scored forecast and the rolling metrics of the last N of them: the shared definitions
+/// (Shared/Forecasting/Metrics.swift), the same formulas the trainer's test metrics and the dashboard use.
+typealias ScoredError = Forecasting.ScoredError
+typealias RollingAccuracy = ForecastAccuracy
 
 /// A pair, interval and model version: the series the rolling metrics are kept for.
 struct ModelSeries: Sendable, Hashable {
@@ -43,9 +21,10 @@ enum Observations {
     static func record(_ forecast: ForecastCreated, on connection: PostgresConnection) throws -> Bool {
         try connection.execute(
             """
-            INSERT INTO monitor.forecasts (pair, interval_seconds, target_open_time, model_name, model_version, predicted_close, last_close, stale, produced_at)
-            VALUES (\(forecast.pair), \(Int(forecast.interval.seconds)), \(forecast.targetOpenTime), \(forecast.modelName), \(forecast.modelVersion),
-                \(forecast.predictedClose), \(forecast.lastClose), \(forecast.stale), \(forecast.producedAt))
+            INSERT INTO monitor.forecasts (pair, interval_seconds, target_open_time, model_name, model_version, predicted_close, last_close,
+                stale, produced_at)
+            VALUES (\(forecast.pair), \(Int(forecast.interval.seconds)), \(forecast.targetOpenTime), \(forecast.modelName),
+                \(forecast.modelVersion), \(forecast.predictedClose), \(forecast.lastClose), \(forecast.stale), \(forecast.producedAt))
             ON CONFLICT DO NOTHING
             """
         ).affectedRows == 1
@@ -58,7 +37,8 @@ enum Observations {
             INSERT INTO monitor.scores (pair, interval_seconds, target_open_time, model_name, model_version, predicted_close, actual_close,
                 absolute_error, percentage_error, naive_absolute_error)
             VALUES (\(score.pair), \(Int(score.interval.seconds)), \(score.targetOpenTime), \(score.modelName), \(score.modelVersion),
-                \(score.predictedClose), \(score.actualClose), \(score.absoluteError), \(score.percentageError), \(score.naiveAbsoluteError))
+                \(score.predictedClose), \(score.actualClose), \(score.absoluteError), \(score.percentageError),
+                \(score.naiveAbsoluteError))
             ON CONFLICT (pair, interval_seconds, target_open_time, model_version) DO UPDATE SET
                 actual_close = excluded.actual_close, absolute_error = excluded.absolute_error,
                 percentage_error = excluded.percentage_error, naive_absolute_error = excluded.naive_absolute_error, scored_at = now()
@@ -69,12 +49,15 @@ enum Observations {
     }
 
     /// Keeps the newest open time per series; older or repeated candles leave it as it is.
-    static func recordCandle(pair: String, interval: CandleInterval, openTime: Int64, close: Double?, on connection: PostgresConnection) throws {
+    static func recordCandle(pair: String, interval: CandleInterval, openTime: Int64, close: Double?, on connection: PostgresConnection)
+        throws
+    {
         try connection.execute(
             """
             INSERT INTO monitor.latest_candles (pair, interval_seconds, open_time, close)
             VALUES (\(pair), \(Int(interval.seconds)), \(openTime), \(close))
-            ON CONFLICT (pair, interval_seconds) DO UPDATE SET open_time = excluded.open_time, close = coalesce(excluded.close, monitor.latest_candles.close)
+            ON CONFLICT (pair, interval_seconds) DO UPDATE
+                SET open_time = excluded.open_time, close = coalesce(excluded.close, monitor.latest_candles.close)
                 WHERE monitor.latest_candles.open_time < excluded.open_time
             """)
     }
@@ -116,13 +99,22 @@ enum Observations {
     /// The open time of the newest candle of every series.
     static func latestCandles(on connection: PostgresConnection) throws -> [(pair: String, interval: CandleInterval, openTime: Int64)] {
         try connection.query("SELECT pair, interval_seconds, open_time FROM monitor.latest_candles").map { row in
-            (try row.decode(0, as: String.self), try CandleInterval(storedSeconds: try row.decode(1, as: Int.self)), try row.decode(2, as: Int64.self))
+            (
+                try row.decode(0, as: String.self), try CandleInterval(storedSeconds: try row.decode(1, as: Int.self)),
+                try row.decode(2, as: Int64.self)
+            )
         }
     }
 
-    static func latestForecastTimes(on connection: PostgresConnection) throws -> [(pair: String, interval: CandleInterval, producedAt: Date)] {
-        try connection.query("SELECT pair, interval_seconds, max(produced_at) FROM monitor.forecasts GROUP BY pair, interval_seconds").map { row in
-            (try row.decode(0, as: String.self), try CandleInterval(storedSeconds: try row.decode(1, as: Int.self)), try row.decode(2, as: Date.self))
+    static func latestForecastTimes(on connection: PostgresConnection) throws -> [(
+        pair: String, interval: CandleInterval, producedAt: Date
+    )] {
+        try connection.query("SELECT pair, interval_seconds, max(produced_at) FROM monitor.forecasts GROUP BY pair, interval_seconds").map {
+            row in
+            (
+                try row.decode(0, as: String.self), try CandleInterval(storedSeconds: try row.decode(1, as: Int.self)),
+                try row.decode(2, as: Date.self)
+            )
         }
     }
 

@@ -1,13 +1,18 @@
 import Foundation
+import OpenAPIRuntime
+import RegistryAPI
 import ServiceKit
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
-/// Reads alias history and runs from the registry's HTTP API for the dashboard. The registry owns them;
-/// the monitor only shows them, so an unreachable registry leaves those panels empty with a note.
+/// Reads alias history and runs from the registry's HTTP API (the client generated from
+/// docs/registry-openapi.yaml) for the dashboard. The registry owns them; the monitor only shows them, so an
+/// unreachable registry leaves those panels empty with a note.
 struct RegistryReader: Sendable {
-    let baseURL: URL
+    let registry: RegistryAPI.Client
+
+    /// `timeout` bounds each call: a page waits at most that long for a slow registry.
+    init(baseURL: URL, http: OutgoingHTTP, timeout: Duration = .seconds(3)) {
+        registry = RegistryAPI.Client(serverURL: baseURL, transport: http.transport(timeout: timeout))
+    }
 
     struct AliasMove: Sendable {
         var alias: String
@@ -15,11 +20,12 @@ struct RegistryReader: Sendable {
         var toVersion: Int
         var actor: String
         var reason: String
+        /// RFC 3339, UTC.
         var movedAt: String
     }
 
     struct RunSummary: Sendable {
-        var id: Int
+        var id: Int64
         var status: String
         var trainer: String?
         var parameters: String
@@ -27,64 +33,100 @@ struct RegistryReader: Sendable {
         var testMASE: Double?
         var naiveRMSE: Double?
         var trainSeconds: Double?
-        var endedAt: String?
+        var endedAt: Date?
     }
 
     func aliasHistory(model: String) async throws -> [AliasMove] {
-        let (data, status) = try await get("v1/models/\(model)/aliases")
-        guard status == 200, let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw RegistryUnavailable(status: status)
-        }
-        return (object["history"] as? [[String: Any]] ?? []).map { move in
-            AliasMove(
-                alias: move["alias"] as? String ?? "?", fromVersion: (move["from_version"] as? NSNumber)?.intValue,
-                toVersion: (move["to_version"] as? NSNumber)?.intValue ?? 0, actor: move["actor"] as? String ?? "",
-                reason: move["reason"] as? String ?? "", movedAt: move["moved_at"] as? String ?? "")
+        switch try await calling({ try await registry.getV1ModelsNameAliases(path: .init(name: model)) }) {
+        case .ok(let answer):
+            return try answer.body.json.history.map { move in
+                AliasMove(
+                    alias: move.alias, fromVersion: move.fromVersion, toVersion: move.toVersion, actor: move.actor, reason: move.reason,
+                    movedAt: move.movedAt.formatted(.iso8601))
+            }
+        case .notFound: return []
+        case .badRequest: throw RegistryUnavailable(.refused, status: 400, "\(model) is not a model name the registry takes")
+        case .undocumented(let status, _): throw RegistryUnavailable(.failed, status: status, "the registry answered \(status)")
         }
     }
 
     func recentRuns(limit: Int) async throws -> [RunSummary] {
-        try await getArray("v1/runs?limit=\(limit)").map { run in
-            let test = run["test_metrics"] as? [String: Any]
-            let naive = run["naive_metrics"] as? [String: Any]
-            let parameters = (run["params"] as? [String: Any]).map { params in
-                params.keys.sorted().filter { ["units", "layers", "target", "batch_size", "learning_rate", "seed"].contains($0) }
-                    .map { "\($0)=\(params[$0].map { "\($0)" } ?? "")" }.joined(separator: " ")
-            } ?? ""
-            return RunSummary(
-                id: (run["id"] as? NSNumber)?.intValue ?? 0, status: run["status"] as? String ?? "?", trainer: run["trainer"] as? String,
-                parameters: parameters, testRMSE: (test?["rmse"] as? NSNumber)?.doubleValue, testMASE: (test?["mase"] as? NSNumber)?.doubleValue,
-                naiveRMSE: (naive?["rmse"] as? NSNumber)?.doubleValue, trainSeconds: (run["train_seconds"] as? NSNumber)?.doubleValue,
-                endedAt: run["ended_at"] as? String)
+        switch try await calling({ try await registry.getV1Runs(query: .init(limit: limit)) }) {
+        case .ok(let answer):
+            return try answer.body.json.map { run in
+                RunSummary(
+                    id: run.id, status: run.status.rawValue, trainer: run.trainer, parameters: Self.shown(run.params),
+                    testRMSE: run.testMetrics?.rmse, testMASE: run.testMetrics?.mase, naiveRMSE: run.naiveMetrics?.rmse,
+                    trainSeconds: run.trainSeconds, endedAt: run.endedAt)
+            }
+        case .badRequest: throw RegistryUnavailable(.refused, status: 400, "the registry refused limit \(limit)")
+        case .undocumented(let status, _): throw RegistryUnavailable(.failed, status: status, "the registry answered \(status)")
         }
+    }
+
+    /// The parameters a run's row shows: those a sweep usually varies.
+    static func shown(_ parameters: RegistryAPI.Components.Schemas.TrainingParameters) -> String {
+        [
+            "batch_size=\(parameters.batchSize)", "layers=\(parameters.layers)", "learning_rate=\(parameters.learningRate)",
+            "seed=\(parameters.seed)", "target=\(parameters.target)", "units=\(parameters.units)", "window=\(parameters.window)",
+        ].joined(separator: " ")
     }
 
     /// Whether the registry knows `version` of `model`; nil when it cannot say (unreachable, or an error).
     func versionExists(model: String, version: Int) async -> Bool? {
-        guard let (_, status) = try? await get("v1/models/\(model)/versions/\(version)") else { return nil }
-        switch status {
-        case 200: return true
-        case 404: return false
+        let call = { try await registry.getV1ModelsNameVersionsVersion(path: .init(name: model, version: version)) }
+        switch try? await calling(call) {
+        case .ok?: return true
+        case .notFound?: return false
         default: return nil
         }
     }
 
-    struct RegistryUnavailable: Error, CustomStringConvertible {
-        let status: Int
-        var description: String { "the registry answered \(status)" }
+    /// Why the registry's answer is not there: `code` for programs, `description` for the page's note.
+    struct RegistryUnavailable: Error, Sendable, CustomStringConvertible {
+        struct Code: Hashable, Sendable, CustomStringConvertible {
+            let name: String
+            var description: String { name }
+
+            /// No connection to the registry, or it broke before an answer.
+            static let unreachable = Code(name: "unreachable")
+            /// No answer within the reader's timeout.
+            static let timedOut = Code(name: "timedOut")
+            /// The registry refused the request (4xx): this reader asked for something it does not take.
+            static let refused = Code(name: "refused")
+            /// The registry failed (5xx, or a status its document does not list).
+            static let failed = Code(name: "failed")
+            /// An answer its document does not describe.
+            static let undocumentedAnswer = Code(name: "undocumentedAnswer")
+        }
+
+        let code: Code
+        /// The registry's HTTP status, when it answered.
+        let status: Int?
+        let reason: String
+
+        init(_ code: Code, status: Int? = nil, _ reason: String) {
+            self.code = code
+            self.status = status
+            self.reason = reason
+        }
+
+        var description: String { reason }
     }
 
-    private func getArray(_ path: String) async throws -> [[String: Any]] {
-        let (data, status) = try await get(path)
-        guard status == 200, let array = try JSONSerialization.jsonObject(with: data) as? [[String: Any]] else { throw RegistryUnavailable(status: status) }
-        return array
-    }
-
-    private func get(_ path: String) async throws -> (Data, Int) {
-        guard let url = URL(string: path, relativeTo: baseURL) else { throw RegistryUnavailable(status: 0) }
-        var request = URLRequest(url: url)
-        request.timeoutInterval = 3
-        let (data, response) = try await URLSession.shared.fetch(request)
-        return (data, (response as? HTTPURLResponse)?.statusCode ?? 0)
+    /// The call's answer; a failed call as `RegistryUnavailable`, a cancelled one as `CancellationError`.
+    private func calling<T>(_ call: () async throws -> T) async throws -> T {
+        do {
+            return try await call()
+        } catch {
+            switch OutgoingHTTP.failure(of: error) {
+            case .cancelled: throw CancellationError()
+            case .timedOut: throw RegistryUnavailable(.timedOut, "the registry did not answer in time")
+            case .unreachable: throw RegistryUnavailable(.unreachable, "cannot reach the registry: \(OutgoingHTTP.cause(of: error))")
+            case .undocumentedAnswer:
+                throw RegistryUnavailable(
+                    .undocumentedAnswer, "the registry's answer is not its document's: \(OutgoingHTTP.cause(of: error))")
+            }
+        }
     }
 }

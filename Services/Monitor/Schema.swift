@@ -53,6 +53,6 @@ enum MonitorSchema {
                         interval_seconds integer NOT NULL,
                         promoted_at timestamptz NOT NULL DEFAULT now()
                     );
-                    """),
+                    """)
         ])
 }

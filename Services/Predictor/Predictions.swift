@@ -8,50 +8,67 @@ import Synchronization
 /// Forecasting and scoring, each a set of statements inside the caller's transaction so that the stored
 /// forecast (or score) and its event commit together.
 struct Predictions: Sendable {
-    /// A model trained longer ago than this makes forecasts flagged `stale`.
+    /// A model whose newest training candle is older than this makes forecasts flagged `stale` (`ModelStaleness`).
     let maximumModelAge: Duration
 
     /// Forecasts the window's target with `loaded`; nil when this model already forecast that target.
-    func forecast(_ window: FeatureWindow, with loaded: LoadedModel, now: Date = Date(), on connection: PostgresConnection) throws -> ForecastCreated? {
-        guard window.closes.count == loaded.model.configuration.window else {
-            throw PermanentFailure("window of \(window.closes.count) closes for a model of window \(loaded.model.configuration.window)")
+    func forecast(_ window: FeatureWindow, with loaded: LoadedModel, now: Date = Date(), on connection: PostgresConnection) throws
+        -> ForecastCreated?
+    {
+        // The window carries the most recent closes (up to `ForecastSpec.windows.upperBound`); the model reads the
+        // last `spec.window` of them, whatever window its sweep chose.
+        let length = loaded.model.spec.window
+        guard window.closes.count >= length else {
+            throw PermanentFailure("window of \(window.closes.count) closes for a model of window \(length)")
         }
-        let predicted = try loaded.model.predict(window: window.closes)
-        guard predicted.isFinite, predicted > 0, let lastClose = window.closes.last else {
+        let closes = Array(window.closes.suffix(length))
+        let predicted = try loaded.model.predict(window: closes)
+        guard predicted.isFinite, predicted > 0, let lastClose = closes.last else {
             throw PermanentFailure("the model produced \(predicted) for the window ending \(window.windowEndOpenTime)")
         }
         try lockTarget(pair: window.pair, interval: window.interval, openTime: window.targetOpenTime, on: connection)
-        let ageSeconds = Double(maximumModelAge.components.seconds)
+        let trainedThrough = try loaded.datasetVersion.flatMap {
+            try ModelStaleness.lastOpenTime(pair: window.pair, interval: window.interval, datasetVersion: $0, on: connection)
+        }
         let forecast = ForecastCreated(
-            pair: window.pair, interval: window.interval, targetOpenTime: window.targetOpenTime, predictedClose: predicted, lastClose: lastClose,
+            pair: window.pair, interval: window.interval, targetOpenTime: window.targetOpenTime, predictedClose: predicted,
+            lastClose: lastClose,
             modelName: loaded.name, modelVersion: loaded.version, datasetVersion: window.datasetVersion, producedAt: now,
-            stale: now.timeIntervalSince(loaded.createdAt) > ageSeconds)
+            stale: ModelStaleness.isStale(
+                trainedThrough: trainedThrough, windowEndOpenTime: window.windowEndOpenTime, maximumAge: maximumModelAge))
         let inserted = try connection.execute(
             """
             INSERT INTO predictions.forecasts (pair, interval_seconds, target_open_time, model_name, model_version, dataset_version,
                 window_end_open_time, predicted_close, last_close, stale, produced_at)
-            VALUES (\(forecast.pair), \(Int(forecast.interval.seconds)), \(forecast.targetOpenTime), \(forecast.modelName), \(forecast.modelVersion),
-                \(forecast.datasetVersion), \(window.windowEndOpenTime), \(predicted), \(lastClose), \(forecast.stale), \(now))
+            VALUES (\(forecast.pair), \(Int(forecast.interval.seconds)), \(forecast.targetOpenTime), \(forecast.modelName),
+                \(forecast.modelVersion), \(forecast.datasetVersion), \(window.windowEndOpenTime), \(predicted), \(lastClose),
+                \(forecast.stale), \(now))
             ON CONFLICT DO NOTHING
             """
         ).affectedRows
         guard inserted == 1 else { return nil }
-        try Outbox.enqueue(Envelope(payload: forecast), routingKey: forecast.routingKey, exchange: Exchange.events, schema: PredictionsSchema.name, on: connection)
+        try Outbox.enqueue(
+            Envelope(payload: forecast), routingKey: forecast.routingKey, exchange: Exchange.events, schema: PredictionsSchema.name,
+            on: connection)
         let known = try connection.query(
             """
             SELECT close FROM predictions.actuals
-            WHERE pair = \(forecast.pair) AND interval_seconds = \(Int(forecast.interval.seconds)) AND open_time = \(forecast.targetOpenTime)
+            WHERE pair = \(forecast.pair) AND interval_seconds = \(Int(forecast.interval.seconds))
+                AND open_time = \(forecast.targetOpenTime)
             """
         ).first
         if let actual = try known?.decode(0, as: Double.self) {
-            _ = try score(pair: forecast.pair, interval: forecast.interval, openTime: forecast.targetOpenTime, actual: actual, on: connection)
+            _ = try score(
+                pair: forecast.pair, interval: forecast.interval, openTime: forecast.targetOpenTime, actual: actual, on: connection)
         }
         return forecast
     }
 
     /// Scores every forecast of the candle's open time (once; again if the candle was revised).
     func score(_ candle: CandleClosed, on connection: PostgresConnection) throws -> [ForecastScored] {
-        guard let actual = Double(candle.close), actual.isFinite, actual > 0 else { throw PermanentFailure("close \(candle.close) is not a positive number") }
+        guard let actual = Double(candle.close), actual.isFinite, actual > 0 else {
+            throw PermanentFailure("close \(candle.close) is not a positive number")
+        }
         try lockTarget(pair: candle.pair, interval: candle.interval, openTime: candle.openTime, on: connection)
         try connection.execute(
             """
@@ -66,11 +83,14 @@ struct Predictions: Sendable {
     /// miss the other's uncommitted row (the forecast not yet visible to the score, the actual not yet visible
     /// to the forecast) and the forecast would never be scored.
     private func lockTarget(pair: String, interval: CandleInterval, openTime: Int64, on connection: PostgresConnection) throws {
-        try connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(pair) || '/' || \(Int(interval.seconds)) || '/' || \(openTime), 0))")
+        try connection.query(
+            "SELECT pg_advisory_xact_lock(hashtextextended(\(pair) || '/' || \(Int(interval.seconds)) || '/' || \(openTime), 0))")
     }
 
     /// Scores the forecasts of one target against its actual close (again only if the close changed).
-    private func score(pair: String, interval: CandleInterval, openTime: Int64, actual: Double, on connection: PostgresConnection) throws -> [ForecastScored] {
+    private func score(pair: String, interval: CandleInterval, openTime: Int64, actual: Double, on connection: PostgresConnection) throws
+        -> [ForecastScored]
+    {
         let rows = try connection.query(
             """
             UPDATE predictions.forecasts SET actual_close = \(actual), error = predicted_close - \(actual),
@@ -87,7 +107,9 @@ struct Predictions: Sendable {
                 modelVersion: try row.decode(1, as: Int.self), predictedClose: try row.decode(2, as: Double.self), actualClose: actual,
                 error: try row.decode(3, as: Double.self), absoluteError: try row.decode(4, as: Double.self),
                 percentageError: try row.decode(5, as: Double.self), naiveAbsoluteError: try row.decode(6, as: Double.self))
-            try Outbox.enqueue(Envelope(payload: score), routingKey: score.routingKey, exchange: Exchange.events, schema: PredictionsSchema.name, on: connection)
+            try Outbox.enqueue(
+                Envelope(payload: score), routingKey: score.routingKey, exchange: Exchange.events, schema: PredictionsSchema.name,
+                on: connection)
             scores.append(score)
         }
         return scores
@@ -105,7 +127,9 @@ struct Predictions: Sendable {
     }
 
     /// Forecasts the parked windows of `loaded`'s pair and interval and forgets them.
-    func forecastParked(pair: String, interval: CandleInterval, with loaded: LoadedModel, on connection: PostgresConnection) throws -> [ForecastCreated] {
+    func forecastParked(pair: String, interval: CandleInterval, with loaded: LoadedModel, on connection: PostgresConnection) throws
+        -> [ForecastCreated]
+    {
         let rows = try connection.query(
             """
             DELETE FROM predictions.pending_windows WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds))
@@ -122,21 +146,17 @@ struct Predictions: Sendable {
 
 /// The newest forecast per pair and interval, kept in memory for the latest-forecast endpoint.
 final class LatestForecasts: Sendable {
-    private let latest = Mutex<[String: (target: Int64, body: [UInt8])]>([:])
+    private let latest = Mutex<[String: ForecastCreated]>([:])
 
     static func key(pair: String, interval: String) -> String { "\(pair.uppercased())/\(interval)" }
 
     func record(_ forecast: ForecastCreated) {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.sortedKeys]
-        guard let body = try? encoder.encode(forecast) else { return }
         let key = Self.key(pair: forecast.pair, interval: forecast.interval.name)
         latest.withLock { latest in
-            if let current = latest[key], current.target > forecast.targetOpenTime { return }
-            latest[key] = (forecast.targetOpenTime, Array(body))
+            if let current = latest[key], current.targetOpenTime > forecast.targetOpenTime { return }
+            latest[key] = forecast
         }
     }
 
-    func body(pair: String, interval: String) -> [UInt8]? { latest.withLock { $0[Self.key(pair: pair, interval: interval)]?.body } }
+    func forecast(pair: String, interval: String) -> ForecastCreated? { latest.withLock { $0[Self.key(pair: pair, interval: interval)] } }
 }

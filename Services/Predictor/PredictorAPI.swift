@@ -1,97 +1,133 @@
 import Contracts
 import Foundation
 import Hummingbird
+import PredictorAPI
 import ServiceKit
 import Storage
 
-/// The predictor's HTTP API (docs/predictor-openapi.yaml).
-struct PredictorAPI: Sendable {
+/// The predictor's HTTP API: the server side of docs/predictor-openapi.yaml (module PredictorAPI). Decoding and
+/// the response shapes are the generated code's; the rules OpenAPI cannot state (pair names, `from` <= `to`, the
+/// champion's window) are checked here, and refusals are thrown as `HTTPError`s the document lists.
+struct PredictorHTTP: APIProtocol {
     let predictor: Predictor
 
-    func add(to router: Router<BasicRequestContext>) {
-        let router = DeclaredRoutes(router)
-        // Served from memory: the hot path of every dashboard and client.
-        router.get("v1/forecasts/latest") { request, _ in
-            let (pair, interval) = try target(request)
-            guard let body = predictor.latest.body(pair: pair, interval: interval.name) else {
-                throw HTTPError(.notFound, message: "no forecast yet for \(pair) \(interval)")
-            }
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
-        }
-        router.get("v1/forecasts") { request, _ in
-            let (pair, interval) = try target(request)
-            let from = try request.integerQuery("from", as: Int64.self, in: ContractRules.openTimes) ?? ContractRules.openTimes.lowerBound
-            let to = try request.integerQuery("to", as: Int64.self, in: ContractRules.openTimes) ?? ContractRules.openTimes.upperBound
-            let limit = try request.integerQuery("limit", in: 1...10_000) ?? 1000
-            guard from <= to else { throw HTTPError(.badRequest, message: "need from <= to") }
-            let rows = try await predictor.database.query(
-                """
-                SELECT coalesce(json_agg(f ORDER BY f.target_open_time, f.model_version), '[]') FROM (
-                    SELECT pair, interval_seconds, target_open_time, model_name, model_version, dataset_version, predicted_close, last_close, stale,
-                           produced_at, actual_close, error, absolute_error, percentage_error, naive_absolute_error, scored_at
-                    FROM predictions.forecasts WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds))
-                        AND target_open_time BETWEEN \(from) AND \(to)
-                    ORDER BY target_open_time DESC LIMIT \(limit)) f
-                """)
-            return Response(
-                status: .ok, headers: [.contentType: "application/json"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: try rows[0].decode(0, as: String.self))))
-        }
-        router.post("v1/predict") { request, context in
-            let body: PredictRequest
-            do {
-                let buffer = try await request.body.collect(upTo: 256 * 1024)
-                body = try JSONDecoder().decode(PredictRequest.self, from: Data(buffer.readableBytesView))
-            } catch let error as DecodingError {
-                throw HTTPError(.badRequest, message: "invalid JSON body: \(error)")
-            } catch {
-                throw HTTPError(.contentTooLarge, message: "the body is larger than 256 KiB")
-            }
-            let interval = try HTTPInput.interval(body.interval ?? "1d")
-            let pair = try HTTPInput.pair(body.pair ?? "XBTUSD")
-            // The input is checked before any model is looked up: a bad request is a 400 whether or not a champion exists.
-            guard (2...512).contains(body.closes.count) else { throw HTTPError(.badRequest, message: "closes must hold 2 to 512 values, oldest first") }
-            guard body.closes.allSatisfy({ $0.isFinite && $0 > 0 && $0 <= ContractRules.maximumAmount }) else {
-                throw HTTPError(.badRequest, message: "closes must be positive finite numbers up to \(ContractRules.maximumAmount)")
-            }
-            guard let loaded = try await predictor.model(pair: pair, interval: interval) else {
-                throw HTTPError(.notFound, message: "no champion model for \(pair) \(interval) yet")
-            }
-            // Well-formed, but the champion in place now takes another window (a promotion can change it).
-            let window = loaded.model.configuration.window
-            guard body.closes.count == window else {
-                throw HTTPError(.conflict, message: "the champion (v\(loaded.version)) takes exactly \(window) closes, oldest first; see GET /v1/model")
-            }
-            let predicted = try loaded.model.predict(window: body.closes)
-            guard predicted.isFinite else {
-                throw HTTPError(.conflict, message: "the champion (v\(loaded.version)) gives no finite forecast for these closes")
-            }
-            return HealthRoutes.jsonResponse(.ok, [
-                "pair": pair, "interval": interval.name, "predicted_close": predicted, "last_close": body.closes[window - 1],
-                "model_name": loaded.name, "model_version": loaded.version,
-            ])
-        }
-        router.get("v1/model") { request, _ in
-            let (pair, interval) = try target(request)
-            guard let loaded = try await predictor.model(pair: pair, interval: interval) else {
-                throw HTTPError(.notFound, message: "no champion model for \(pair) \(interval) yet")
-            }
-            let summary = loaded.model.summary
-            return HealthRoutes.jsonResponse(.ok, [
-                "model_name": loaded.name, "model_version": loaded.version, "window": loaded.model.configuration.window,
-                "target": loaded.model.configuration.target.rawValue, "epochs_run": summary.epochsRun,
-                "created_at": loaded.createdAt.formatted(.iso8601),
-            ])
-        }
+    /// Adds the operations to `router` (405 with `Allow` for other methods, bodies bounded at 256 KiB).
+    func add(to router: Router<BasicRequestContext>) throws {
+        try OpenAPIServer.add(to: router) { try registerHandlers(on: $0) }
     }
 
-    struct PredictRequest: Decodable {
-        var pair: String?
-        var interval: String?
-        var closes: [Double]
+    // Served from memory: the hot path of every dashboard and client.
+    func getLatestForecast(_ input: Operations.GetLatestForecast.Input) async throws -> Operations.GetLatestForecast.Output {
+        let (pair, interval) = try Self.target(input.query.pair, input.query.interval)
+        guard let forecast = predictor.latest.forecast(pair: pair, interval: interval.name) else {
+            throw HTTPError(.notFound, message: "no forecast yet for \(pair) \(interval)")
+        }
+        return .ok(.init(body: .json(try Self.forecast(forecast))))
     }
 
-    private func target(_ request: Request) throws -> (String, CandleInterval) {
-        (try request.pairQuery(), try request.intervalQuery())
+    func listForecasts(_ input: Operations.ListForecasts.Input) async throws -> Operations.ListForecasts.Output {
+        let (pair, interval) = try Self.target(input.query.pair, input.query.interval)
+        let range = try HTTPInput.timeRange(from: input.query.from, to: input.query.to)
+        let limit = try HTTPInput.integer(input.query.limit ?? 1000, "query parameter limit", in: 1...10_000)
+        let rows = try await predictor.database.query(
+            """
+            SELECT * FROM (
+                SELECT target_open_time, predicted_close, last_close, model_name, model_version, dataset_version, produced_at, stale,
+                       actual_close, error, absolute_error, percentage_error, naive_absolute_error, scored_at
+                FROM predictions.forecasts WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds))
+                    AND target_open_time BETWEEN \(range.lowerBound) AND \(range.upperBound)
+                ORDER BY target_open_time DESC, model_version DESC LIMIT \(limit)) newest
+            ORDER BY target_open_time, model_version
+            """)
+        let name = try Self.interval(interval)
+        let forecasts = try rows.map { row in
+            Components.Schemas.ScoredForecast(
+                pair: pair, interval: name, targetOpenTime: Date(unixSeconds: try row.decode(0, as: Int64.self)),
+                predictedClose: try row.decode(1, as: Double.self), lastClose: try row.decode(2, as: Double.self),
+                modelName: try row.decode(3, as: String.self), modelVersion: try row.decode(4, as: Int.self),
+                datasetVersion: try row.decode(5, as: Int.self), producedAt: try row.decode(6, as: Date.self),
+                stale: try row.decode(7, as: Bool.self),
+                actualClose: try row.decode(8, as: Double?.self), error: try row.decode(9, as: Double?.self),
+                absoluteError: try row.decode(10, as: Double?.self), percentageError: try row.decode(11, as: Double?.self),
+                naiveAbsoluteError: try row.decode(12, as: Double?.self), scoredAt: try row.decode(13, as: Date?.self))
+        }
+        return .ok(.init(body: .json(forecasts)))
     }
+
+    func predict(_ input: Operations.Predict.Input) async throws -> Operations.Predict.Output {
+        guard case .json(let body) = input.body else {
+            throw HTTPError(.unsupportedMediaType, message: "the body must be application/json")
+        }
+        let interval = try HTTPInput.interval(body.interval?.rawValue ?? "1d", field: "interval")
+        let pair = try HTTPInput.pair(body.pair ?? "XBTUSD")
+        // The input is checked before any model is looked up: a bad request is a 400 whether or not a champion exists.
+        guard (2...512).contains(body.closes.count) else {
+            throw HTTPError(.badRequest, message: "closes must hold 2 to 512 values, oldest first")
+        }
+        guard body.closes.allSatisfy({ $0.isFinite && $0 > 0 && $0 <= ContractRules.maximumAmount }) else {
+            throw HTTPError(.badRequest, message: "closes must be positive finite numbers up to \(ContractRules.maximumAmount)")
+        }
+        guard let loaded = try await predictor.model(pair: pair, interval: interval) else {
+            throw HTTPError(.notFound, message: "no champion model for \(pair) \(interval) yet")
+        }
+        // Well-formed, but the champion in place now takes another window (a promotion can change it).
+        let window = loaded.model.configuration.window
+        guard body.closes.count == window else {
+            throw HTTPError(
+                .conflict, message: "the champion (v\(loaded.version)) takes exactly \(window) closes, oldest first; see GET /v1/model")
+        }
+        let predicted = try loaded.model.predict(window: body.closes)
+        guard predicted.isFinite else {
+            throw HTTPError(.conflict, message: "the champion (v\(loaded.version)) gives no finite forecast for these closes")
+        }
+        return .ok(
+            .init(
+                body: .json(
+                    .init(
+                        pair: pair, interval: try Self.interval(interval), predictedClose: predicted, lastClose: body.closes[window - 1],
+                        modelName: loaded.name, modelVersion: loaded.version))))
+    }
+
+    func getChampion(_ input: Operations.GetChampion.Input) async throws -> Operations.GetChampion.Output {
+        let (pair, interval) = try Self.target(input.query.pair, input.query.interval)
+        guard let loaded = try await predictor.model(pair: pair, interval: interval) else {
+            throw HTTPError(.notFound, message: "no champion model for \(pair) \(interval) yet")
+        }
+        let configuration = loaded.model.configuration
+        return .ok(
+            .init(
+                body: .json(
+                    .init(
+                        modelName: loaded.name, modelVersion: loaded.version, window: configuration.window,
+                        target: configuration.target.rawValue,
+                        epochsRun: loaded.model.summary.epochsRun, createdAt: loaded.createdAt))))
+    }
+
+    /// The pair and interval of a query (each defaulted when absent, checked when present).
+    private static func target(_ pair: String?, _ interval: Components.Schemas.Interval?) throws -> (String, CandleInterval) {
+        (
+            try HTTPInput.pair(pair ?? "XBTUSD", field: "query parameter pair"),
+            try HTTPInput.interval(interval?.rawValue ?? "1d", field: "query parameter interval")
+        )
+    }
+
+    /// The document's name of an interval; every supported interval has one.
+    static func interval(_ interval: CandleInterval) throws -> Components.Schemas.Interval {
+        guard let name = Components.Schemas.Interval(rawValue: interval.name) else {
+            throw HTTPError(.internalServerError, message: "interval \(interval.name) is not in docs/predictor-openapi.yaml")
+        }
+        return name
+    }
+
+    static func forecast(_ forecast: ForecastCreated) throws -> Components.Schemas.Forecast {
+        Components.Schemas.Forecast(
+            pair: forecast.pair, interval: try interval(forecast.interval), targetOpenTime: Date(unixSeconds: forecast.targetOpenTime),
+            predictedClose: forecast.predictedClose, lastClose: forecast.lastClose, modelName: forecast.modelName,
+            modelVersion: forecast.modelVersion, datasetVersion: forecast.datasetVersion, producedAt: forecast.producedAt,
+            stale: forecast.stale)
+    }
+}
+
+extension Date {
+    init(unixSeconds: Int64) { self.init(timeIntervalSince1970: TimeInterval(unixSeconds)) }
 }

@@ -1,4 +1,5 @@
 import Contracts
+import Forecasting
 import Foundation
 import Hummingbird
 import Logging
@@ -6,7 +7,6 @@ import Messaging
 import Metrics
 import ServiceKit
 import Storage
-import Synchronization
 
 /// Predictor settings beyond the common ones: `CANDLECAST_REGISTRY_URL` (http://127.0.0.1:8084),
 /// `CANDLECAST_MODEL_MAX_AGE_DAYS` (30: forecasts of older models are flagged `stale`).
@@ -49,20 +49,25 @@ struct Predictor: Sendable {
         let predictions = self.predictions
         guard let loaded = try await model(pair: window.pair, interval: window.interval) else {
             try await database.transaction { try predictions.park(window, on: $0) }
-            logger.info("no champion yet: window kept until one is promoted", metadata: ["pair": "\(window.pair)", "target": "\(window.targetOpenTime)"])
+            logger.info(
+                "no champion yet: window kept until one is promoted",
+                metadata: ["pair": "\(window.pair)", "target": "\(window.targetOpenTime)"])
             return
         }
         if let forecast = try await database.transaction({ try predictions.forecast(window, with: loaded, on: $0) }) {
             relay?.wake()
             latest.record(forecast)
-            Counter(label: "candlecast_forecasts_total", dimensions: [("pair", forecast.pair), ("interval", forecast.interval.name)]).increment()
+            Counter(label: "candlecast_forecasts_total", dimensions: [("pair", forecast.pair), ("interval", forecast.interval.name)])
+                .increment()
         }
     }
 
     func handle(_ promoted: ModelPromoted) async throws {
         let loaded: LoadedModel
         do {
-            loaded = try await source.load(name: promoted.modelName, version: promoted.version)
+            var fetched = try await source.load(name: promoted.modelName, version: promoted.version)
+            fetched.datasetVersion = promoted.datasetVersion
+            loaded = fetched
         } catch let refusal as PermanentFailure {
             logger.error(
                 "promoted model refused; keeping the current one",
@@ -72,10 +77,18 @@ struct Predictor: Sendable {
                 ])
             throw refusal
         }
-        models.install(loaded)
-        logger.notice("model swapped", metadata: ["model": "\(promoted.modelName)", "version": "\(promoted.version)", "previous": "\(promoted.previousVersion.map(String.init) ?? "-")"])
+        let installed = loaded
+        models.install(installed)
+        logger.notice(
+            "model swapped",
+            metadata: [
+                "model": "\(promoted.modelName)", "version": "\(promoted.version)",
+                "previous": "\(promoted.previousVersion.map(String.init) ?? "-")",
+            ])
         let predictions = self.predictions
-        let forecasts = try await database.transaction { try predictions.forecastParked(pair: promoted.pair, interval: promoted.interval, with: loaded, on: $0) }
+        let forecasts = try await database.transaction {
+            try predictions.forecastParked(pair: promoted.pair, interval: promoted.interval, with: installed, on: $0)
+        }
         if !forecasts.isEmpty { relay?.wake() }
         forecasts.forEach(latest.record)
     }
@@ -85,7 +98,8 @@ struct Predictor: Sendable {
         let scores = try await database.transaction { try predictions.score(candle, on: $0) }
         if !scores.isEmpty { relay?.wake() }
         for score in scores {
-            Counter(label: "candlecast_forecasts_scored_total", dimensions: [("pair", score.pair), ("interval", score.interval.name)]).increment()
+            Counter(label: "candlecast_forecasts_scored_total", dimensions: [("pair", score.pair), ("interval", score.interval.name)])
+                .increment()
         }
     }
 
@@ -93,8 +107,8 @@ struct Predictor: Sendable {
     func warmUp() async throws {
         let rows = try await database.query(
             """
-            SELECT DISTINCT ON (pair, interval_seconds) pair, interval_seconds, target_open_time, predicted_close, last_close, model_name, model_version,
-                   dataset_version, produced_at, stale
+            SELECT DISTINCT ON (pair, interval_seconds) pair, interval_seconds, target_open_time, predicted_close, last_close, model_name,
+                   model_version, dataset_version, produced_at, stale
             FROM predictions.forecasts ORDER BY pair, interval_seconds, target_open_time DESC, model_version DESC
             """)
         for row in rows {
@@ -102,8 +116,10 @@ struct Predictor: Sendable {
                 ForecastCreated(
                     pair: try row.decode(0, as: String.self), interval: try CandleInterval(storedSeconds: try row.decode(1, as: Int.self)),
                     targetOpenTime: try row.decode(2, as: Int64.self), predictedClose: try row.decode(3, as: Double.self),
-                    lastClose: try row.decode(4, as: Double.self), modelName: try row.decode(5, as: String.self), modelVersion: try row.decode(6, as: Int.self),
-                    datasetVersion: try row.decode(7, as: Int.self), producedAt: try row.decode(8, as: Date.self), stale: try row.decode(9, as: Bool.self)))
+                    lastClose: try row.decode(4, as: Double.self), modelName: try row.decode(5, as: String.self),
+                    modelVersion: try row.decode(6, as: Int.self),
+                    datasetVersion: try row.decode(7, as: Int.self), producedAt: try row.decode(8, as: Date.self),
+                    stale: try row.decode(9, as: Bool.self)))
         }
     }
 
@@ -117,49 +133,42 @@ struct Predictor: Sendable {
 }
 
 enum PredictorService {
+    /// One `Predictor` (one model holder, one latest-forecast cache, one outbox relay) is made at start and
+    /// handed to both the routes and the work.
     static let definition = ServiceDefinition(
         name: .predictor, defaultHTTPPort: 8085, migrations: PredictionsSchema.migrations,
-        settings: { _ = try PredictorSettings($0); _ = try OutboxOptions($0) },
-        routes: { router, context in
-            guard let predictor = try? makePredictor(context) else { return }
-            PredictorAPI(predictor: predictor).add(to: router)
-            shared.install(predictor)
-        },
-        work: { context in
-            let relay = OutboxRelay(
-                schema: PredictionsSchema.name, database: context.database, publisher: context.publisher, logger: context.logger,
-                options: try OutboxOptions(context.configuration.environment))
-            var configured = try shared.current ?? makePredictor(context)
-            configured.relay = relay
-            let predictor = configured
-            try await predictor.warmUp()
-            let subscriptions = ServiceName.predictor.subscriptions
-            guard subscriptions.count == 3 else { return }
-            let windows = try context.consumer(for: subscriptions[0], prefetch: 32)
-            let promotions = try context.consumer(for: subscriptions[1], prefetch: 1)
-            let candles = try context.consumer(for: subscriptions[2], prefetch: 32)
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { try? await relay.run() }
-                group.addTask { await predictor.consume(windows: windows, models: promotions, candles: candles) }
-                await context.waitForShutdown()
-                for consumer in [windows, promotions, candles] { await consumer.stop() }
-                group.cancelAll()
-            }
-        })
+        shared: makePredictor,
+        routes: { router, predictor in try PredictorHTTP(predictor: predictor).add(to: router) },
+        work: work)
 
-    /// The routes and the work share one predictor (one model holder and one latest-forecast cache).
-    static let shared = SharedPredictor()
-
+    /// Reads the settings (a bad one throws `ConfigurationError`) and makes the predictor and its outbox relay.
     static func makePredictor(_ context: ServiceContext) throws -> Predictor {
         let settings = try PredictorSettings(context.configuration.environment)
+        let relay = OutboxRelay(
+            schema: PredictionsSchema.name, database: context.database, publisher: context.publisher, logger: context.logger,
+            options: try OutboxOptions(context.configuration.environment))
         return Predictor(
-            predictions: Predictions(maximumModelAge: settings.maximumModelAge), source: RegistryModelSource(baseURL: settings.registryURL),
-            models: ModelHolder(), latest: LatestForecasts(), database: context.database, logger: context.logger)
+            predictions: Predictions(maximumModelAge: settings.maximumModelAge),
+            source: RegistryModelSource(baseURL: settings.registryURL, http: context.http), models: ModelHolder(),
+            latest: LatestForecasts(),
+            database: context.database, logger: context.logger, relay: relay)
     }
-}
 
-final class SharedPredictor: Sendable {
-    private let value = Mutex<Predictor?>(nil)
-    var current: Predictor? { value.withLock { $0 } }
-    func install(_ predictor: Predictor) { value.withLock { $0 = predictor } }
+    /// Forecasts each window, swaps champions on promotion and scores forecasts as candles close, until shutdown.
+    static func work(_ predictor: Predictor, _ context: ServiceContext) async throws {
+        context.logger.info("matrix kernel", metadata: BLASKernel.current.logMetadata.mapValues { .string($0) })
+        try await predictor.warmUp()
+        let subscriptions = ServiceName.predictor.subscriptions
+        guard subscriptions.count == 3 else { return }
+        let windows = try context.consumer(for: subscriptions[0], prefetch: 32)
+        let promotions = try context.consumer(for: subscriptions[1], prefetch: 1)
+        let candles = try context.consumer(for: subscriptions[2], prefetch: 32)
+        await withTaskGroup(of: Void.self) { group in
+            if let relay = predictor.relay { group.addTask { try? await relay.run() } }
+            group.addTask { await predictor.consume(windows: windows, models: promotions, candles: candles) }
+            await context.waitForShutdown()
+            for consumer in [windows, promotions, candles] { await consumer.stop() }
+            group.cancelAll()
+        }
+    }
 }

@@ -15,13 +15,30 @@ struct SeriesRow: Sendable, Equatable {
 
 /// How datasets are cut. BTC-daily-v1 by default.
 struct DatasetPolicy: Sendable, Equatable {
-    var window = BTCDailyV1.window
-    var trainFraction = 0.7
-    var validationFraction = 0.1
+    /// Stored with every version cut under this policy; its split is applied here once (`training_end`).
+    var spec = ForecastSpec()
+    /// How many recent closes a `features.window` carries at most: enough for a model of any window a spec allows.
+    static let windowCloses = ForecastSpec.windows.upperBound
+
+    var window: Int {
+        get { spec.window }
+        set { spec.window = newValue }
+    }
+    var trainFraction: Double {
+        get { spec.split.train }
+        set { spec.split.train = newValue }
+    }
+    var validationFraction: Double {
+        get { spec.split.validation }
+        set { spec.split.validation = newValue }
+    }
     /// The feature set: the close always; `volume` optionally (CANDLECAST_FEATURES=close,volume). The model
     /// trains on closes; volumes travel in the windows and dataset versions for models that use them.
-    var includesVolume = false
-    var feature: String { includesVolume ? "close,volume" : "close" }
+    var includesVolume: Bool {
+        get { spec.features.includesVolume }
+        set { spec.features = newValue ? .closeVolume : .close }
+    }
+    var feature: String { spec.features.rawValue }
     /// A new version after this many new candles.
     var newVersionEvery = 30
     /// No version (and so no window) before the series has this many rows.
@@ -37,7 +54,7 @@ struct DatasetSnapshot: Sendable, Equatable {
 
     init(rows: [SeriesRow], policy: DatasetPolicy) throws {
         self.rows = rows
-        split = try ChronologicalSplit(count: rows.count, window: policy.window, trainFraction: policy.trainFraction, validationFraction: policy.validationFraction)
+        split = try ChronologicalSplit(count: rows.count, spec: policy.spec)
         // Fitted on the training rows only: nothing from the validation tail's future or the test period leaks in.
         scaler = try MinMaxScaler(fittingOn: rows[0..<split.trainingEnd].map(\.close))
         contentHash = Self.hash(rows)
@@ -45,14 +62,9 @@ struct DatasetSnapshot: Sendable, Equatable {
 
     /// FNV-1a 64 over `open_time,close[,volume]\n` lines: the same rows always give the same hash.
     static func hash(_ rows: [SeriesRow]) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for row in rows {
-            for byte in "\(row.openTime),\(row.closeText)\(row.volumeText.map { "," + $0 } ?? "")\n".utf8 {
-                hash ^= UInt64(byte)
-                hash = hash &* 0x100_0000_01b3
-            }
-        }
-        return String(format: "%016llx", hash)
+        var hash = FNV1a64()
+        for row in rows { hash.combine("\(row.openTime),\(row.closeText)\(row.volumeText.map { "," + $0 } ?? "")\n".utf8) }
+        return hash.hexDigits
     }
 
     func readyEvent(pair: String, interval: CandleInterval, version: Int, policy: DatasetPolicy) -> DatasetReady {
@@ -60,23 +72,26 @@ struct DatasetSnapshot: Sendable, Equatable {
             pair: pair, interval: interval, version: version, rowCount: rows.count, firstOpenTime: rows.first?.openTime ?? 0,
             lastOpenTime: rows.last?.openTime ?? 0, contentHash: contentHash, window: policy.window, feature: policy.feature,
             trainingEnd: split.trainingEnd, validationFraction: policy.validationFraction,
-            scaler: ScalerBounds(minimum: scaler.minimum, maximum: scaler.maximum))
+            scaler: ScalerBounds(minimum: scaler.minimum, maximum: scaler.maximum), spec: policy.spec)
     }
 }
 
 enum WindowBuilder {
-    /// The window ending at the newest of `rows` (which are the `window` most recent rows up to the candle,
-    /// oldest first), scaled with `scaler`. Nil when the series is still shorter than the window.
+    /// The window ending at the newest of `rows` (the most recent rows up to the candle, oldest first, at most
+    /// `DatasetPolicy.windowCloses`), scaled with `scaler`. Nil when fewer than `windowLength` rows (the policy's
+    /// window) are stored yet.
     static func window(
         rows: [SeriesRow], pair: String, interval: CandleInterval, windowLength: Int, datasetVersion: Int, scaler: MinMaxScaler
     ) -> FeatureWindow? {
-        guard rows.count == windowLength, let first = rows.first, let last = rows.last else { return nil }
+        guard rows.count >= windowLength, rows.count <= DatasetPolicy.windowCloses, let first = rows.first, let last = rows.last else {
+            return nil
+        }
         let closes = rows.map(\.close)
         let spannedIntervals = Int((last.openTime - first.openTime) / interval.seconds) + 1
         var window = FeatureWindow(
             pair: pair, interval: interval, windowEndOpenTime: last.openTime, targetOpenTime: last.openTime + interval.seconds,
             datasetVersion: datasetVersion, closes: closes, scaledCloses: scaler.transform(closes),
-            scaler: ScalerBounds(minimum: scaler.minimum, maximum: scaler.maximum), gapIntervals: spannedIntervals - windowLength,
+            scaler: ScalerBounds(minimum: scaler.minimum, maximum: scaler.maximum), gapIntervals: spannedIntervals - rows.count,
             revision: last.revision)
         if rows.allSatisfy({ $0.volumeText != nil }) { window.volumes = rows.compactMap { $0.volumeText.flatMap(Double.init) } }
         return window

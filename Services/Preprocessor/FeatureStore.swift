@@ -16,7 +16,10 @@ struct StoredVersion: Sendable, Equatable {
 /// Reads candles through the ingestor's read contract (`ingest.candles_v1`) and writes the `features`
 /// schema. Every function runs on a connection inside the caller's transaction.
 enum FeatureStore {
-    static func rows(pair: String, interval: CandleInterval, upTo openTime: Int64? = nil, last limit: Int? = nil, withVolume: Bool = false, on connection: PostgresConnection) throws -> [SeriesRow] {
+    static func rows(
+        pair: String, interval: CandleInterval, upTo openTime: Int64? = nil, last limit: Int? = nil, withVolume: Bool = false,
+        on connection: PostgresConnection
+    ) throws -> [SeriesRow] {
         let seconds = Int(interval.seconds)
         let rows: [PostgresRow]
         if let limit {
@@ -37,43 +40,55 @@ enum FeatureStore {
         }
         return try rows.map {
             SeriesRow(
-                openTime: try $0.decode(0, as: Int64.self), closeText: try $0.decode(1, as: String.self), revision: try $0.decode(2, as: Int.self),
+                openTime: try $0.decode(0, as: Int64.self), closeText: try $0.decode(1, as: String.self),
+                revision: try $0.decode(2, as: Int.self),
                 volumeText: withVolume ? try $0.decode(3, as: String.self) : nil)
         }
     }
 
     /// Rows stored after `openTime`, counted up to `limit` only: the check runs on every candle, so it must not
     /// grow with the series.
-    static func rowCount(pair: String, interval: CandleInterval, after openTime: Int64, upTo limit: Int, on connection: PostgresConnection) throws -> Int {
+    static func rowCount(pair: String, interval: CandleInterval, after openTime: Int64, upTo limit: Int, on connection: PostgresConnection)
+        throws -> Int
+    {
         try connection.query(
             """
             SELECT count(*) FROM (SELECT 1 FROM ingest.candles_v1
-                WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) AND open_time > \(openTime) ORDER BY open_time LIMIT \(limit)) recent
+                WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) AND open_time > \(openTime)
+                ORDER BY open_time LIMIT \(limit)) recent
             """
         )[0].decode(0, as: Int.self)
     }
 
     static func latestVersion(pair: String, interval: CandleInterval, on connection: PostgresConnection) throws -> StoredVersion? {
-        guard let row = try connection.query(
-            """
-            SELECT version, last_open_time, row_count, scaler_minimum, scaler_maximum FROM features.dataset_versions
-            WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) ORDER BY version DESC LIMIT 1
-            """
-        ).first else { return nil }
+        guard
+            let row = try connection.query(
+                """
+                SELECT version, last_open_time, row_count, scaler_minimum, scaler_maximum FROM features.dataset_versions
+                WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) ORDER BY version DESC LIMIT 1
+                """
+            ).first
+        else { return nil }
         return StoredVersion(
-            version: try row.decode(0, as: Int.self), lastOpenTime: try row.decode(1, as: Int64.self), rowCount: try row.decode(2, as: Int.self),
+            version: try row.decode(0, as: Int.self), lastOpenTime: try row.decode(1, as: Int64.self),
+            rowCount: try row.decode(2, as: Int.self),
             scaler: try MinMaxScaler(minimum: try row.decode(3, as: Double.self), maximum: try row.decode(4, as: Double.self)))
     }
 
     /// Snapshots every stored candle as a new version, unless a version with the same rows exists.
     /// Returns the version and whether it was created now (then its `dataset.ready` is in the outbox).
-    static func createVersion(pair: String, interval: CandleInterval, policy: DatasetPolicy, reason: String, on connection: PostgresConnection) throws -> (StoredVersion, created: Bool)? {
+    static func createVersion(
+        pair: String, interval: CandleInterval, policy: DatasetPolicy, reason: String, on connection: PostgresConnection
+    ) throws -> (StoredVersion, created: Bool)? {
         let rows = try rows(pair: pair, interval: interval, withVolume: policy.includesVolume, on: connection)
         guard rows.count >= policy.minimumRows, let first = rows.first, let last = rows.last else { return nil }
         let snapshot = try DatasetSnapshot(rows: rows, policy: policy)
         let seconds = Int(interval.seconds)
         if let existing = try connection.query(
-            "SELECT version FROM features.dataset_versions WHERE pair = \(pair) AND interval_seconds = \(seconds) AND content_hash = \(snapshot.contentHash)"
+            """
+            SELECT version FROM features.dataset_versions
+            WHERE pair = \(pair) AND interval_seconds = \(seconds) AND content_hash = \(snapshot.contentHash)
+            """
         ).first {
             let version = try existing.decode(0, as: Int.self)
             return (StoredVersion(version: version, lastOpenTime: last.openTime, rowCount: rows.count, scaler: snapshot.scaler), false)
@@ -84,21 +99,26 @@ enum FeatureStore {
         let openTimes = "{" + rows.map { String($0.openTime) }.joined(separator: ",") + "}"
         let closes = "{" + rows.map(\.closeText).joined(separator: ",") + "}"
         let volumes = policy.includesVolume ? "{" + rows.map { $0.volumeText ?? "NULL" }.joined(separator: ",") + "}" : nil
+        let spec = String(decoding: try JSONEncoder().encode(policy.spec), as: UTF8.self)
         try connection.query(
             """
-            INSERT INTO features.dataset_versions (pair, interval_seconds, version, feature, window_length, row_count, first_open_time, last_open_time,
-                content_hash, training_end, validation_fraction, scaler_minimum, scaler_maximum, open_times, closes, volumes, reason)
+            INSERT INTO features.dataset_versions (pair, interval_seconds, version, feature, window_length, row_count, first_open_time,
+                last_open_time, content_hash, training_end, validation_fraction, scaler_minimum, scaler_maximum, open_times, closes,
+                volumes, reason, spec)
             VALUES (\(pair), \(seconds), \(next), \(policy.feature), \(policy.window), \(rows.count), \(first.openTime), \(last.openTime),
-                \(snapshot.contentHash), \(snapshot.split.trainingEnd), \(policy.validationFraction), \(snapshot.scaler.minimum), \(snapshot.scaler.maximum),
-                \(openTimes)::bigint[], \(closes)::numeric[], \(volumes)::numeric[], \(reason))
+                \(snapshot.contentHash), \(snapshot.split.trainingEnd), \(policy.validationFraction), \(snapshot.scaler.minimum),
+                \(snapshot.scaler.maximum), \(openTimes)::bigint[], \(closes)::numeric[], \(volumes)::numeric[], \(reason), \(spec)::jsonb)
             """)
         let event = snapshot.readyEvent(pair: pair, interval: interval, version: next, policy: policy)
-        try Outbox.enqueue(Envelope(payload: event), routingKey: event.routingKey, exchange: Exchange.events, schema: FeaturesSchema.name, on: connection)
+        try Outbox.enqueue(
+            Envelope(payload: event), routingKey: event.routingKey, exchange: Exchange.events, schema: FeaturesSchema.name, on: connection)
         return (StoredVersion(version: next, lastOpenTime: last.openTime, rowCount: rows.count, scaler: snapshot.scaler), true)
     }
 
     /// Records that a candle event was processed; false when it already was.
-    static func markProcessed(pair: String, interval: CandleInterval, openTime: Int64, revision: Int, on connection: PostgresConnection) throws -> Bool {
+    static func markProcessed(pair: String, interval: CandleInterval, openTime: Int64, revision: Int, on connection: PostgresConnection)
+        throws -> Bool
+    {
         try connection.execute(
             """
             INSERT INTO features.processed_candles (pair, interval_seconds, open_time, revision)
@@ -121,7 +141,10 @@ struct Preprocessing: Sendable {
 
     /// A closed (or revised) candle: maybe a new dataset version, then the window ending at it.
     func process(_ candle: CandleClosed, on connection: PostgresConnection) throws -> CandleOutcome {
-        guard try FeatureStore.markProcessed(pair: candle.pair, interval: candle.interval, openTime: candle.openTime, revision: candle.revision, on: connection) else {
+        guard
+            try FeatureStore.markProcessed(
+                pair: candle.pair, interval: candle.interval, openTime: candle.openTime, revision: candle.revision, on: connection)
+        else {
             return CandleOutcome(duplicate: true)
         }
         var outcome = CandleOutcome()
@@ -129,13 +152,18 @@ struct Preprocessing: Sendable {
         outcome.createdVersion = created
         guard let current else { return outcome }
         let rows = try FeatureStore.rows(
-            pair: candle.pair, interval: candle.interval, upTo: candle.openTime, last: policy.window, withVolume: policy.includesVolume, on: connection)
+            pair: candle.pair, interval: candle.interval, upTo: candle.openTime, last: DatasetPolicy.windowCloses,
+            withVolume: policy.includesVolume,
+            on: connection)
         // Only the window that ends at this very candle (it may have been revised away meanwhile).
         guard rows.last?.openTime == candle.openTime,
             let window = WindowBuilder.window(
-                rows: rows, pair: candle.pair, interval: candle.interval, windowLength: policy.window, datasetVersion: current.version, scaler: current.scaler)
+                rows: rows, pair: candle.pair, interval: candle.interval, windowLength: policy.window, datasetVersion: current.version,
+                scaler: current.scaler)
         else { return outcome }
-        try Outbox.enqueue(Envelope(payload: window), routingKey: window.routingKey, exchange: Exchange.events, schema: FeaturesSchema.name, on: connection)
+        try Outbox.enqueue(
+            Envelope(payload: window), routingKey: window.routingKey, exchange: Exchange.events, schema: FeaturesSchema.name, on: connection
+        )
         outcome.window = window
         return outcome
     }
@@ -151,18 +179,24 @@ struct Preprocessing: Sendable {
     }
 
     /// The latest version, after creating a new one when the series has grown enough.
-    func currentVersion(pair: String, interval: CandleInterval, on connection: PostgresConnection) throws -> (StoredVersion?, created: Int?) {
+    func currentVersion(pair: String, interval: CandleInterval, on connection: PostgresConnection) throws -> (StoredVersion?, created: Int?)
+    {
         let latest = try FeatureStore.latestVersion(pair: pair, interval: interval, on: connection)
         let due: Bool
         if let latest {
-            due = try FeatureStore.rowCount(pair: pair, interval: interval, after: latest.lastOpenTime, upTo: policy.newVersionEvery, on: connection)
+            due =
+                try FeatureStore.rowCount(
+                    pair: pair, interval: interval, after: latest.lastOpenTime, upTo: policy.newVersionEvery, on: connection)
                 >= policy.newVersionEvery
         } else {
             due = true
         }
         guard due else { return (latest, nil) }
         let reason = latest == nil ? "first version" : "\(policy.newVersionEvery) new candles"
-        guard let (version, created) = try FeatureStore.createVersion(pair: pair, interval: interval, policy: policy, reason: reason, on: connection) else {
+        guard
+            let (version, created) = try FeatureStore.createVersion(
+                pair: pair, interval: interval, policy: policy, reason: reason, on: connection)
+        else {
             return (latest, nil)
         }
         return (version, created ? version.version : nil)

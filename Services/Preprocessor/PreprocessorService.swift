@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Messaging
+import PreprocessorAPI
 import ServiceKit
 import Storage
 
@@ -18,30 +19,30 @@ extension DatasetPolicy {
         // Open intervals: a fraction of 0 or 1 leaves a split empty.
         trainFraction = try environment.double("CANDLECAST_TRAIN_FRACTION", default: trainFraction, in: 0.01...0.99)
         validationFraction = try environment.double("CANDLECAST_VALIDATION_FRACTION", default: validationFraction, in: 0.01...0.99)
-        let features = Set(environment.string("CANDLECAST_FEATURES", default: "close").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        let features = Set(
+            environment.string("CANDLECAST_FEATURES", default: "close").split(separator: ",").map {
+                $0.trimmingCharacters(in: .whitespaces)
+            })
         guard features.contains("close"), features.isSubset(of: ["close", "volume"]) else {
             throw ConfigurationError(key: "CANDLECAST_FEATURES", reason: "must be close or close,volume")
         }
         includesVolume = features.contains("volume")
         guard minimumRows >= window + 2 else {
-            throw ConfigurationError(key: "CANDLECAST_DATASET_MIN_ROWS", reason: "\(minimumRows) must be at least CANDLECAST_FEATURE_WINDOW + 2 (\(window + 2))")
+            throw ConfigurationError(
+                key: "CANDLECAST_DATASET_MIN_ROWS", reason: "\(minimumRows) must be at least CANDLECAST_FEATURE_WINDOW + 2 (\(window + 2))")
         }
     }
 }
 
 enum PreprocessorService {
+    /// The policy (read once at start) and the outbox relay are shared by the routes and the work.
     static let definition = ServiceDefinition(
         name: .preprocessor, defaultHTTPPort: 8082, migrations: FeaturesSchema.migrations,
-        settings: { _ = try DatasetPolicy($0); _ = try OutboxOptions($0) },
-        routes: { router, context in
-            guard let policy = try? DatasetPolicy(context.configuration.environment) else { return }
-            addRoutes(to: router, database: context.database, policy: policy)
-        },
-        work: { context in
-            let preprocessing = Preprocessing(policy: try DatasetPolicy(context.configuration.environment))
-            let relay = OutboxRelay(
-                schema: FeaturesSchema.name, database: context.database, publisher: context.publisher, logger: context.logger,
-                options: try OutboxOptions(context.configuration.environment))
+        shared: Running.init,
+        routes: { router, running in try PreprocessorHTTP(database: running.database, policy: running.policy).add(to: router) },
+        work: { running, context in
+            let preprocessing = Preprocessing(policy: running.policy)
+            let relay = running.relay
             guard let subscription = ServiceName.preprocessor.subscriptions.first else { return }
             let consumer = try context.consumer(for: subscription, prefetch: 64)
             let database = context.database
@@ -55,9 +56,27 @@ enum PreprocessorService {
             }
         })
 
+    /// What a running preprocessor's routes and work share.
+    struct Running: Sendable {
+        let policy: DatasetPolicy
+        let relay: OutboxRelay
+        let database: PostgresClient
+
+        /// Reads the settings; a bad one throws `ConfigurationError` and stops the start.
+        init(_ context: ServiceContext) throws {
+            policy = try DatasetPolicy(context.configuration.environment)
+            relay = OutboxRelay(
+                schema: FeaturesSchema.name, database: context.database, publisher: context.publisher, logger: context.logger,
+                options: try OutboxOptions(context.configuration.environment))
+            database = context.database
+        }
+    }
+
     /// Processes candle and backfill events until the consumer stops; each event's effects (processed
     /// mark, dataset version, window in the outbox) commit in one transaction before the ack.
-    static func consume(_ consumer: Consumer, preprocessing: Preprocessing, database: PostgresClient, logger: Logger, relay: OutboxRelay? = nil) async {
+    static func consume(
+        _ consumer: Consumer, preprocessing: Preprocessing, database: PostgresClient, logger: Logger, relay: OutboxRelay? = nil
+    ) async {
         await consumer.handle([
             MessageHandler(CandleClosed.self) { envelope, _ in
                 let candle = envelope.payload
@@ -78,45 +97,60 @@ enum PreprocessorService {
             logger.info("dataset version created", metadata: ["pair": "\(pair)", "interval": "\(interval)", "version": "\(version)"])
         }
         if let window = outcome.window {
-            logger.debug("window published", metadata: ["pair": "\(pair)", "interval": "\(interval)", "window_end": "\(window.windowEndOpenTime)"])
+            logger.debug(
+                "window published", metadata: ["pair": "\(pair)", "interval": "\(interval)", "window_end": "\(window.windowEndOpenTime)"])
         }
     }
+}
 
-    /// `GET /v1/datasets/{pair}/{interval}` lists versions; `POST` creates one now from every stored candle
-    /// (or returns the existing version with the same rows).
-    static func addRoutes(to router: Router<BasicRequestContext>, database: PostgresClient, policy: DatasetPolicy) {
-        let router = DeclaredRoutes(router)
-        router.get("v1/datasets/:pair/:interval") { _, context in
-            let (pair, interval) = try target(context)
-            let rows = try await database.query(
-                """
-                SELECT version, row_count, first_open_time, last_open_time, content_hash, training_end, scaler_minimum, scaler_maximum, created_at::text
-                FROM features.dataset_versions WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) ORDER BY version
-                """)
-            let versions: [[String: any Sendable]] = try rows.map { row in
-                [
-                    "version": try row.decode(0, as: Int.self), "row_count": try row.decode(1, as: Int.self),
-                    "first_open_time": try row.decode(2, as: Int.self), "last_open_time": try row.decode(3, as: Int.self),
-                    "content_hash": try row.decode(4, as: String.self), "training_end": try row.decode(5, as: Int.self),
-                    "scaler_minimum": try row.decode(6, as: Double.self), "scaler_maximum": try row.decode(7, as: Double.self),
-                    "created_at": try row.decode(8, as: String.self),
-                ]
-            }
-            return HealthRoutes.jsonResponse(.ok, ["pair": pair, "interval": interval.name, "versions": versions])
-        }
-        router.post("v1/datasets/:pair/:interval") { _, context in
-            let (pair, interval) = try target(context)
-            let result = try await database.transaction { connection in
-                try FeatureStore.createVersion(pair: pair, interval: interval, policy: policy, reason: "requested", on: connection)
-            }
-            guard let (version, created) = result else {
-                return HealthRoutes.jsonResponse(.conflict, ["error": "fewer than \(policy.minimumRows) candles stored for \(pair) \(interval)"])
-            }
-            return HealthRoutes.jsonResponse(created ? .created : .ok, ["pair": pair, "interval": interval.name, "version": version.version, "created": created])
-        }
+/// The preprocessor's HTTP API: the server side of docs/preprocessor-openapi.yaml (module PreprocessorAPI).
+/// `GET /v1/datasets/{pair}/{interval}` lists versions; `POST` cuts one now from every stored candle (or returns
+/// the existing version with the same rows).
+struct PreprocessorHTTP: APIProtocol {
+    let database: PostgresClient
+    let policy: DatasetPolicy
+
+    func add(to router: Router<BasicRequestContext>) throws {
+        try OpenAPIServer.add(to: router) { try registerHandlers(on: $0) }
     }
 
-    private static func target(_ context: BasicRequestContext) throws -> (String, CandleInterval) {
-        (try HTTPInput.pair(context.parameters.get("pair") ?? ""), try HTTPInput.interval(context.parameters.get("interval") ?? ""))
+    func listDatasetVersions(_ input: Operations.ListDatasetVersions.Input) async throws -> Operations.ListDatasetVersions.Output {
+        let (pair, interval) = try Self.target(input.path.pair, input.path.interval)
+        let rows = try await database.query(
+            """
+            SELECT version, row_count, first_open_time, last_open_time, content_hash, training_end, scaler_minimum, scaler_maximum,
+                   created_at
+            FROM features.dataset_versions WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) ORDER BY version
+            """)
+        let versions = try rows.map { row in
+            Components.Schemas.DatasetVersion(
+                version: try row.decode(0, as: Int.self), rowCount: try row.decode(1, as: Int.self),
+                firstOpenTime: Date(timeIntervalSince1970: TimeInterval(try row.decode(2, as: Int64.self))),
+                lastOpenTime: Date(timeIntervalSince1970: TimeInterval(try row.decode(3, as: Int64.self))),
+                contentHash: try row.decode(4, as: String.self), trainingEnd: try row.decode(5, as: Int.self),
+                scalerMinimum: try row.decode(6, as: Double.self), scalerMaximum: try row.decode(7, as: Double.self),
+                createdAt: try row.decode(8, as: Date.self))
+        }
+        return .ok(.init(body: .json(.init(pair: pair, interval: input.path.interval, versions: versions))))
+    }
+
+    func cutDatasetVersion(_ input: Operations.CutDatasetVersion.Input) async throws -> Operations.CutDatasetVersion.Output {
+        let (pair, interval) = try Self.target(input.path.pair, input.path.interval)
+        let policy = self.policy
+        let result = try await database.transaction { connection in
+            try FeatureStore.createVersion(pair: pair, interval: interval, policy: policy, reason: "requested", on: connection)
+        }
+        guard let (version, created) = result else {
+            throw HTTPError(.conflict, message: "fewer than \(policy.minimumRows) candles stored for \(pair) \(interval)")
+        }
+        let body = Components.Schemas.CutVersion(pair: pair, interval: input.path.interval, version: version.version, created: created)
+        return created ? .created(.init(body: .json(body))) : .ok(.init(body: .json(body)))
+    }
+
+    private static func target(_ pair: String, _ interval: Components.Schemas.Interval) throws -> (String, CandleInterval) {
+        (
+            try HTTPInput.pair(pair, field: "path parameter pair"),
+            try HTTPInput.interval(interval.rawValue, field: "path parameter interval")
+        )
     }
 }

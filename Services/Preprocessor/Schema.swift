@@ -47,7 +47,8 @@ enum FeaturesSchema {
                     -- The read contract for the trainer and the registry.
                     CREATE VIEW dataset_versions_v1 AS
                         SELECT pair, interval_seconds, version, feature, window_length, row_count, first_open_time, last_open_time,
-                               content_hash, training_end, validation_fraction, scaler_minimum, scaler_maximum, open_times, closes, created_at
+                               content_hash, training_end, validation_fraction, scaler_minimum, scaler_maximum, open_times, closes,
+                               created_at
                         FROM dataset_versions;
                     """),
             Outbox.migration(version: 2),
@@ -57,7 +58,8 @@ enum FeaturesSchema {
                     ALTER TABLE dataset_versions ADD COLUMN volumes numeric[];
                     CREATE OR REPLACE VIEW dataset_versions_v1 AS
                         SELECT pair, interval_seconds, version, feature, window_length, row_count, first_open_time, last_open_time,
-                               content_hash, training_end, validation_fraction, scaler_minimum, scaler_maximum, open_times, closes, created_at, volumes
+                               content_hash, training_end, validation_fraction, scaler_minimum, scaler_maximum, open_times, closes,
+                               created_at, volumes
                         FROM dataset_versions;
                     """),
             Migration(
@@ -67,6 +69,26 @@ enum FeaturesSchema {
                     -- all they can see of this schema.
                     GRANT USAGE ON SCHEMA features TO PUBLIC;
                     GRANT SELECT ON dataset_versions_v1 TO PUBLIC;
+                    """),
+            // The ForecastSpec a version was cut under (its window, features, split, scaler, horizon) is what the
+            // trainer trains under and the registry stores with each model. Versions cut before it get theirs from
+            // their columns; their train fraction is training_end / row_count to hundredths (fractions are set in
+            // hundredths), and their stored training_end stays the authority on the split either way.
+            Migration(
+                version: 5, name: "forecast spec",
+                sql: """
+                    ALTER TABLE dataset_versions ADD COLUMN spec jsonb;
+                    UPDATE dataset_versions SET spec = jsonb_build_object(
+                        'window', window_length, 'features', feature, 'target', 'log-return', 'activation', 'relu',
+                        'split', jsonb_build_object(
+                            'train', round(training_end::numeric / row_count, 2), 'validation', validation_fraction),
+                        'scaler', 'min-max-training-rows', 'horizon', 1);
+                    ALTER TABLE dataset_versions ALTER COLUMN spec SET NOT NULL;
+                    CREATE OR REPLACE VIEW dataset_versions_v1 AS
+                        SELECT pair, interval_seconds, version, feature, window_length, row_count, first_open_time, last_open_time,
+                               content_hash, training_end, validation_fraction, scaler_minimum, scaler_maximum, open_times, closes,
+                               created_at, volumes, spec
+                        FROM dataset_versions;
                     """),
         ])
 }

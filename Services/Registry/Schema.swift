@@ -132,9 +132,25 @@ enum RegistrySchema {
                     ALTER TABLE runs ADD COLUMN lease_expires_at timestamptz;
                     ALTER TABLE runs ADD COLUMN attempts integer NOT NULL DEFAULT 0;
                     ALTER TABLE runs DROP CONSTRAINT runs_status_check;
-                    ALTER TABLE runs ADD CONSTRAINT runs_status_check CHECK (status IN ('queued', 'running', 'finished', 'failed', 'superseded'));
+                    ALTER TABLE runs ADD CONSTRAINT runs_status_check
+                        CHECK (status IN ('queued', 'running', 'finished', 'failed', 'superseded'));
                     CREATE INDEX runs_running_lease ON runs (lease_expires_at) WHERE status = 'running';
                     CREATE INDEX runs_queued_sweep ON runs (sweep_id) WHERE status = 'queued';
+                    """),
+            // The ForecastSpec of each run (composed at sweep start from the dataset version's and the grid point) and
+            // of each model version; the rows each run was scored on, and the rows the gate compared challenger and
+            // champion on. Rows from before have no spec (their model files carry one) and no ranges.
+            Migration(
+                version: 5, name: "forecast spec and test rows",
+                sql: """
+                    ALTER TABLE runs ADD COLUMN spec jsonb;
+                    ALTER TABLE runs ADD COLUMN test_start integer;
+                    ALTER TABLE runs ADD COLUMN test_end integer;
+                    ALTER TABLE model_versions ADD COLUMN spec jsonb;
+                    ALTER TABLE promotion_decisions ADD COLUMN challenger_test_start integer;
+                    ALTER TABLE promotion_decisions ADD COLUMN challenger_test_end integer;
+                    ALTER TABLE promotion_decisions ADD COLUMN champion_test_start integer;
+                    ALTER TABLE promotion_decisions ADD COLUMN champion_test_end integer;
                     """),
         ])
 }

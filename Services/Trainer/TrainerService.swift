@@ -11,33 +11,38 @@ import Synchronization
 /// Trainer settings beyond the common ones: `CANDLECAST_BLAS_THREADS` (1: replicas share the cores well).
 enum TrainerService {
     static let definition = ServiceDefinition(
-        name: .trainer, defaultHTTPPort: 8083, migrations: nil, settings: { _ = try blasThreads($0) }
-    ) { context in
-        let blasThreads = try blasThreads(context.configuration.environment)
-        let identity = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
-        let worker = TrainingWorker(database: context.database, publisher: context.publisher, logger: context.logger, trainer: identity, blasThreads: blasThreads)
-        guard let subscription = ServiceName.trainer.subscriptions.first else { return }
-        // Prefetch 1: a replica holds one job at a time, so idle replicas take the others.
-        let consumer = try context.consumer(for: subscription, prefetch: 1)
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await worker.consume(consumer) }
-            await context.waitForShutdown()
-            worker.cancelRunningJob()
-            await consumer.stop()
-            group.cancelAll()
-        }
-    }
+        name: .trainer, defaultHTTPPort: 8083, migrations: nil,
+        settings: {
+            _ = try blasThreads($0)
+            _ = try TrainerSettings($0)
+        },
+        work: { context in
+            context.logger.info("matrix kernel", metadata: BLASKernel.current.logMetadata.mapValues { .string($0) })
+            let blasThreads = try blasThreads(context.configuration.environment)
+            let uploader = ArtifactUploader(
+                settings: try TrainerSettings(context.configuration.environment), http: context.http, logger: context.logger)
+            let identity = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+            let worker = TrainingWorker(
+                database: context.database, publisher: context.publisher, logger: context.logger, trainer: identity,
+                blasThreads: blasThreads,
+                uploader: uploader)
+            guard let subscription = ServiceName.trainer.subscriptions.first else { return }
+            // Prefetch 1: a replica holds one job at a time, so idle replicas take the others.
+            let consumer = try context.consumer(for: subscription, prefetch: 1)
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await worker.consume(consumer) }
+                await context.waitForShutdown()
+                worker.cancelRunningJob()
+                await consumer.stop()
+                group.cancelAll()
+            }
+        })
 }
 
 extension TrainerService {
     static func blasThreads(_ environment: EnvironmentReader) throws -> Int {
         try environment.int("CANDLECAST_BLAS_THREADS", default: 1, in: 1...256)
     }
-}
-
-/// Why a job could not run: it is reported as a failed run, not retried.
-struct JobRejected: Error, CustomStringConvertible {
-    let description: String
 }
 
 /// Trains one job at a time, off Swift's cooperative pool.
@@ -47,9 +52,12 @@ final class TrainingWorker: Sendable {
     let logger: Logger
     let trainer: String
     let blasThreads: Int
+    /// Stores each model file in the registry before `training.completed` names it.
+    let uploader: ArtifactUploader
     private let cancelled = Mutex(false)
 
-    init(database: PostgresClient, publisher: Publisher, logger: Logger, trainer: String, blasThreads: Int) {
+    init(database: PostgresClient, publisher: Publisher, logger: Logger, trainer: String, blasThreads: Int, uploader: ArtifactUploader) {
+        self.uploader = uploader
         self.database = database
         self.publisher = publisher
         self.logger = logger
@@ -70,32 +78,45 @@ final class TrainingWorker: Sendable {
     func run(_ job: TrainingJob, correlationID: String?) async throws {
         var logger = self.logger
         logger[metadataKey: "job.id"] = "\(job.jobID)"
-        logger.info("training", metadata: ["dataset_version": "\(job.datasetVersion)", "units": "\(job.parameters.units)", "batch_size": "\(job.parameters.batchSize)"])
+        logger.info(
+            "training",
+            metadata: [
+                "dataset_version": "\(job.datasetVersion)", "units": "\(job.parameters.units)", "batch_size": "\(job.parameters.batchSize)",
+            ])
         let started = ContinuousClock.now
         let completed: TrainingCompleted
         do {
             if job.supersedable == true, let newer = try await newerDatasetVersion(job) {
                 // The registry marked this run superseded; ack without training (its result is ignored).
-                throw JobRejected(description: "superseded by dataset version \(newer)")
+                throw JobRejected(.superseded, "superseded by dataset version \(newer)")
             }
-            let closes = try await loadDataset(job)
-            let model = try await train(job, closes: closes)
-            let evaluation = try model.evaluate(closes: closes, targets: model.summary.trainingEnd..<closes.count)
-            let artifact = try model.encode()
+            let dataset = try await loadDataset(job)
+            let (model, testTargets) = try await train(job, dataset: dataset)
+            let evaluation = try model.evaluate(closes: dataset.closes, targets: testTargets)
+            let artifact = try await uploader.upload(try model.encode(), jobID: job.jobID)
             completed = TrainingCompleted(
                 jobID: job.jobID, sweepID: job.sweepID, trainer: trainer, succeeded: true, error: nil, epochsRun: model.summary.epochsRun,
-                bestEpoch: model.summary.bestEpoch, validationLoss: model.summary.bestMonitoredLoss.isFinite ? model.summary.bestMonitoredLoss : nil,
+                bestEpoch: model.summary.bestEpoch,
+                validationLoss: model.summary.bestMonitoredLoss.isFinite ? model.summary.bestMonitoredLoss : nil,
                 trainSeconds: model.summary.trainSeconds, test: ForecastScores(evaluation.model), naive: ForecastScores(evaluation.naive),
-                artifact: Data(artifact).base64EncodedString(), artifactCRC32: CRC32.checksum(artifact))
-            logger.info("trained", metadata: ["epochs": "\(model.summary.epochsRun)", "test.rmse": "\(evaluation.model.rmse)", "test.mase": "\(evaluation.model.mase)", "naive.rmse": "\(evaluation.naive.rmse)"])
+                artifact: artifact, testRows: RowRange(testTargets))
+            logger.info(
+                "trained",
+                metadata: [
+                    "epochs": "\(model.summary.epochsRun)", "test.rmse": "\(evaluation.model.rmse)",
+                    "test.mase": "\(evaluation.model.mase)", "naive.rmse": "\(evaluation.naive.rmse)",
+                ])
         } catch let rejected as JobRejected {
             completed = failure(job, reason: rejected.description, started: started)
+        } catch let refused as ArtifactUploadRefused {
+            completed = failure(job, reason: refused.description, started: started)
         } catch ForecastingError.cancelled {
             throw CancellationError()  // requeued: another replica takes it
         } catch let error as ForecastingError {
             completed = failure(job, reason: "\(error)", started: started)
         }
-        let message = try EnvelopeCodec.encode(Envelope(payload: completed, correlationID: correlationID), exchange: Exchange.events, routingKey: RoutingKey.trainingCompleted)
+        let message = try EnvelopeCodec.encode(
+            Envelope(payload: completed, correlationID: correlationID), exchange: Exchange.events, routingKey: RoutingKey.trainingCompleted)
         try await publisher.publish(message)
         Counter(label: "candlecast_training_jobs_total", dimensions: [("result", completed.succeeded ? "succeeded" : "failed")]).increment()
     }
@@ -105,7 +126,7 @@ final class TrainingWorker: Sendable {
         let elapsed = ContinuousClock.now - started
         return TrainingCompleted(
             jobID: job.jobID, sweepID: job.sweepID, trainer: trainer, succeeded: false, error: reason, epochsRun: 0, bestEpoch: 0,
-            validationLoss: nil, trainSeconds: Double(elapsed.components.seconds), test: nil, naive: nil, artifact: nil, artifactCRC32: nil)
+            validationLoss: nil, trainSeconds: Double(elapsed.components.seconds), test: nil, naive: nil, artifact: nil)
     }
 
     /// A newer dataset version of the job's pair and interval, if one exists (read contract of the preprocessor).
@@ -118,27 +139,50 @@ final class TrainingWorker: Sendable {
         ).first?.decode(0, as: Int?.self)
     }
 
-    /// The closes of the job's dataset version, through the preprocessor's read contract.
-    private func loadDataset(_ job: TrainingJob) async throws -> [Double] {
-        let rows = try await database.query(
-            """
-            SELECT closes::float8[] FROM features.dataset_versions_v1
-            WHERE pair = \(job.pair) AND interval_seconds = \(Int(job.interval.seconds)) AND version = \(job.datasetVersion)
-            """)
-        guard let closes = try rows.first?.decode(0, as: PostgresDoubleArray.self) else {
-            throw JobRejected(description: "dataset version \(job.datasetVersion) of \(job.pair) \(job.interval) does not exist")
-        }
-        return closes.values
+    /// A dataset version as the trainer reads it: its closes, its stored split point and the spec it was cut under.
+    struct StoredDataset {
+        var closes: [Double]
+        var trainingEnd: Int
+        var spec: ForecastSpec
     }
 
-    /// Runs the CPU-bound training on a thread of its own; epoch metrics are published as it goes.
-    private func train(_ job: TrainingJob, closes: [Double]) async throws -> TrainedModel {
-        let parameters = job.parameters
-        guard let activation = Activation(rawValue: parameters.activation), let target = ForecastTarget(rawValue: parameters.target) else {
-            throw JobRejected(description: "unknown activation or target in \(parameters)")
+    /// The job's dataset version, through the preprocessor's read contract.
+    private func loadDataset(_ job: TrainingJob) async throws -> StoredDataset {
+        let rows = try await database.query(
+            """
+            SELECT closes::float8[], training_end, spec::text FROM features.dataset_versions_v1
+            WHERE pair = \(job.pair) AND interval_seconds = \(Int(job.interval.seconds)) AND version = \(job.datasetVersion)
+            """)
+        guard let row = rows.first else {
+            throw JobRejected(.unknownDataset, "dataset version \(job.datasetVersion) of \(job.pair) \(job.interval) does not exist")
         }
-        let layers = Array(repeating: LayerSpec.lstm(units: parameters.units, activation: activation), count: parameters.layers) + [.dense(units: 1)]
-        let model = ModelConfiguration(layers: layers, window: parameters.window, target: target)
+        let spec: ForecastSpec
+        do {
+            spec = try JSONDecoder().decode(ForecastSpec.self, from: Data(try row.decode(2, as: String.self).utf8))
+        } catch {
+            throw JobRejected(.invalidSpec, "dataset version \(job.datasetVersion) has an unreadable spec: \(error)")
+        }
+        return StoredDataset(
+            closes: try row.decode(0, as: PostgresDoubleArray.self).values, trainingEnd: try row.decode(1, as: Int.self), spec: spec)
+    }
+
+    /// The spec the job's model is trained under: the one the registry composed, which must be the dataset's with
+    /// this job's grid point; a job from before specs gets that same composition here.
+    static func spec(of job: TrainingJob, dataset: ForecastSpec) throws -> ForecastSpec {
+        let composed = job.parameters.spec(on: dataset)
+        if let spec = job.spec, spec != composed {
+            throw JobRejected(.invalidSpec, "the job's spec \(spec) is not its dataset version's \(dataset) with its parameters")
+        }
+        return composed
+    }
+
+    /// Runs the CPU-bound training on a thread of its own; epoch metrics are published as it goes. Returns the
+    /// model and the test rows of the dataset version (its stored `training_end` on), on which it is to be scored.
+    private func train(_ job: TrainingJob, dataset: StoredDataset) async throws -> (TrainedModel, Range<Int>) {
+        let parameters = job.parameters
+        let spec = try Self.spec(of: job, dataset: dataset.spec)
+        let closes = dataset.closes
+        let model = ModelConfiguration(spec: spec, units: parameters.units, layers: parameters.layers)
         var training = TrainingConfiguration()
         training.epochs = parameters.epochs
         training.batchSize = parameters.batchSize
@@ -148,32 +192,43 @@ final class TrainingWorker: Sendable {
         training.blasThreads = blasThreads
         let split: ChronologicalSplit
         do {
-            split = try ChronologicalSplit(count: closes.count, window: parameters.window)
+            split = try ChronologicalSplit(
+                count: closes.count, window: spec.window, trainingEnd: dataset.trainingEnd, fractions: spec.split)
         } catch {
-            throw JobRejected(description: "dataset too small for window \(parameters.window): \(error)")
+            throw JobRejected(.insufficientData, "dataset too small for window \(spec.window): \(error)")
         }
         cancelled.withLock { $0 = false }
-        let publisher = self.publisher, trainerName = self.trainer, jobID = job.jobID, settings = training
-        return try await withCheckedThrowingContinuation { continuation in
+        let publisher = self.publisher
+        let trainerName = self.trainer
+        let jobID = job.jobID
+        let settings = training
+        let trained: TrainedModel = try await withCheckedThrowingContinuation { continuation in
             let thread = Thread {
-                continuation.resume(with: Result {
-                    try Trainer(model: model, training: settings).train(
-                        closes: closes, split: split,
-                        onEpoch: { report in
-                            let metric = TrainingEpochMetric(
-                                jobID: jobID, trainer: trainerName, epoch: report.epoch, loss: report.loss, validationLoss: report.validationLoss,
-                                learningRate: report.learningRate, seconds: report.seconds)
-                            guard let message = try? EnvelopeCodec.encode(Envelope(payload: metric), exchange: Exchange.events, routingKey: RoutingKey.metric(service: .trainer, name: "epoch")) else { return }
-                            // Progress is best effort: training does not wait for its confirms.
-                            Task { try? await publisher.publish(message) }
-                        },
-                        shouldCancel: { self.cancelled.withLock { $0 } })
-                })
+                continuation.resume(
+                    with: Result {
+                        try Trainer(model: model, training: settings, spec: spec).train(
+                            closes: closes, split: split,
+                            onEpoch: { report in
+                                let metric = TrainingEpochMetric(
+                                    jobID: jobID, trainer: trainerName, epoch: report.epoch, loss: report.loss,
+                                    validationLoss: report.validationLoss,
+                                    learningRate: report.learningRate, seconds: report.seconds)
+                                guard
+                                    let message = try? EnvelopeCodec.encode(
+                                        Envelope(payload: metric), exchange: Exchange.events,
+                                        routingKey: RoutingKey.metric(service: .trainer, name: "epoch"))
+                                else { return }
+                                // Progress is best effort: training does not wait for its confirms.
+                                Task { try? await publisher.publish(message) }
+                            },
+                            shouldCancel: { self.cancelled.withLock { $0 } })
+                    })
             }
             thread.name = "trainer"
             thread.stackSize = 8 << 20
             thread.start()
         }
+        return (trained, split.testTargets)
     }
 }
 

@@ -1,7 +1,8 @@
 @_exported import Contracts
 import Logging
-@_exported import struct Messaging.BrokerConfiguration
 import Messaging
+
+@_exported import struct Messaging.BrokerConfiguration
 
 /// Receives Candlecast's forecasts (`forecast.created` events) as typed values.
 ///
@@ -43,9 +44,12 @@ public final class ForecastSubscriber: Sendable {
         let deadLetters = queue + ".dead-letters"
         let routingKey = RoutingKey.forecastCreated(pair: options.pair.map(pairToken) ?? "*", interval: options.interval?.name ?? "*")
         let topology = Topology(
-            exchanges: [Topology.Exchange(name: Exchange.events, kind: .topic), Topology.Exchange(name: Exchange.deadLetters, kind: .topic)],
+            exchanges: [
+                Topology.Exchange(name: Exchange.events, kind: .topic), Topology.Exchange(name: Exchange.deadLetters, kind: .topic),
+            ],
             queues: [
-                Topology.Queue(name: queue, deadLetterExchange: Exchange.deadLetters, deadLetterRoutingKey: deadLetters, expiresAfter: expiry),
+                Topology.Queue(
+                    name: queue, deadLetterExchange: Exchange.deadLetters, deadLetterRoutingKey: deadLetters, expiresAfter: expiry),
                 Topology.Queue(name: deadLetters, expiresAfter: expiry),
             ],
             bindings: [

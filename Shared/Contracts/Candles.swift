@@ -29,7 +29,9 @@ public struct CandleInterval: Sendable, Hashable, Codable, CustomStringConvertib
 
     /// The interval of a stored `interval_seconds` column; throws for a value no supported interval has.
     public init(storedSeconds seconds: Int) throws(ValidationFailure) {
-        guard let interval = CandleInterval(seconds: seconds) else { throw ValidationFailure("interval_seconds \(seconds) is not a supported interval") }
+        guard let interval = CandleInterval(seconds: seconds) else {
+            throw ValidationFailure("interval_seconds \(seconds) is not a supported interval")
+        }
         self = interval
     }
 
@@ -129,7 +131,10 @@ public struct CandleClosed: MessagePayload, Equatable {
     /// 0 when first stored; incremented each time Kraken revised the candle.
     public var revision: Int
 
-    public init(pair: String, interval: CandleInterval, openTime: Int64, open: String, high: String, low: String, close: String, volume: String, trades: Int?, revision: Int) {
+    public init(
+        pair: String, interval: CandleInterval, openTime: Int64, open: String, high: String, low: String, close: String, volume: String,
+        trades: Int?, revision: Int
+    ) {
         self.pair = pair
         self.interval = interval
         self.openTime = openTime
@@ -172,7 +177,10 @@ public struct CandlesBackfilled: MessagePayload, Equatable {
     public var rejected: Int
     public var source: String
 
-    public init(pair: String, interval: CandleInterval, firstOpenTime: Int64, lastOpenTime: Int64, inserted: Int, updated: Int, rejected: Int, source: String) {
+    public init(
+        pair: String, interval: CandleInterval, firstOpenTime: Int64, lastOpenTime: Int64, inserted: Int, updated: Int, rejected: Int,
+        source: String
+    ) {
         self.pair = pair
         self.interval = interval
         self.firstOpenTime = firstOpenTime

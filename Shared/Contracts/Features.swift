@@ -13,6 +13,9 @@ public struct ScalerBounds: Codable, Sendable, Equatable {
 
 /// `features.window.<pair>.<interval>`: the latest window, scaled and raw, ready to predict the next close.
 ///
+/// It carries the `ForecastSpec.windows.upperBound` most recent closes (fewer while the series is shorter), so
+/// a model of any window a spec allows is served from it: the predictor takes the last `spec.window` of them.
+///
 /// Gap rule (the same in training and prediction): a window holds the `closes.count` most recent stored
 /// candles; where Kraken had no trades for some intervals, the window bridges the gap (it then spans more
 /// than `closes.count` intervals) and `gap_intervals` says how many intervals were missing inside it.
@@ -38,7 +41,10 @@ public struct FeatureWindow: MessagePayload, Equatable {
     /// Raw volumes, oldest first, when the preprocessor's feature set includes volume; absent otherwise.
     public var volumes: [Double]?
 
-    public init(pair: String, interval: CandleInterval, windowEndOpenTime: Int64, targetOpenTime: Int64, datasetVersion: Int, closes: [Double], scaledCloses: [Double], scaler: ScalerBounds, gapIntervals: Int, revision: Int) {
+    public init(
+        pair: String, interval: CandleInterval, windowEndOpenTime: Int64, targetOpenTime: Int64, datasetVersion: Int, closes: [Double],
+        scaledCloses: [Double], scaler: ScalerBounds, gapIntervals: Int, revision: Int
+    ) {
         self.pair = pair
         self.interval = interval
         self.windowEndOpenTime = windowEndOpenTime
@@ -69,10 +75,14 @@ public struct FeatureWindow: MessagePayload, Equatable {
         try ContractRules.count(gapIntervals, "gap_intervals")
         try ContractRules.count(revision, "revision")
         for close in closes { try ContractRules.price(close, "closes") }
-        guard closes.count == scaledCloses.count else { throw ValidationFailure("closes and scaled_closes must be non-empty and of equal length") }
+        guard closes.count == scaledCloses.count else {
+            throw ValidationFailure("closes and scaled_closes must be non-empty and of equal length")
+        }
         guard closes.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw ValidationFailure("closes must be positive finite numbers") }
         guard scaledCloses.allSatisfy(\.isFinite) else { throw ValidationFailure("scaled_closes must be finite") }
-        guard scaler.maximum > scaler.minimum, scaler.minimum.isFinite, scaler.maximum.isFinite else { throw ValidationFailure("scaler bounds are invalid") }
+        guard scaler.maximum > scaler.minimum, scaler.minimum.isFinite, scaler.maximum.isFinite else {
+            throw ValidationFailure("scaler bounds are invalid")
+        }
         guard targetOpenTime > windowEndOpenTime else { throw ValidationFailure("target_open_time must follow window_end_open_time") }
         if let volumes, volumes.count != closes.count || !volumes.allSatisfy({ $0.isFinite && $0 >= 0 }) {
             throw ValidationFailure("volumes must match closes in length and be non-negative")
@@ -102,8 +112,15 @@ public struct DatasetReady: MessagePayload, Equatable {
     public var trainingEnd: Int
     public var validationFraction: Double
     public var scaler: ScalerBounds
+    /// The spec the version was cut under (`window`, `feature` and `validation_fraction` repeat parts of it for
+    /// consumers that predate it). Optional (added later).
+    public var spec: ForecastSpec?
 
-    public init(pair: String, interval: CandleInterval, version: Int, rowCount: Int, firstOpenTime: Int64, lastOpenTime: Int64, contentHash: String, window: Int, feature: String, trainingEnd: Int, validationFraction: Double, scaler: ScalerBounds) {
+    public init(
+        pair: String, interval: CandleInterval, version: Int, rowCount: Int, firstOpenTime: Int64, lastOpenTime: Int64, contentHash: String,
+        window: Int, feature: String, trainingEnd: Int, validationFraction: Double, scaler: ScalerBounds, spec: ForecastSpec? = nil
+    ) {
+        self.spec = spec
         self.pair = pair
         self.interval = interval
         self.version = version
@@ -119,7 +136,7 @@ public struct DatasetReady: MessagePayload, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case pair, interval, version, window, feature, scaler
+        case pair, interval, version, window, feature, scaler, spec
         case rowCount = "row_count"
         case firstOpenTime = "first_open_time"
         case lastOpenTime = "last_open_time"
@@ -141,7 +158,15 @@ public struct DatasetReady: MessagePayload, Equatable {
             throw ValidationFailure("version, window, row_count and training_end are inconsistent")
         }
         guard validationFraction > 0, validationFraction < 1 else { throw ValidationFailure("validation_fraction must be between 0 and 1") }
-        guard scaler.minimum.isFinite, scaler.maximum.isFinite, scaler.maximum > scaler.minimum else { throw ValidationFailure("scaler bounds are invalid") }
+        guard scaler.minimum.isFinite, scaler.maximum.isFinite, scaler.maximum > scaler.minimum else {
+            throw ValidationFailure("scaler bounds are invalid")
+        }
+        if let spec {
+            try spec.validate()
+            guard spec.window == window, spec.features.rawValue == feature, spec.split.validation == validationFraction else {
+                throw ValidationFailure(.inconsistent, "spec disagrees with window, feature or validation_fraction", field: "spec")
+            }
+        }
     }
 
     public var routingKey: String { RoutingKey.datasetReady(pair: pairToken(pair), interval: interval.name) }

@@ -20,7 +20,10 @@ public struct ForecastCreated: MessagePayload, Equatable {
     /// The model is older than the predictor's configured maximum age.
     public var stale: Bool
 
-    public init(pair: String, interval: CandleInterval, targetOpenTime: Int64, predictedClose: Double, lastClose: Double, modelName: String, modelVersion: Int, datasetVersion: Int, producedAt: Date, stale: Bool) {
+    public init(
+        pair: String, interval: CandleInterval, targetOpenTime: Int64, predictedClose: Double, lastClose: Double, modelName: String,
+        modelVersion: Int, datasetVersion: Int, producedAt: Date, stale: Bool
+    ) {
         self.pair = pair
         self.interval = interval
         self.targetOpenTime = targetOpenTime
@@ -52,7 +55,9 @@ public struct ForecastCreated: MessagePayload, Equatable {
         try ContractRules.modelName(modelName)
         try ContractRules.count(modelVersion, "model_version", in: 1...ContractRules.maximumCount)
         try ContractRules.count(datasetVersion, "dataset_version", in: 1...ContractRules.maximumCount)
-        guard producedAt.timeIntervalSince1970.isFinite, (0...Double(ContractRules.openTimes.upperBound)).contains(producedAt.timeIntervalSince1970) else {
+        guard producedAt.timeIntervalSince1970.isFinite,
+            (0...Double(ContractRules.openTimes.upperBound)).contains(producedAt.timeIntervalSince1970)
+        else {
             throw ValidationFailure("produced_at is out of range")
         }
     }
@@ -80,7 +85,10 @@ public struct ForecastScored: MessagePayload, Equatable {
     /// |last close - actual|: the naive forecast's error on the same day.
     public var naiveAbsoluteError: Double
 
-    public init(pair: String, interval: CandleInterval, targetOpenTime: Int64, modelName: String, modelVersion: Int, predictedClose: Double, actualClose: Double, error: Double, absoluteError: Double, percentageError: Double, naiveAbsoluteError: Double) {
+    public init(
+        pair: String, interval: CandleInterval, targetOpenTime: Int64, modelName: String, modelVersion: Int, predictedClose: Double,
+        actualClose: Double, error: Double, absoluteError: Double, percentageError: Double, naiveAbsoluteError: Double
+    ) {
         self.pair = pair
         self.interval = interval
         self.targetOpenTime = targetOpenTime

@@ -84,12 +84,14 @@ extension ServiceName {
             for service in ServiceName.allCases where service != self {
                 topology.queues.append(Topology.Queue(name: service.deadLetterQueue))
                 topology.bindings.append(
-                    Topology.Binding(queue: service.deadLetterQueue, exchange: Exchange.deadLetters, routingKey: service.deadLetterRoutingKey))
+                    Topology.Binding(
+                        queue: service.deadLetterQueue, exchange: Exchange.deadLetters, routingKey: service.deadLetterRoutingKey))
             }
         }
         for subscription in subscriptions {
             topology.queues.append(
-                Topology.Queue(name: subscription.queue, deadLetterExchange: Exchange.deadLetters, deadLetterRoutingKey: deadLetterRoutingKey))
+                Topology.Queue(
+                    name: subscription.queue, deadLetterExchange: Exchange.deadLetters, deadLetterRoutingKey: deadLetterRoutingKey))
             for key in subscription.bindingKeys {
                 topology.bindings.append(Topology.Binding(queue: subscription.queue, exchange: Exchange.events, routingKey: key))
             }

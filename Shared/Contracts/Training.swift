@@ -1,12 +1,13 @@
 import Foundation
 import Messaging
 
-/// Hyperparameters of one training job (one grid point of a sweep).
+/// Hyperparameters of one training job (one grid point of a sweep). `window`, `activation` and `target` are the
+/// grid's part of the job's `ForecastSpec` (`spec(on:)`); the rest of the spec comes from the dataset version.
 public struct TrainingParameters: Codable, Sendable, Equatable, Hashable {
     public var units: Int
     public var layers: Int
-    public var activation: String
-    public var target: String
+    public var activation: Activation
+    public var target: ForecastTarget
     public var window: Int
     public var batchSize: Int
     public var learningRate: Double
@@ -14,7 +15,14 @@ public struct TrainingParameters: Codable, Sendable, Equatable, Hashable {
     public var patience: Int
     public var seed: UInt64
 
-    public init(units: Int = 350, layers: Int = 1, activation: String = "relu", target: String = "log-return", window: Int = 14, batchSize: Int = 32, learningRate: Double = 0.001, epochs: Int = 100, patience: Int = 8, seed: UInt64 = 42) {
+    /// Early-stopping patience: at least one epoch without improvement (0 would stop after the first epoch). The
+    /// trainer's `TrainingConfiguration` checks the same range.
+    public static let patiences: ClosedRange<Int> = 1...1000
+
+    public init(
+        units: Int = 350, layers: Int = 1, activation: Activation = .relu, target: ForecastTarget = .logReturn, window: Int = 14,
+        batchSize: Int = 32, learningRate: Double = 0.001, epochs: Int = 100, patience: Int = 8, seed: UInt64 = 42
+    ) {
         self.units = units
         self.layers = layers
         self.activation = activation
@@ -33,13 +41,24 @@ public struct TrainingParameters: Codable, Sendable, Equatable, Hashable {
         case learningRate = "learning_rate"
     }
 
+    /// The spec of a model trained with these parameters on a dataset version cut under `dataset`: the dataset's
+    /// features, split, scaler and horizon; this grid point's window, target and activation.
+    public func spec(on dataset: ForecastSpec) -> ForecastSpec {
+        var spec = dataset
+        spec.window = window
+        spec.target = target
+        spec.activation = activation
+        return spec
+    }
+
     public func validate() throws(ValidationFailure) {
-        guard (1...2048).contains(units), (1...4).contains(layers), (2...512).contains(window), (1...4096).contains(batchSize),
-            (1...10_000).contains(epochs), (0...1000).contains(patience), learningRate.isFinite, learningRate > 0, learningRate < 1
+        guard (1...2048).contains(units), (1...4).contains(layers), (1...4096).contains(batchSize),
+            (1...10_000).contains(epochs), learningRate.isFinite, learningRate > 0, learningRate < 1
         else { throw ValidationFailure("training parameters out of range: \(self)") }
-        guard ["relu", "tanh"].contains(activation) else { throw ValidationFailure("activation must be relu or tanh") }
-        guard ["next-scaled-close", "log-return", "scaled-difference"].contains(target) else {
-            throw ValidationFailure("target must be next-scaled-close, log-return or scaled-difference")
+        try ContractRules.count(window, "window", in: ForecastSpec.windows)
+        try ContractRules.count(patience, "patience", in: Self.patiences)
+        guard ForecastSpec.lstmActivations.contains(activation) else {
+            throw ValidationFailure(.invalidValue, "activation must be relu or tanh", field: "activation")
         }
     }
 }
@@ -61,9 +80,16 @@ public struct TrainingJob: MessagePayload, Equatable {
     /// True for a job of an automatic sweep: a trainer skips it (acks without training) once a newer dataset
     /// version of the same pair and interval exists. Optional (added later): absent means false.
     public var supersedable: Bool?
+    /// What the model is: `parameters.spec(on:)` the dataset version's spec, composed once by the registry.
+    /// Optional (added later): a job without one is trained under that same composition, read by the trainer.
+    public var spec: ForecastSpec?
 
-    public init(jobID: UUID, sweepID: UUID, experiment: String, modelName: String, pair: String, interval: CandleInterval, datasetVersion: Int, parameters: TrainingParameters, supersedable: Bool? = nil) {
+    public init(
+        jobID: UUID, sweepID: UUID, experiment: String, modelName: String, pair: String, interval: CandleInterval, datasetVersion: Int,
+        parameters: TrainingParameters, supersedable: Bool? = nil, spec: ForecastSpec? = nil
+    ) {
         self.supersedable = supersedable
+        self.spec = spec
         self.jobID = jobID
         self.sweepID = sweepID
         self.experiment = experiment
@@ -75,7 +101,7 @@ public struct TrainingJob: MessagePayload, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case experiment, pair, interval, parameters, supersedable
+        case experiment, pair, interval, parameters, supersedable, spec
         case jobID = "job_id"
         case sweepID = "sweep_id"
         case modelName = "model_name"
@@ -88,6 +114,12 @@ public struct TrainingJob: MessagePayload, Equatable {
         try ContractRules.pair(pair)
         try ContractRules.count(datasetVersion, "dataset_version", in: 1...ContractRules.maximumCount)
         try parameters.validate()
+        if let spec {
+            try spec.validate()
+            guard spec.window == parameters.window, spec.target == parameters.target, spec.activation == parameters.activation else {
+                throw ValidationFailure(.inconsistent, "spec and parameters disagree on window, target or activation", field: "spec")
+            }
+        }
     }
 }
 
@@ -108,10 +140,33 @@ public struct ForecastScores: Codable, Sendable, Equatable {
     }
 }
 
-/// `training.completed`: a job finished (with its model file) or failed (with the reason).
+/// A model file by reference: the bytes are in the registry (uploaded by the trainer before it reports), never on the bus.
+public struct ArtifactReference: Codable, Sendable, Equatable {
+    public var name: String
+    public var bytes: Int
+    /// SHA-256 of the file, 64 lowercase hex digits.
+    public var sha256: String
+
+    public init(name: String, bytes: Int, sha256: String) {
+        self.name = name
+        self.bytes = bytes
+        self.sha256 = sha256
+    }
+
+    public func validate() throws(ValidationFailure) {
+        try ContractRules.text(name, "artifact.name", limit: 256, allowEmpty: false)
+        try ContractRules.count(bytes, "artifact.bytes", in: 1...(1 << 40))
+        guard sha256.utf8.count == 64, sha256.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
+            throw ValidationFailure(.invalidValue, "artifact.sha256 must be 64 lowercase hex digits", field: "artifact.sha256")
+        }
+    }
+}
+
+/// `training.completed`: a job finished (with a reference to its model file, stored in the registry) or failed
+/// (with the reason). Schema version 2: version 1 carried the file itself, base64.
 public struct TrainingCompleted: MessagePayload, Equatable {
     public static let messageType = "training.completed"
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     public var jobID: UUID
     public var sweepID: UUID
@@ -124,11 +179,18 @@ public struct TrainingCompleted: MessagePayload, Equatable {
     public var trainSeconds: Double
     public var test: ForecastScores?
     public var naive: ForecastScores?
-    /// The model file, base64.
-    public var artifact: String?
-    public var artifactCRC32: UInt32?
+    /// The model file the trainer stored in the registry (set when `succeeded`).
+    public var artifact: ArtifactReference?
+    /// The dataset rows `test` and `naive` were scored on (the version's `training_end..<row_count`), so the gate
+    /// can check that it compares the challenger and the champion on the same rows. Optional (added later).
+    public var testRows: RowRange?
 
-    public init(jobID: UUID, sweepID: UUID, trainer: String, succeeded: Bool, error: String?, epochsRun: Int, bestEpoch: Int, validationLoss: Double?, trainSeconds: Double, test: ForecastScores?, naive: ForecastScores?, artifact: String?, artifactCRC32: UInt32?) {
+    public init(
+        jobID: UUID, sweepID: UUID, trainer: String, succeeded: Bool, error: String?, epochsRun: Int, bestEpoch: Int,
+        validationLoss: Double?, trainSeconds: Double, test: ForecastScores?, naive: ForecastScores?, artifact: ArtifactReference?,
+        testRows: RowRange? = nil
+    ) {
+        self.testRows = testRows
         self.jobID = jobID
         self.sweepID = sweepID
         self.trainer = trainer
@@ -141,7 +203,6 @@ public struct TrainingCompleted: MessagePayload, Equatable {
         self.test = test
         self.naive = naive
         self.artifact = artifact
-        self.artifactCRC32 = artifactCRC32
     }
 
     enum CodingKeys: String, CodingKey {
@@ -152,25 +213,33 @@ public struct TrainingCompleted: MessagePayload, Equatable {
         case bestEpoch = "best_epoch"
         case validationLoss = "validation_loss"
         case trainSeconds = "train_seconds"
-        case artifactCRC32 = "artifact_crc32"
+        case testRows = "test_rows"
     }
 
     public func validate() throws(ValidationFailure) {
-        guard trainSeconds.isFinite, trainSeconds >= 0, trainSeconds < 1e9 else { throw ValidationFailure("train_seconds must be non-negative and finite") }
+        try testRows?.validate("test_rows")
+        guard trainSeconds.isFinite, trainSeconds >= 0, trainSeconds < 1e9 else {
+            throw ValidationFailure("train_seconds must be non-negative and finite")
+        }
         try ContractRules.count(epochsRun, "epochs_run", in: 0...10_000)
         try ContractRules.count(bestEpoch, "best_epoch", in: 0...10_000)
         try ContractRules.text(trainer, "trainer", limit: 256)
         if let error { try ContractRules.text(error, "error", limit: 10_000) }
-        if let validationLoss, !(validationLoss.isFinite && validationLoss >= 0) { throw ValidationFailure("validation_loss must be finite and non-negative") }
+        if let validationLoss, !(validationLoss.isFinite && validationLoss >= 0) {
+            throw ValidationFailure("validation_loss must be finite and non-negative")
+        }
         for scores in [test, naive].compactMap({ $0 }) {
             guard [scores.rmse, scores.mae, scores.mape, scores.r2, scores.mase].allSatisfy(\.isFinite) else {
                 throw ValidationFailure("test and naive metrics must be finite")
             }
         }
         if succeeded {
-            guard artifact != nil, artifactCRC32 != nil, test != nil, naive != nil else {
-                throw ValidationFailure("a succeeded job needs its artifact, checksum and test metrics")
+            guard artifact != nil, test != nil, naive != nil else {
+                throw ValidationFailure("a succeeded job needs its artifact and test metrics")
             }
+        }
+        if let artifact {
+            try artifact.validate()
         }
     }
 }
@@ -227,8 +296,15 @@ public struct ModelPromoted: MessagePayload, Equatable {
     public var interval: CandleInterval
     public var datasetVersion: Int
     public var artifactCRC32: UInt32
+    /// The promoted version's spec (the window the predictor will build for it). Optional (added later); the model
+    /// file carries the same spec.
+    public var spec: ForecastSpec?
 
-    public init(modelName: String, alias: String, version: Int, previousVersion: Int?, reason: String, pair: String, interval: CandleInterval, datasetVersion: Int, artifactCRC32: UInt32) {
+    public init(
+        modelName: String, alias: String, version: Int, previousVersion: Int?, reason: String, pair: String, interval: CandleInterval,
+        datasetVersion: Int, artifactCRC32: UInt32, spec: ForecastSpec? = nil
+    ) {
+        self.spec = spec
         self.modelName = modelName
         self.alias = alias
         self.version = version
@@ -241,7 +317,7 @@ public struct ModelPromoted: MessagePayload, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case alias, version, reason, pair, interval
+        case alias, version, reason, pair, interval, spec
         case modelName = "model_name"
         case previousVersion = "previous_version"
         case datasetVersion = "dataset_version"
@@ -260,6 +336,7 @@ public struct ModelPromoted: MessagePayload, Equatable {
         try ContractRules.count(datasetVersion, "dataset_version", in: 1...ContractRules.maximumCount)
         try ContractRules.pair(pair)
         try ContractRules.text(reason, "reason", limit: ContractRules.maximumReasonLength)
+        try spec?.validate()
     }
 
     public var routingKey: String { RoutingKey.modelPromoted(name: modelName) }

@@ -1,3 +1,4 @@
+import Contracts
 import Foundation
 
 /// Min-max scaling to [0, 1] over the rows it was fitted on; `inverse` undoes `transform` (minimum included).
@@ -73,8 +74,10 @@ public func makeWindows(series: [Double], window: Int, targets: Range<Int>) thro
 public struct ChronologicalSplit: Sendable, Equatable {
     public let count: Int
     public let window: Int
-    /// First index not used for training: `Int(count * trainFraction)`. The scaler is fitted on `0..<trainingEnd`.
+    /// First index not used for training. The scaler is fitted on `0..<trainingEnd`.
     public let trainingEnd: Int
+    /// The fractions the split was cut with (`fractions.train` is what `trainingEnd` was computed from).
+    public let fractions: SplitFractions
     /// Target indices of the samples that drive gradient steps.
     public let fitTargets: Range<Int>
     /// Target indices of the validation samples (the chronological tail of the training samples).
@@ -82,23 +85,36 @@ public struct ChronologicalSplit: Sendable, Equatable {
     /// Target indices evaluated as the test set.
     public let testTargets: Range<Int>
 
+    /// Cuts `count` closes: `trainingEnd` is `fractions.trainingEnd(rowCount: count)`.
     public init(count: Int, window: Int = 14, trainFraction: Double = 0.7, validationFraction: Double = 0.1) throws {
         guard trainFraction > 0, trainFraction < 1 else {
             throw ForecastingError.invalidConfiguration("trainFraction must be in (0, 1), got \(trainFraction)")
         }
-        guard validationFraction >= 0, validationFraction < 1 else {
-            throw ForecastingError.invalidConfiguration("validationFraction must be in [0, 1), got \(validationFraction)")
+        let fractions = SplitFractions(train: trainFraction, validation: validationFraction)
+        try self.init(count: count, window: window, trainingEnd: fractions.trainingEnd(rowCount: count), fractions: fractions)
+    }
+
+    /// Cuts `count` closes under `spec` (its window and split fractions).
+    public init(count: Int, spec: ForecastSpec) throws {
+        try self.init(count: count, window: spec.window, trainFraction: spec.split.train, validationFraction: spec.split.validation)
+    }
+
+    /// The split of a stored dataset version: its `trainingEnd` as stored (never recomputed from the fractions), the
+    /// validation tail from `fractions.validation`, for a model of `window`.
+    public init(count: Int, window: Int, trainingEnd: Int, fractions: SplitFractions) throws {
+        guard fractions.validation >= 0, fractions.validation < 1 else {
+            throw ForecastingError.invalidConfiguration("validationFraction must be in [0, 1), got \(fractions.validation)")
         }
-        let trainingEnd = Int(Double(count) * trainFraction)
         let trainingSamples = trainingEnd - window
         // Keras keeps floor(n * (1 - validation_split)) samples for fitting.
-        let fitCount = Int((Double(trainingSamples) * (1 - validationFraction)).rounded(.down))
+        let fitCount = Int((Double(trainingSamples) * (1 - fractions.validation)).rounded(.down))
         guard window >= 1, fitCount >= 1, trainingEnd < count else {
             throw ForecastingError.insufficientData(needed: window + 2, available: count)
         }
         self.count = count
         self.window = window
         self.trainingEnd = trainingEnd
+        self.fractions = fractions
         self.fitTargets = window..<(window + fitCount)
         self.validationTargets = (window + fitCount)..<trainingEnd
         self.testTargets = trainingEnd..<count
@@ -109,26 +125,5 @@ public struct ChronologicalSplit: Sendable, Equatable {
 public enum BTCDailyV1 {
     public static let fileNames = ["kraken_XBTUSD_1440.csv", "kraken_XBTUSD_1440_2024.csv"]
     public static let window = 14
-
-    /// Reads the closes (5th column of headerless `time,open,high,low,close,volume,trades`) in file order.
-    public static func loadCloses(dataDirectory: String) throws -> [Double] {
-        var closes: [Double] = []
-        for name in fileNames {
-            let path = (dataDirectory as NSString).appendingPathComponent(name)
-            let text: String
-            do {
-                text = try String(contentsOfFile: path, encoding: .utf8)
-            } catch {
-                throw ForecastingError.unreadableData(path: path, reason: "\(error.localizedDescription)")
-            }
-            for (lineIndex, line) in text.split(whereSeparator: \.isNewline).enumerated() {
-                let fields = line.split(separator: ",", omittingEmptySubsequences: false)
-                guard fields.count >= 5, let close = Double(fields[4]), close.isFinite, close > 0 else {
-                    throw ForecastingError.unreadableData(path: path, reason: "line \(lineIndex + 1): no positive close in column 5")
-                }
-                closes.append(close)
-            }
-        }
-        return closes
-    }
+    // The files are read by KrakenFormat.OHLCVTFile.closes(atPath:), the one parser of the format.
 }

@@ -1,24 +1,54 @@
-/// Errors raised while configuring, training or using a forecasting model.
-public enum ForecastingError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// The model or training configuration cannot be used; the message says which field and why.
-    case invalidConfiguration(String)
-    /// Input values (closes, windows, ranges) are unusable; the message says which and why.
-    case invalidInput(String)
-    /// Fewer data points than the operation needs.
-    case insufficientData(needed: Int, available: Int)
-    /// A data file could not be read or parsed.
-    case unreadableData(path: String, reason: String)
-    /// Training stopped because the task was cancelled or the cancellation check returned true.
-    case cancelled
+/// Errors raised while configuring, training or using a forecasting model: `code` for programs, `message`
+/// for people, `needed`/`available` for `insufficientData`.
+public struct ForecastingError: Error, Equatable, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let name: String
+        public var description: String { name }
+
+        /// The model or training configuration cannot be used; the message says which field and why.
+        public static let invalidConfiguration = Code(name: "invalidConfiguration")
+        /// Input values (closes, windows, ranges) are unusable; the message says which and why.
+        public static let invalidInput = Code(name: "invalidInput")
+        /// Fewer data points than the operation needs.
+        public static let insufficientData = Code(name: "insufficientData")
+        /// A data file could not be read or parsed.
+        public static let unreadableData = Code(name: "unreadableData")
+        /// Training stopped because the task was cancelled or the cancellation check returned true.
+        public static let cancelled = Code(name: "cancelled")
+    }
+
+    public let code: Code
+    public let message: String
+    public let needed: Int?
+    public let available: Int?
+    public let path: String?
+
+    public init(_ code: Code, _ message: String, needed: Int? = nil, available: Int? = nil, path: String? = nil) {
+        self.code = code
+        self.message = message
+        self.needed = needed
+        self.available = available
+        self.path = path
+    }
+
+    public static func invalidConfiguration(_ message: String) -> Self { Self(.invalidConfiguration, message) }
+    public static func invalidInput(_ message: String) -> Self { Self(.invalidInput, message) }
+    public static func insufficientData(needed: Int, available: Int) -> Self {
+        Self(.insufficientData, "needed \(needed) values, got \(available)", needed: needed, available: available)
+    }
+    public static func unreadableData(path: String, reason: String) -> Self { Self(.unreadableData, reason, path: path) }
+    public static let cancelled = Self(.cancelled, "training was cancelled")
+
+    /// Lets `catch ForecastingError.cancelled` (or any value) match by code and content.
+    public static func ~= (pattern: Self, error: any Error) -> Bool { (error as? Self) == pattern }
 
     public var description: String {
-        switch self {
-        case .invalidConfiguration(let message): "invalid configuration: \(message)"
-        case .invalidInput(let message): "invalid input: \(message)"
-        case .insufficientData(let needed, let available):
-            "insufficient data: needed \(needed) values, got \(available)"
-        case .unreadableData(let path, let reason): "cannot read data file \(path): \(reason)"
-        case .cancelled: "training was cancelled"
+        switch code {
+        case .invalidConfiguration: "invalid configuration: \(message)"
+        case .invalidInput: "invalid input: \(message)"
+        case .insufficientData: "insufficient data: \(message)"
+        case .unreadableData: "cannot read data file \(path ?? "?"): \(message)"
+        default: message
         }
     }
 }

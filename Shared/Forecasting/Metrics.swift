@@ -1,4 +1,96 @@
-/// Forecast errors in USD.
+/// One forecast next to its actual close and the close before it (the naive "tomorrow = today" forecast): the
+/// per-row errors every accuracy figure in Candlecast is built from, whoever computes it (the trainer's test
+/// metrics, the monitor's rolling metrics, the dashboard's range card).
+public struct ScoredError: Sendable, Equatable, Codable {
+    /// |predicted - actual|, USD.
+    public var absoluteError: Double
+    /// |predicted - actual| / actual, in percent.
+    public var percentageError: Double
+    /// |previous close - actual|: the naive forecast's error on the same row.
+    public var naiveAbsoluteError: Double
+
+    /// The errors as stored (the predictor's `forecast_scored` event, the monitor's `scores` table).
+    public init(absoluteError: Double, percentageError: Double, naiveAbsoluteError: Double) {
+        self.absoluteError = absoluteError
+        self.percentageError = percentageError
+        self.naiveAbsoluteError = naiveAbsoluteError
+    }
+
+    /// The errors of `predicted` against `actual`, with `previous` the close before `actual`.
+    public init(predicted: Double, actual: Double, previous: Double) {
+        self.init(
+            absoluteError: abs(predicted - actual), percentageError: abs((predicted - actual) / actual) * 100,
+            naiveAbsoluteError: abs(previous - actual))
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case absoluteError = "absolute_error"
+        case percentageError = "percentage_error"
+        case naiveAbsoluteError = "naive_absolute_error"
+    }
+}
+
+/// MAE, RMSE and MAPE of a set of scored forecasts, the naive forecast's MAE and RMSE on the same rows, and
+/// MASE: the model's MAE over the naive MAE on those rows (below 1 beats "tomorrow = today"). The one
+/// implementation of these formulas (`ForecastAccuracy(_:)`).
+public struct ForecastAccuracy: Sendable, Equatable, Codable {
+    public var count: Int
+    public var mae: Double
+    public var rmse: Double
+    /// In percent.
+    public var mape: Double
+    public var naiveMAE: Double
+    public var naiveRMSE: Double
+
+    /// MAE over the naive MAE on the same rows; nil when the naive forecast made no error at all (undefined).
+    public var mase: Double? { naiveMAE > 0 ? mae / naiveMAE : nil }
+    /// True when the model's MAE is below the naive forecast's on these rows.
+    public var beatsNaive: Bool { mae < naiveMAE }
+
+    /// Nil for no rows.
+    public init?<Errors: Collection>(_ errors: Errors) where Errors.Element == ScoredError {
+        guard !errors.isEmpty else { return nil }
+        let n = Double(errors.count)
+        count = errors.count
+        mae = errors.reduce(0) { $0 + $1.absoluteError } / n
+        rmse = (errors.reduce(0) { $0 + $1.absoluteError * $1.absoluteError } / n).squareRoot()
+        mape = errors.reduce(0) { $0 + $1.percentageError } / n
+        naiveMAE = errors.reduce(0) { $0 + $1.naiveAbsoluteError } / n
+        naiveRMSE = (errors.reduce(0) { $0 + $1.naiveAbsoluteError * $1.naiveAbsoluteError } / n).squareRoot()
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case count, mae, rmse, mape, mase
+        case naiveMAE = "naive_mae"
+        case naiveRMSE = "naive_rmse"
+        case beatsNaive = "beats_naive"
+    }
+
+    /// Encodes `mase` and `beats_naive` too, so a page or client reads the figures instead of recomputing them.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(count, forKey: .count)
+        try container.encode(mae, forKey: .mae)
+        try container.encode(rmse, forKey: .rmse)
+        try container.encode(mape, forKey: .mape)
+        try container.encode(naiveMAE, forKey: .naiveMAE)
+        try container.encode(naiveRMSE, forKey: .naiveRMSE)
+        try container.encode(mase, forKey: .mase)
+        try container.encode(beatsNaive, forKey: .beatsNaive)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        count = try container.decode(Int.self, forKey: .count)
+        mae = try container.decode(Double.self, forKey: .mae)
+        rmse = try container.decode(Double.self, forKey: .rmse)
+        mape = try container.decode(Double.self, forKey: .mape)
+        naiveMAE = try container.decode(Double.self, forKey: .naiveMAE)
+        naiveRMSE = try container.decode(Double.self, forKey: .naiveRMSE)
+    }
+}
+
+/// Forecast errors in USD, as the trainer stores a run's test metrics (`test_metrics`, `naive_metrics`).
 public struct ForecastMetrics: Codable, Sendable, Equatable {
     public var rmse: Double
     public var mae: Double
@@ -12,19 +104,21 @@ public struct ForecastMetrics: Codable, Sendable, Equatable {
     public init(predictions: [Double], actuals: [Double], previous: [Double]) throws {
         guard !actuals.isEmpty, predictions.count == actuals.count, previous.count == actuals.count else {
             throw ForecastingError.invalidInput(
-                "metrics need equal, non-empty series: \(predictions.count) predictions, \(actuals.count) actuals, \(previous.count) previous")
+                "metrics need equal, non-empty series: \(predictions.count) predictions, \(actuals.count) actuals, "
+                    + "\(previous.count) previous"
+            )
         }
-        let count = Double(actuals.count)
-        let errors = zip(predictions, actuals).map { $0 - $1 }
-        let meanActual = actuals.reduce(0, +) / count
-        let squaredErrorSum = errors.reduce(0) { $0 + $1 * $1 }
+        let errors = actuals.indices.map { ScoredError(predicted: predictions[$0], actual: actuals[$0], previous: previous[$0]) }
+        guard let accuracy = ForecastAccuracy(errors) else { throw ForecastingError.invalidInput("metrics need at least one row") }
+        let meanActual = actuals.reduce(0, +) / Double(actuals.count)
+        let squaredErrorSum = errors.reduce(0) { $0 + $1.absoluteError * $1.absoluteError }
         let totalSumOfSquares = actuals.reduce(0) { $0 + ($1 - meanActual) * ($1 - meanActual) }
-        let naiveMeanAbsoluteError = zip(actuals, previous).reduce(0) { $0 + abs($1.0 - $1.1) } / count
-        mae = errors.reduce(0) { $0 + abs($1) } / count
-        rmse = (squaredErrorSum / count).squareRoot()
-        mape = zip(errors, actuals).reduce(0) { $0 + abs($1.0 / $1.1) } / count * 100
+        mae = accuracy.mae
+        rmse = accuracy.rmse
+        mape = accuracy.mape
         r2 = 1 - squaredErrorSum / totalSumOfSquares
-        mase = mae / naiveMeanAbsoluteError
+        // Undefined when the naive forecast is exact everywhere: infinite, as before (the gate then refuses).
+        mase = accuracy.mase ?? .infinity
     }
 }
 
@@ -35,4 +129,35 @@ public struct Evaluation: Sendable, Equatable {
     /// Forecasts in USD, one per target index.
     public let predictions: [Double]
     public let targets: Range<Int>
+}
+
+/// How metrics are written for people (the gate's reasons, the CLI, the dashboard): with as few decimals as
+/// possible but never so few that two figures which compare differently read the same. The gate's "MASE
+/// 1.000, above the 1.000 threshold" for 1.0002 becomes "MASE 1.0002, above the 1.0000 threshold".
+public enum MetricText {
+    /// `values` written with the same number of fraction digits, at least `fractionDigits`, and more until
+    /// every two values that differ are written differently (rounding keeps their order). Values too close
+    /// for 17 digits fall back to Swift's shortest round-trip spelling, which differs for any two doubles.
+    public static func distinguishable(_ values: [Double], fractionDigits: Int) -> [String] {
+        var digits = max(0, fractionDigits)
+        while true {
+            let written = values.map { String(format: "%.*f", digits, $0) }
+            if separatesDifferentValues(values, written) { return written }
+            if digits >= 17 { return values.map { "\($0)" } }
+            digits += 1
+        }
+    }
+
+    /// `distinguishable` for two figures (a metric and its threshold, a challenger and a champion).
+    public static func distinguishable(_ first: Double, _ second: Double, fractionDigits: Int) -> (String, String) {
+        let written = distinguishable([first, second], fractionDigits: fractionDigits)
+        return (written[0], written[1])
+    }
+
+    private static func separatesDifferentValues(_ values: [Double], _ written: [String]) -> Bool {
+        for i in values.indices {
+            for j in values.indices where j > i && values[i] != values[j] && written[i] == written[j] { return false }
+        }
+        return true
+    }
 }

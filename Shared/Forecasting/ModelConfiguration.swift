@@ -1,24 +1,12 @@
-/// Activation of an LSTM cell (candidate and cell output) or of a dense layer's output.
-public enum Activation: String, Codable, Sendable, CaseIterable {
-    case relu, tanh, linear
-}
+// `Activation`, `ForecastTarget` and `ForecastSpec` are the contract's own types: one enum each for messages and
+// the network. Re-exported so that users of the network need not know where they live.
+@_exported import Contracts
 
 /// One layer of a model. LSTM layers come first (each feeds its whole sequence to the next; the last
 /// hands its final hidden state on), then dense layers; the last dense layer has one unit, the forecast.
 public enum LayerSpec: Codable, Sendable, Equatable {
     case lstm(units: Int, activation: Activation)
     case dense(units: Int, activation: Activation = .linear)
-}
-
-/// What the network's single output means, and therefore how it is turned back into a close in USD.
-public enum ForecastTarget: String, Codable, Sendable, CaseIterable {
-    /// The next close on the min-max scale (the old system's target).
-    case nextScaledClose = "next-scaled-close"
-    /// log(next close / last close of the window): an output of 0 is the naive forecast. The network sees
-    /// the window as log prices relative to its last close (price-level invariant).
-    case logReturn = "log-return"
-    /// Next scaled close minus the window's last scaled close: an output of 0 is the naive forecast.
-    case scaledDifference = "scaled-difference"
 }
 
 /// The architecture and data shape of a model; stored in the model file.
@@ -37,6 +25,19 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
         self.window = window
         self.target = target
         self.featureCount = featureCount
+    }
+
+    /// `layers` LSTM layers of `units` with the spec's activation, then Dense(1), over the spec's window and target.
+    public init(spec: ForecastSpec, units: Int, layers: Int) {
+        self.init(
+            layers: Array(repeating: .lstm(units: units, activation: spec.activation), count: layers) + [.dense(units: 1)],
+            window: spec.window, target: spec.target)
+    }
+
+    /// The activation of the first LSTM layer (the one a spec names).
+    public var lstmActivation: Activation? {
+        for case .lstm(_, let activation) in layers { return activation }
+        return nil
     }
 
     /// The BTC-daily-v1 reference architecture: window 14, LSTM(units, relu) -> Dense(1).
@@ -62,10 +63,14 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
                 guard !seenDense else {
                     throw ForecastingError.invalidConfiguration("layer \(index): LSTM layers must come before dense layers")
                 }
-                guard (1...4096).contains(units) else { throw ForecastingError.invalidConfiguration("layer \(index): units must be 1 to 4096") }
+                guard (1...4096).contains(units) else {
+                    throw ForecastingError.invalidConfiguration("layer \(index): units must be 1 to 4096")
+                }
                 lstmCount += 1
             case .dense(let units, _):
-                guard (1...4096).contains(units) else { throw ForecastingError.invalidConfiguration("layer \(index): units must be 1 to 4096") }
+                guard (1...4096).contains(units) else {
+                    throw ForecastingError.invalidConfiguration("layer \(index): units must be 1 to 4096")
+                }
                 seenDense = true
             }
         }

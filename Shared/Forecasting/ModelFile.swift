@@ -1,17 +1,22 @@
+import Contracts
 import Foundation
 
-/// Model file format, version 1 (all integers little-endian):
+/// Model file format, version 2 (all integers little-endian):
 ///
 ///     offset 0   8 bytes   magic "CCLSTMv\0"
 ///     offset 8   UInt32    format version
 ///     offset 12  UInt32    header byte count H
 ///     offset 16  UInt64    weight count W
-///     offset 24  H bytes   JSON header: configuration, scaler, training summary
+///     offset 24  H bytes   JSON header: configuration, scaler, training summary, spec
+///                          (version 1, still read: no spec; the model then has the default split, as trainers
+///                          before specs always used)
 ///     24 + H     4W bytes  weights, IEEE-754 float32
 ///     end - 4    UInt32    CRC-32 (IEEE) of every preceding byte
 extension TrainedModel {
     public static let fileMagic: [UInt8] = Array("CCLSTMv".utf8) + [0]
-    public static let fileFormatVersion: UInt32 = 1
+    public static let fileFormatVersion: UInt32 = 2
+    /// Versions this build reads.
+    public static let readableFileFormatVersions: ClosedRange<UInt32> = 1...fileFormatVersion
     private static let fixedHeaderSize = 24
     private static let checksumSize = 4
 
@@ -19,14 +24,19 @@ extension TrainedModel {
         var configuration: ModelConfiguration
         var scaler: MinMaxScaler
         var summary: TrainingSummary
+        /// Absent in version 1.
+        var spec: ForecastSpec?
     }
 
     /// Non-finite metadata (a loss that never became finite) is spelled out rather than rejected.
     private static let nonFiniteSpelling = (positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
 
-    /// The model file bytes.
+    /// The model file bytes, in `formatVersion` (the current one; 1 only to test that old files stay readable).
     /// - Throws: `ModelFileError.invalidHeader` if the header cannot be written as JSON.
-    public func encode() throws -> [UInt8] {
+    public func encode(formatVersion: UInt32 = TrainedModel.fileFormatVersion) throws -> [UInt8] {
+        guard Self.readableFileFormatVersions.contains(formatVersion) else {
+            throw ModelFileError.unsupportedVersion(found: formatVersion, supported: Self.fileFormatVersion)
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(
@@ -34,13 +44,14 @@ extension TrainedModel {
             nan: Self.nonFiniteSpelling.nan)
         let header: Data
         do {
-            header = try encoder.encode(Header(configuration: configuration, scaler: scaler, summary: summary))
+            header = try encoder.encode(
+                Header(configuration: configuration, scaler: scaler, summary: summary, spec: formatVersion >= 2 ? spec : nil))
         } catch {
             throw ModelFileError.invalidHeader("cannot encode: \(error)")
         }
         var bytes = Self.fileMagic
         bytes.reserveCapacity(Self.fixedHeaderSize + header.count + 4 * weights.count + Self.checksumSize)
-        appendLittleEndian(Self.fileFormatVersion, to: &bytes)
+        appendLittleEndian(formatVersion, to: &bytes)
         appendLittleEndian(UInt32(header.count), to: &bytes)
         appendLittleEndian(UInt64(weights.count), to: &bytes)
         bytes.append(contentsOf: header)
@@ -62,7 +73,7 @@ extension TrainedModel {
         }
         guard bytes.starts(with: Self.fileMagic) else { throw ModelFileError.badMagic }
         let version = readLittleEndian(UInt32.self, from: bytes, at: 8)
-        guard version == Self.fileFormatVersion else {
+        guard Self.readableFileFormatVersions.contains(version) else {
             throw ModelFileError.unsupportedVersion(found: version, supported: Self.fileFormatVersion)
         }
         let headerSize = Int(readLittleEndian(UInt32.self, from: bytes, at: 12))
@@ -96,7 +107,7 @@ extension TrainedModel {
         do {
             // Re-validates the scaler bounds and that the weights fit the architecture.
             let scaler = try MinMaxScaler(minimum: header.scaler.minimum, maximum: header.scaler.maximum)
-            try self.init(configuration: header.configuration, scaler: scaler, summary: header.summary, weights: weights)
+            try self.init(configuration: header.configuration, scaler: scaler, summary: header.summary, weights: weights, spec: header.spec)
         } catch let error as ForecastingError {
             throw ModelFileError.invalidHeader(error.description)
         }

@@ -1,3 +1,5 @@
+import Contracts
+
 /// Batched forward pass and backpropagation through time over a flat parameter vector.
 ///
 /// Data layout is time-major and row-major: a sequence tensor [T, B, F] stores step t of sample b at
@@ -52,20 +54,22 @@ final class NetworkEngine<Scalar: BLASScalar> {
         }
         for layer in layout.recurrentLayers {
             let stepSize = batchCapacity * layer.units
-            recurrentBuffers.append(RecurrentBuffers(
-                layer: layer,
-                gates: allocate(steps * 4 * stepSize),
-                cells: allocate((steps + 1) * stepSize),
-                hidden: allocate((steps + 1) * stepSize),
-                activatedCells: allocate(steps * stepSize),
-                gateGradients: allocate(steps * 4 * stepSize),
-                outputGradients: allocate(steps * stepSize),
-                hiddenGradient: allocate(stepSize),
-                cellGradient: allocate(stepSize)))
+            recurrentBuffers.append(
+                RecurrentBuffers(
+                    layer: layer,
+                    gates: allocate(steps * 4 * stepSize),
+                    cells: allocate((steps + 1) * stepSize),
+                    hidden: allocate((steps + 1) * stepSize),
+                    activatedCells: allocate(steps * stepSize),
+                    gateGradients: allocate(steps * 4 * stepSize),
+                    outputGradients: allocate(steps * stepSize),
+                    hiddenGradient: allocate(stepSize),
+                    cellGradient: allocate(stepSize)))
         }
         for layer in layout.denseLayers {
-            denseBuffers.append(DenseBuffers(
-                layer: layer, outputs: allocate(batchCapacity * layer.units), gradients: allocate(batchCapacity * layer.units)))
+            denseBuffers.append(
+                DenseBuffers(
+                    layer: layer, outputs: allocate(batchCapacity * layer.units), gradients: allocate(batchCapacity * layer.units)))
         }
     }
 
@@ -205,7 +209,8 @@ final class NetworkEngine<Scalar: BLASScalar> {
 
         for index in stride(from: recurrentBuffers.count - 1, through: 0, by: -1) {
             let buffers = recurrentBuffers[index]
-            let layerInputs = index == 0 ? inputs : UnsafePointer(recurrentBuffers[index - 1].hidden + batch * recurrentBuffers[index - 1].layer.units)
+            let layerInputs =
+                index == 0 ? inputs : UnsafePointer(recurrentBuffers[index - 1].hidden + batch * recurrentBuffers[index - 1].layer.units)
             let inputGradientTarget = index == 0 ? inputGradients : recurrentBuffers[index - 1].outputGradients
             backwardRecurrent(
                 buffers, parameters: parameters, inputs: layerInputs, batch: batch,
@@ -274,7 +279,8 @@ final class NetworkEngine<Scalar: BLASScalar> {
                     let outputGate = row[3 * units + unit]
                     let activatedCell = activatedCells[state + unit]
                     let hiddenDelta = hiddenGradient[state + unit]
-                    let cellDelta = hiddenDelta * outputGate
+                    let cellDelta =
+                        hiddenDelta * outputGate
                         * cellActivationDerivative(cell: cells[state + unit], activated: activatedCell, activation)
                         + cellGradient[state + unit]
                     gradientRow[unit] = cellDelta * candidate * inputGate * (1 - inputGate)

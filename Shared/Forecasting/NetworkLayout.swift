@@ -1,3 +1,5 @@
+import Contracts
+
 /// Where each layer's parameters live in the single flat parameter vector (one buffer keeps Adam,
 /// clipping, checkpoints and the model file simple).
 struct RecurrentLayerLayout: Sendable {
@@ -40,16 +42,18 @@ struct NetworkLayout: Sendable {
                 let kernel = offset
                 let recurrentKernel = kernel + inputSize * 4 * units
                 let bias = recurrentKernel + units * 4 * units
-                recurrent.append(RecurrentLayerLayout(
-                    inputSize: inputSize, units: units, activation: activation,
-                    kernelOffset: kernel, recurrentOffset: recurrentKernel, biasOffset: bias))
+                recurrent.append(
+                    RecurrentLayerLayout(
+                        inputSize: inputSize, units: units, activation: activation,
+                        kernelOffset: kernel, recurrentOffset: recurrentKernel, biasOffset: bias))
                 offset = bias + 4 * units
                 inputSize = units
             case .dense(let units, let activation):
                 let kernel = offset
                 let bias = kernel + inputSize * units
-                dense.append(DenseLayerLayout(
-                    inputSize: inputSize, units: units, activation: activation, kernelOffset: kernel, biasOffset: bias))
+                dense.append(
+                    DenseLayerLayout(
+                        inputSize: inputSize, units: units, activation: activation, kernelOffset: kernel, biasOffset: bias))
                 offset = bias + units
                 inputSize = units
             }

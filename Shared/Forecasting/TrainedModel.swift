@@ -1,20 +1,38 @@
-/// A trained network with everything needed to forecast in USD: architecture, scaler, target and weights.
+import Contracts
+
+/// A trained network with everything needed to forecast in USD: architecture, scaler, target, spec and weights.
 /// Immutable and `Sendable`; predictions allocate their own scratch space, so concurrent calls are safe.
 public struct TrainedModel: Sendable {
     public let configuration: ModelConfiguration
     public let scaler: MinMaxScaler
     public let summary: TrainingSummary
+    /// What the model is (window, target and activation agree with `configuration`): the predictor builds its
+    /// window from it, the gate reads its split from it.
+    public let spec: ForecastSpec
     /// All parameters, layer by layer (LSTM: kernel, recurrent kernel, bias; dense: kernel, bias), row-major.
     public let weights: [Float]
     let layout: NetworkLayout
 
-    /// Assembles a model; throws if `weights` does not fit `configuration`.
-    public init(configuration: ModelConfiguration, scaler: MinMaxScaler, summary: TrainingSummary, weights: [Float]) throws {
+    /// Assembles a model; throws if `weights` does not fit `configuration` or `spec` disagrees with it. Without a
+    /// spec, one is read off the configuration with the default split (what models trained before specs used).
+    public init(
+        configuration: ModelConfiguration, scaler: MinMaxScaler, summary: TrainingSummary, weights: [Float], spec: ForecastSpec? = nil
+    ) throws {
         let layout = try NetworkLayout(configuration)
         guard weights.count == layout.parameterCount else {
             throw ForecastingError.invalidInput(
                 "the configuration has \(layout.parameterCount) parameters, got \(weights.count) weights")
         }
+        let spec =
+            spec
+            ?? ForecastSpec(
+                window: configuration.window, target: configuration.target, activation: configuration.lstmActivation ?? .relu)
+        guard spec.window == configuration.window, spec.target == configuration.target,
+            spec.activation == configuration.lstmActivation
+        else {
+            throw ForecastingError.invalidInput("spec \(spec) disagrees with the configuration's window, target or activation")
+        }
+        self.spec = spec
         self.configuration = configuration
         self.scaler = scaler
         self.summary = summary
@@ -39,6 +57,8 @@ public struct TrainedModel: Sendable {
             }
         }
         guard !windows.isEmpty else { return [] }
+        let floatingPointMode = DenormalFlushing.enable()
+        defer { DenormalFlushing.restore(floatingPointMode) }
         let chunkSize = min(windows.count, 256)
         let engine = NetworkEngine<Float>(layout: layout, batchCapacity: chunkSize)
         let inputs = FloatBuffer(count: chunkSize * steps)
@@ -57,8 +77,9 @@ public struct TrainedModel: Sendable {
                 }
                 let outputs = engine.forward(parameters: parameters.baseAddress!, inputs: inputs.pointer, batch: batch)
                 for (position, window) in chunk.enumerated() {
-                    forecasts.append(configuration.target.decode(
-                        output: Double(outputs[position]), last: window[steps - 1], scaler: scaler))
+                    forecasts.append(
+                        configuration.target.decode(
+                            output: Double(outputs[position]), last: window[steps - 1], scaler: scaler))
                 }
             }
         }

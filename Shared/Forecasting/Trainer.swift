@@ -1,13 +1,18 @@
+import Contracts
 import Dispatch
+
 /// Trains a model on a close-price series: Adam on MSE, seeded shuffled mini-batches, early stopping on the
 /// validation tail with the best weights restored, learning-rate reduction on plateaus, optional clipping.
 public struct Trainer: Sendable {
     public let model: ModelConfiguration
     public let training: TrainingConfiguration
+    /// The spec the trained model carries; nil: read off `model` and the split's fractions.
+    public let spec: ForecastSpec?
 
-    public init(model: ModelConfiguration, training: TrainingConfiguration = TrainingConfiguration()) {
+    public init(model: ModelConfiguration, training: TrainingConfiguration = TrainingConfiguration(), spec: ForecastSpec? = nil) {
         self.model = model
         self.training = training
+        self.spec = spec
     }
 
     /// Trains on `closes` under `split` and returns the model with the best validation weights.
@@ -22,11 +27,15 @@ public struct Trainer: Sendable {
         closes: [Double], split: ChronologicalSplit,
         onEpoch: (EpochReport) -> Void = { _ in }, shouldCancel: () -> Bool = { false }
     ) throws -> TrainedModel {
+        // Adam's moments and late-training weights reach the subnormal range, which stalls x86 cores.
+        let floatingPointMode = DenormalFlushing.enable()
+        defer { DenormalFlushing.restore(floatingPointMode) }
         let layout = try NetworkLayout(model)
         try training.validate()
         guard split.count == closes.count, split.window == model.window else {
             throw ForecastingError.invalidInput(
-                "split was made for \(split.count) closes and window \(split.window), got \(closes.count) closes and window \(model.window)")
+                "split was made for \(split.count) closes and window \(split.window), got \(closes.count) closes and window \(model.window)"
+            )
         }
         guard closes.allSatisfy({ $0.isFinite && $0 > 0 }) else {
             throw ForecastingError.invalidInput("closes must be finite and positive")
@@ -76,6 +85,9 @@ public struct Trainer: Sendable {
                 let batchSamples = order[batchStart..<min(batchStart + batchCapacity, order.count)]
                 let batch = batchSamples.count
                 let runShard: @Sendable (Int) -> Void = { index in
+                    // Pool threads: flush denormals for this shard only (see DenormalFlushing).
+                    let floatingPointMode = DenormalFlushing.enable()
+                    defer { DenormalFlushing.restore(floatingPointMode) }
                     let shard = shards[index]
                     let lower = batchSamples.startIndex + index * shardCapacity
                     let upper = min(lower + shardCapacity, batchSamples.endIndex)
@@ -111,7 +123,8 @@ public struct Trainer: Sendable {
             }
             epochsRun = epoch
             let loss = squaredErrorSum / Double(fitSamples.count)
-            let validationLoss = validationSamples.count > 0
+            let validationLoss =
+                validationSamples.count > 0
                 ? meanSquaredError(engine: engine, parameters: parameters, samples: validationSamples, scratch: batchInputs)
                 : nil
             let monitored = validationLoss ?? loss
@@ -126,9 +139,10 @@ public struct Trainer: Sendable {
             } else {
                 epochsWithoutImprovement += 1
             }
-            onEpoch(EpochReport(
-                epoch: epoch, loss: loss, validationLoss: validationLoss, learningRate: learningRate,
-                seconds: seconds(since: epochStarted), isBest: isBest))
+            onEpoch(
+                EpochReport(
+                    epoch: epoch, loss: loss, validationLoss: validationLoss, learningRate: learningRate,
+                    seconds: seconds(since: epochStarted), isBest: isBest))
 
             // Reduce-on-plateau (Keras semantics), applied from the next epoch.
             if monitored < plateauBest - training.reduceLRMinDelta {
@@ -149,7 +163,11 @@ public struct Trainer: Sendable {
             finalLearningRate: learningRate, trainingSamples: fitSamples.count,
             validationSamples: validationSamples.count, trainingEnd: split.trainingEnd,
             trainSeconds: seconds(since: started))
-        return try TrainedModel(configuration: model, scaler: scaler, summary: summary, weights: bestParameters.array)
+        let trainedSpec =
+            spec
+            ?? ForecastSpec(
+                window: model.window, target: model.target, activation: model.lstmActivation ?? .relu, split: split.fractions)
+        return try TrainedModel(configuration: model, scaler: scaler, summary: summary, weights: bestParameters.array, spec: trainedSpec)
     }
 
     private func meanSquaredError(

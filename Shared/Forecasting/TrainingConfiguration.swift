@@ -1,3 +1,5 @@
+import Contracts
+
 /// Optimiser, schedule and stopping settings. Defaults match the Keras anchor (Adam 1e-3, batch 32,
 /// EarlyStopping(patience 8, min_delta 1e-5, restore best), ReduceLROnPlateau(patience 5, factor 0.5, min_lr 1e-6)).
 public struct TrainingConfiguration: Codable, Sendable, Equatable {
@@ -9,7 +11,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var learningRate: Double = 0.001
     /// Seeds initialisation and shuffling. Same seed and thread count give bit-identical weights.
     public var seed: UInt64 = 42
-    /// Epochs without a validation-loss improvement of more than `minDelta` before training stops.
+    /// Epochs without a validation-loss improvement of more than `minDelta` before training stops
+    /// (`TrainingParameters.patiences`, the contract's range).
     public var patience: Int = 8
     /// Improvement threshold for early stopping.
     public var minDelta: Double = 1e-5
@@ -40,7 +43,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         try require(epochs >= 1, "epochs must be at least 1, got \(epochs)")
         try require(batchSize >= 1, "batchSize must be at least 1, got \(batchSize)")
         try require(learningRate > 0 && learningRate.isFinite, "learningRate must be positive, got \(learningRate)")
-        try require(patience >= 1 && reduceLRPatience >= 1, "patience values must be at least 1")
+        try require(TrainingParameters.patiences.contains(patience), "patience must be in \(TrainingParameters.patiences), got \(patience)")
+        try require(reduceLRPatience >= 1, "reduceLRPatience must be at least 1")
         try require(minDelta >= 0 && reduceLRMinDelta >= 0, "min deltas must not be negative")
         try require(reduceLRFactor > 0 && reduceLRFactor < 1, "reduceLRFactor must be in (0, 1), got \(reduceLRFactor)")
         try require(minLearningRate >= 0, "minLearningRate must not be negative")

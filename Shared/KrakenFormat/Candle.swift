@@ -16,7 +16,8 @@ public struct Candle: Sendable, Equatable {
     public var trades: Int?
 
     public init(
-        pair: String, interval: CandleInterval, openTime: Int64, open: String, high: String, low: String, close: String, vwap: String?, volume: String,
+        pair: String, interval: CandleInterval, openTime: Int64, open: String, high: String, low: String, close: String, vwap: String?,
+        volume: String,
         trades: Int?
     ) {
         self.pair = pair
@@ -70,19 +71,26 @@ public enum CandleValidator {
         pair: String, interval: CandleInterval, openTime: Int64?, open: String, high: String, low: String, close: String,
         vwap: String?, volume: String, trades: String?, now: Date
     ) -> Result<Candle, ValidationError> {
-        guard let openTime else { return .failure(.init("time is not an integer")) }
+        guard let openTime else { return .failure(.init(.invalidValue, "time is not an integer", field: "time")) }
         let times = ContractRules.openTimes
-        guard times.contains(openTime) else { return .failure(.init("time \(openTime) is outside \(times.lowerBound)...\(times.upperBound)")) }
-        guard interval.isAligned(openTime) else { return .failure(.init("time \(openTime) is not aligned to the \(interval) interval")) }
+        guard times.contains(openTime) else {
+            return .failure(.init(.outOfRange, "time \(openTime) is outside \(times.lowerBound)...\(times.upperBound)", field: "time"))
+        }
+        guard interval.isAligned(openTime) else {
+            return .failure(.init(.misaligned, "time \(openTime) is not aligned to the \(interval) interval", field: "time"))
+        }
         // No overflow: openTime is at most 4.1e9 and an interval at most 1.3e6 seconds.
         let closesAt = openTime + interval.seconds
         guard Double(closesAt) <= now.timeIntervalSince1970 else {
-            return .failure(.init("candle at \(openTime) has not closed yet (closes at \(closesAt))"))
+            return .failure(.init(.outOfRange, "candle at \(openTime) has not closed yet (closes at \(closesAt))", field: "time"))
         }
         var tradeCount: Int?
         if let trades {
             guard let count = Int(trades), count >= 0 else {
-                return .failure(.init("trades \(String(trades.prefix(50)).debugDescription) is not a non-negative integer"))
+                return .failure(
+                    .init(
+                        .invalidValue, "trades \(String(trades.prefix(50)).debugDescription) is not a non-negative integer", field: "trades"
+                    ))
             }
             tradeCount = count
         }
@@ -91,26 +99,29 @@ public enum CandleValidator {
             try ContractRules.candle(open: open, high: high, low: low, close: close, volume: volume, trades: tradeCount)
             if let vwap {
                 guard ContractRules.isDecimal(vwap) else {
-                    throw ValidationFailure("vwap \(String(vwap.prefix(50)).debugDescription) is not a non-negative decimal")
+                    throw ValidationFailure(
+                        .notADecimal, "vwap \(String(vwap.prefix(50)).debugDescription) is not a non-negative decimal", field: "vwap")
                 }
                 guard let value = Double(vwap), value <= ContractRules.maximumAmount else {
-                    throw ValidationFailure("vwap must be at most \(ContractRules.maximumAmount)")
+                    throw ValidationFailure(.outOfRange, "vwap must be at most \(ContractRules.maximumAmount)", field: "vwap")
                 }
             }
         } catch {
-            return .failure(.init(error.reason))
+            return .failure(error)
         }
         return .success(
-            Candle(pair: pair, interval: interval, openTime: openTime, open: open, high: high, low: low, close: close, vwap: vwap, volume: volume, trades: tradeCount))
+            Candle(
+                pair: pair, interval: interval, openTime: openTime, open: open, high: high, low: low, close: close, vwap: vwap,
+                volume: volume, trades: tradeCount))
     }
 
-    public struct ValidationError: Error, Equatable {
-        public let reason: String
-        public init(_ reason: String) { self.reason = reason }
-    }
+    /// A candle's rule failures are the contract's: one type with one set of codes.
+    public typealias ValidationError = ValidationFailure
 }
 
-/// Kraken's bulk OHLCVT history files: `time,open,high,low,close,volume,trades`, with or without a header.
+/// Kraken's bulk OHLCVT history files: `timestamp,open,high,low,close,volume,trades`, with or without a header
+/// line. Numbers come as Kraken writes them, plain or with an exponent (`4E+2`); each is stored as the exact
+/// plain decimal it stands for (`ContractRules.plainDecimal`).
 public enum OHLCVTLine {
     public enum Parsed: Equatable {
         case candle(Candle)
@@ -118,6 +129,9 @@ public enum OHLCVTLine {
         case header
         case blank
     }
+
+    /// The columns of the layout, as a header names them (`time` is accepted for the first).
+    public static let expectedColumns = ["timestamp", "open", "high", "low", "close", "volume", "trades"]
 
     /// The comma-separated fields of a line, each without spaces at either end (and the line without a
     /// trailing `\r`); nil for a blank line.
@@ -143,20 +157,121 @@ public enum OHLCVTLine {
         return (Substring(utf8), fields)
     }
 
+    /// True for the layout's own header line, in any letter case.
+    static func isHeader(_ fields: [String]) -> Bool {
+        guard fields.count == expectedColumns.count, fields.allSatisfy({ $0.utf8.count <= 9 }) else { return false }
+        let lowered = fields.map { $0.lowercased() }
+        return (lowered[0] == "time" || lowered[0] == "timestamp") && Array(lowered.dropFirst()) == Array(expectedColumns.dropFirst())
+    }
+
+    /// Nil when the file's first non-blank line fits the layout (the header, or a row of seven numbers);
+    /// otherwise why the file is not one of Kraken's OHLCVT files. A file in another exchange's layout is then
+    /// refused as a whole instead of having every row rejected.
+    public static func layoutProblem(firstLine line: Substring) -> String? {
+        guard let (text, fields) = split(line) else { return nil }
+        let expected = "expected the columns \(expectedColumns.joined(separator: ", ")) (a header line is optional)"
+        let shown = String(text.prefix(200)).debugDescription
+        if isHeader(fields) { return nil }
+        guard fields.count == expectedColumns.count else {
+            return "not a Kraken OHLCVT file: \(expected); its first line has \(fields.count) columns: \(shown)"
+        }
+        guard fields.allSatisfy({ ContractRules.plainDecimal($0) != nil }) else {
+            return "not a Kraken OHLCVT file: \(expected); its first line is neither that header nor a row of numbers: \(shown)"
+        }
+        return nil
+    }
+
+    /// The exact integer a field stands for, in any form Kraken writes (`1381017600`, `4E+2`, `12.0`), as text
+    /// `Int64(_:)` and `Int(_:)` read; the field itself when it is not one, for validation to reject by name.
+    static func integerText(_ field: String) -> String {
+        guard let plain = ContractRules.plainDecimal(field) else { return field }
+        let parts = plain.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 1 || parts[1].allSatisfy({ $0 == "0" }) else { return field }
+        let digits = parts[0].drop(while: { $0 == "0" })
+        return digits.isEmpty ? "0" : String(digits)
+    }
+
     public static func parse(_ line: Substring, pair: String, interval: CandleInterval, now: Date) -> Parsed {
         guard let (text, fields) = split(line) else { return .blank }
-        if let first = fields.first, first.utf8.count <= 9, ["time", "timestamp"].contains(first.lowercased()) { return .header }
+        if isHeader(fields) { return .header }
         guard fields.count == 7 else {
-            return .rejected(RejectedRow(raw: String(text), reason: "expected 7 fields (time,open,high,low,close,volume,trades), found \(fields.count)"))
+            return .rejected(
+                RejectedRow(
+                    raw: String(text), reason: "expected 7 fields (\(expectedColumns.joined(separator: ","))), found \(fields.count)"))
         }
+        // Prices and volume as exact plain decimals; a field that is no number form stays as it was, so its
+        // rejection names it.
+        let values = fields[1...5].map { ContractRules.plainDecimal($0) ?? $0 }
         switch CandleValidator.validate(
-            pair: pair, interval: interval, openTime: Int64(fields[0]), open: fields[1], high: fields[2], low: fields[3], close: fields[4],
-            vwap: nil, volume: fields[5], trades: fields[6], now: now)
+            pair: pair, interval: interval, openTime: Int64(integerText(fields[0])), open: values[0], high: values[1], low: values[2],
+            close: values[3], vwap: nil, volume: values[4], trades: integerText(fields[6]), now: now)
         {
         case .success(let candle): return .candle(candle)
         case .failure(let error): return .rejected(RejectedRow(raw: String(text), reason: error.reason))
         }
     }
+}
+
+/// Reads Kraken OHLCVT history files whole, for the tools that need only their closes (the benchmark, the
+/// protocol's data checks): the same line rule and number forms as the ingestor's backfill.
+public enum OHLCVTFile {
+    /// The closes of `path` in file order; throws on a row without a positive close.
+    public static func closes(atPath path: String) throws(HistoryFileError) -> [Double] {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw HistoryFileError(.unreadable, "cannot read it: \(error.localizedDescription)", path: path)
+        }
+        var closes: [Double] = []
+        var checkedLayout = false
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            guard let fields = OHLCVTLine.fields(of: line) else { continue }
+            if !checkedLayout {
+                checkedLayout = true
+                if let problem = OHLCVTLine.layoutProblem(firstLine: line) {
+                    throw HistoryFileError(.unrecognisedLayout, problem, path: path)
+                }
+                if OHLCVTLine.isHeader(fields) { continue }
+            }
+            guard fields.count == 7, let plain = ContractRules.plainDecimal(fields[4]), let close = Double(plain), close > 0, close.isFinite
+            else {
+                throw HistoryFileError(.unreadableRow, "line \(index + 1): no positive close in column 5", path: path, line: index + 1)
+            }
+            closes.append(close)
+        }
+        return closes
+    }
+}
+
+/// Why a history file as a whole cannot be read: `code` for programs, `message` for people.
+public struct HistoryFileError: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let name: String
+        public var description: String { name }
+
+        /// The file cannot be opened or read.
+        public static let unreadable = Code(name: "unreadable")
+        /// The file is not in Kraken's OHLCVT layout (another exchange's export, say); nothing was stored.
+        public static let unrecognisedLayout = Code(name: "unrecognisedLayout")
+        /// A row a whole-file reader needs is unusable (the backfill rejects such rows one by one instead).
+        public static let unreadableRow = Code(name: "unreadableRow")
+    }
+
+    public let code: Code
+    public let message: String
+    public let path: String?
+    /// 1-based line number, when one line is to blame.
+    public let line: Int?
+
+    public init(_ code: Code, _ message: String, path: String? = nil, line: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.path = path
+        self.line = line
+    }
+
+    public var description: String { path.map { "\($0): \(message)" } ?? message }
 }
 
 extension String {

@@ -1,24 +1,37 @@
 import Foundation
 
-/// Why a Kraken request failed. Every kind is retried with backoff by the poller.
-public struct KrakenError: Error, CustomStringConvertible, Sendable {
-    public enum Kind: String, Sendable {
-        case rateLimited = "rate_limited"
-        case unavailable
-        case api
-        case http
-        case timeout
-        case transport
-        case malformed
+/// Why a Kraken request failed: `code` for programs (every code is retried with backoff by the poller),
+/// `message` for people, `httpStatus` when Kraken answered with one.
+public struct KrakenError: Error, CustomStringConvertible, Sendable, Equatable {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public var description: String { rawValue }
+        init(_ rawValue: String) { self.rawValue = rawValue }
+
+        /// Kraken said "Rate limit exceeded" or answered HTTP 429.
+        public static let rateLimited = Code("rate_limited")
+        /// `EService:Unavailable` or `EService:Busy`.
+        public static let unavailable = Code("unavailable")
+        /// Any other error in Kraken's `error` array.
+        public static let api = Code("api")
+        /// An HTTP status other than 200.
+        public static let http = Code("http")
+        public static let timeout = Code("timeout")
+        /// No connection, DNS, TLS.
+        public static let transport = Code("transport")
+        /// The body is not the OHLC response Kraken documents.
+        public static let malformed = Code("malformed")
     }
 
-    public let kind: Kind
+    public let code: Code
     public let message: String
-    public var description: String { "Kraken \(kind.rawValue): \(message)" }
+    public let httpStatus: Int?
+    public var description: String { "Kraken \(code): \(message)" }
 
-    public init(kind: Kind, message: String) {
-        self.kind = kind
+    public init(_ code: Code, _ message: String, httpStatus: Int? = nil) {
+        self.code = code
         self.message = message
+        self.httpStatus = httpStatus
     }
 }
 
@@ -36,11 +49,11 @@ public struct KrakenOHLC: Sendable {
         /// open, high, low, close, vwap, volume as Kraken's decimal strings; "" for a value that is not a string.
         public var fields: [String]
         /// JSONSerialization gives JSON `true` and `false` as NSNumbers of C type `char`.
-    static func isBoolean(_ number: NSNumber) -> Bool {
-        ["c", "B"].contains(String(cString: number.objCType))
-    }
+        static func isBoolean(_ number: NSNumber) -> Bool {
+            ["c", "B"].contains(String(cString: number.objCType))
+        }
 
-    /// The trade count as text: the integer, or what was there instead, for validation to reject.
+        /// The trade count as text: the integer, or what was there instead, for validation to reject.
         public var trades: String?
 
         public init(raw: String, openTime: Int64?, fields: [String], trades: String?) {
@@ -67,29 +80,33 @@ public struct KrakenOHLC: Sendable {
     /// Parses a response body; Kraken's `error` array wins over any result.
     public static func parse(_ data: Data) throws(KrakenError) -> KrakenOHLC {
         guard let object = try? JSONSerialization.jsonObject(with: data), let body = object as? [String: Any] else {
-            throw KrakenError(kind: .malformed, message: "the body is not a JSON object (\(data.count) bytes)")
+            throw KrakenError(.malformed, "the body is not a JSON object (\(data.count) bytes)")
         }
         if let errors = body["error"] as? [Any], !errors.isEmpty {
             let text = String(errors.map { ($0 as? String) ?? "\($0)" }.joined(separator: "; ").prefix(1000))
-            if text.contains("Rate limit") { throw KrakenError(kind: .rateLimited, message: text) }
-            if text.hasPrefix("EService:Unavailable") || text.hasPrefix("EService:Busy") { throw KrakenError(kind: .unavailable, message: text) }
-            throw KrakenError(kind: .api, message: text)
+            if text.contains("Rate limit") { throw KrakenError(.rateLimited, text) }
+            if text.hasPrefix("EService:Unavailable") || text.hasPrefix("EService:Busy") { throw KrakenError(.unavailable, text) }
+            throw KrakenError(.api, text)
         }
-        guard let result = body["result"] as? [String: Any] else { throw KrakenError(kind: .malformed, message: "no result object") }
-        guard let lastValue = result["last"] else { throw KrakenError(kind: .malformed, message: "no `last` in the result") }
+        guard let result = body["result"] as? [String: Any] else { throw KrakenError(.malformed, "no result object") }
+        guard let lastValue = result["last"] else { throw KrakenError(.malformed, "no `last` in the result") }
         guard let last = integer(lastValue), lastRange.contains(last) else {
             throw KrakenError(
-                kind: .malformed, message: "`last` \(String(describing: lastValue).prefix(50)) is not an integer in \(lastRange.lowerBound)...\(lastRange.upperBound)")
+                .malformed,
+                "`last` \(String(describing: lastValue).prefix(50)) is not an integer in \(lastRange.lowerBound)...\(lastRange.upperBound)")
         }
         let keys = result.keys.filter { $0 != "last" }
         guard keys.count == 1, let key = keys.first, let rows = result[key] as? [Any] else {
-            throw KrakenError(kind: .malformed, message: "expected one pair in the result, found \(keys.sorted().prefix(10).map { String($0.prefix(50)) })")
+            throw KrakenError(
+                .malformed, "expected one pair in the result, found \(keys.sorted().prefix(10).map { String($0.prefix(50)) })")
         }
         return KrakenOHLC(resultKey: key, rows: rows.map(Self.row), last: last)
     }
 
     private static func row(_ value: Any) -> Row {
-        let json = (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed])).map { String(decoding: $0, as: UTF8.self) }
+        let json = (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed])).map {
+            String(decoding: $0, as: UTF8.self)
+        }
         let raw = RejectedRow.boundedRaw(json ?? "\(value)")
         guard let array = value as? [Any], array.count == 8 else { return Row(raw: raw, openTime: nil, fields: [], trades: nil) }
         // Prices, vwap and volume come as strings; anything else is left empty so validation rejects it.

@@ -28,14 +28,17 @@ public enum BrokerAdmin {
         try await withSession(configuration) { try $0.delete(queue: queue) }
     }
 
-    private static func withSession<T: Sendable>(_ configuration: BrokerConfiguration, _ body: @escaping @Sendable (AMQPSession) throws -> T) async throws -> T {
+    private static func withSession<T: Sendable>(
+        _ configuration: BrokerConfiguration, _ body: @escaping @Sendable (AMQPSession) throws -> T
+    ) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             startIOThread(name: "amqp-admin") {
-                continuation.resume(with: Result {
-                    let session = try AMQPSession(configuration: configuration)
-                    defer { session.close() }
-                    return try body(session)
-                })
+                continuation.resume(
+                    with: Result {
+                        let session = try AMQPSession(configuration: configuration)
+                        defer { session.close() }
+                        return try body(session)
+                    })
             }
         }
     }

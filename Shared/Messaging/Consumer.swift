@@ -94,7 +94,9 @@ public final class Consumer: Sendable {
     }
 
     fileprivate func settle(_ delivery: Delivery, _ settlement: Settlement) {
-        shared.withLock { $0.commands.append(Command(deliveryTag: delivery.deliveryTag, generation: delivery.generation, settlement: settlement)) }
+        shared.withLock {
+            $0.commands.append(Command(deliveryTag: delivery.deliveryTag, generation: delivery.generation, settlement: settlement))
+        }
         wake.signal()
     }
 
@@ -186,9 +188,12 @@ public struct Delivery: Sendable {
         properties.headers[DeadLetterHeader.queue] = .string(consumer.options.queue)
         properties.deliveryMode = MessageProperties.persistentDeliveryMode
         do {
-            try await publisher.publish(OutgoingMessage(exchange: route.exchange, routingKey: route.routingKey, body: body, properties: properties))
+            try await publisher.publish(
+                OutgoingMessage(exchange: route.exchange, routingKey: route.routingKey, body: body, properties: properties))
             deadLettered.increment()
-            consumer.logger.warning("dead-lettered a message", metadata: ["reason": "\(reason)", "routing_key": "\(routingKey)", "message.id": "\(properties.messageID ?? "-")"])
+            consumer.logger.warning(
+                "dead-lettered a message",
+                metadata: ["reason": "\(reason)", "routing_key": "\(routingKey)", "message.id": "\(properties.messageID ?? "-")"])
             ack()
         } catch {
             consumer.logger.error("cannot publish a dead letter; rejecting instead", metadata: ["error": "\(error)"])

@@ -15,10 +15,42 @@ extension MessagePayload {
     public func validate() throws(ValidationFailure) {}
 }
 
-/// Why a payload's values are unacceptable.
-public struct ValidationFailure: Error, Sendable, CustomStringConvertible {
+/// Why a payload's (or any outside input's) values are unacceptable: `code` for programs, `reason` for people,
+/// `field` naming the value when one field is to blame.
+public struct ValidationFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let name: String
+        public var description: String { name }
+
+        /// A value breaks a rule not covered by a more specific code.
+        public static let invalidValue = Code(name: "invalidValue")
+        /// A number or time lies outside the range the contract allows.
+        public static let outOfRange = Code(name: "outOfRange")
+        /// A price or volume is not a plain non-negative decimal.
+        public static let notADecimal = Code(name: "notADecimal")
+        /// A pair, interval or model name is not spelled as the contract allows.
+        public static let invalidName = Code(name: "invalidName")
+        /// A time is not aligned to the candle interval.
+        public static let misaligned = Code(name: "misaligned")
+        /// Values are valid one by one but contradict each other (low above high, lengths differ).
+        public static let inconsistent = Code(name: "inconsistent")
+        /// Free text is longer (or shorter) than allowed.
+        public static let badLength = Code(name: "badLength")
+    }
+
+    public let code: Code
     public let reason: String
-    public init(_ reason: String) { self.reason = reason }
+    /// The field at fault, when there is one (`pair`, `close`, `target_open_time`).
+    public let field: String?
+
+    public init(_ reason: String) { self.init(.invalidValue, reason) }
+
+    public init(_ code: Code, _ reason: String, field: String? = nil) {
+        self.code = code
+        self.reason = reason
+        self.field = field
+    }
+
     public var description: String { reason }
 }
 
@@ -40,22 +72,56 @@ public struct Envelope<Payload: MessagePayload>: Sendable {
 /// Header that carries the payload's schema version.
 public let schemaVersionHeader = "schema_version"
 
-/// Why a delivered message could not become a typed envelope. Its description is the dead-letter reason.
-public enum EnvelopeDecodingFailure: Error, Sendable, CustomStringConvertible {
-    case wrongContentType(String?)
-    case unknownType(found: String?, expected: String)
-    case unsupportedSchemaVersion(found: Int64?, expected: Int)
-    case malformedBody(String)
-    case invalidPayload(String)
+/// Why a delivered message could not become a typed envelope. Its description is the dead-letter reason;
+/// `code` says which check failed, `found`/`expected` carry what was seen and what was wanted.
+public struct EnvelopeDecodingFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let name: String
+        public var description: String { name }
+
+        public static let wrongContentType = Code(name: "wrongContentType")
+        public static let unknownType = Code(name: "unknownType")
+        public static let unsupportedSchemaVersion = Code(name: "unsupportedSchemaVersion")
+        public static let malformedBody = Code(name: "malformedBody")
+        /// The body decoded but its values break the contract; `validation` says which rule.
+        public static let invalidPayload = Code(name: "invalidPayload")
+    }
+
+    public let code: Code
+    public let found: String?
+    public let expected: String?
+    /// The decoder's or validator's own words.
+    public let detail: String?
+    /// The rule the payload broke, for `invalidPayload`.
+    public let validation: ValidationFailure?
+
+    init(_ code: Code, found: String? = nil, expected: String? = nil, detail: String? = nil, validation: ValidationFailure? = nil) {
+        self.code = code
+        self.found = found
+        self.expected = expected
+        self.detail = detail
+        self.validation = validation
+    }
+
+    public static func wrongContentType(_ found: String?) -> Self {
+        Self(.wrongContentType, found: found, expected: EnvelopeCodec.contentType)
+    }
+    public static func unknownType(found: String?, expected: String) -> Self { Self(.unknownType, found: found, expected: expected) }
+    public static func unsupportedSchemaVersion(found: Int64?, expected: Int) -> Self {
+        Self(.unsupportedSchemaVersion, found: found.map(String.init), expected: String(expected))
+    }
+    public static func malformedBody(_ detail: String) -> Self { Self(.malformedBody, detail: detail) }
+    public static func invalidPayload(_ failure: ValidationFailure) -> Self {
+        Self(.invalidPayload, detail: failure.reason, validation: failure)
+    }
 
     public var description: String {
-        switch self {
-        case .wrongContentType(let found): "content type \(found ?? "missing") is not application/json"
-        case .unknownType(let found, let expected): "message type \(found ?? "missing") is not \(expected)"
-        case .unsupportedSchemaVersion(let found, let expected):
-            "schema version \(found.map(String.init) ?? "missing") is not supported (expected \(expected))"
-        case .malformedBody(let detail): "malformed JSON body: \(detail)"
-        case .invalidPayload(let detail): "invalid payload: \(detail)"
+        switch code {
+        case .wrongContentType: "content type \(found ?? "missing") is not application/json"
+        case .unknownType: "message type \(found ?? "missing") is not \(expected ?? "?")"
+        case .unsupportedSchemaVersion: "schema version \(found ?? "missing") is not supported (expected \(expected ?? "?"))"
+        case .malformedBody: "malformed JSON body: \(detail ?? "")"
+        default: "invalid payload: \(detail ?? "")"
         }
     }
 }
@@ -67,7 +133,9 @@ public enum EnvelopeCodec {
 
     /// Validates the payload with the same rules its consumers apply (a `ValidationFailure` is thrown for a
     /// payload that no consumer would accept), then encodes it.
-    public static func encode<Payload: MessagePayload>(_ envelope: Envelope<Payload>, exchange: String, routingKey: String) throws -> OutgoingMessage {
+    public static func encode<Payload: MessagePayload>(_ envelope: Envelope<Payload>, exchange: String, routingKey: String) throws
+        -> OutgoingMessage
+    {
         try envelope.payload.validate()
         let body = try jsonEncoder.encode(envelope.payload)
         return OutgoingMessage(
@@ -86,7 +154,9 @@ public enum EnvelopeCodec {
         return UInt64(exactly: seconds) ?? (seconds >= 1.8e19 ? UInt64.max : UInt64(seconds))
     }
 
-    public static func decode<Payload: MessagePayload>(_ type: Payload.Type, from body: [UInt8], properties: MessageProperties) throws(EnvelopeDecodingFailure) -> Envelope<Payload> {
+    public static func decode<Payload: MessagePayload>(_ type: Payload.Type, from body: [UInt8], properties: MessageProperties)
+        throws(EnvelopeDecodingFailure) -> Envelope<Payload>
+    {
         if let contentType = properties.contentType, !contentType.hasPrefix(Self.contentType) {
             throw .wrongContentType(contentType)
         }
@@ -108,14 +178,16 @@ public enum EnvelopeCodec {
         do {
             try payload.validate()
         } catch {
-            throw .invalidPayload(error.reason)
+            throw .invalidPayload(error)
         }
         let messageID = properties.messageID.flatMap(UUID.init(uuidString:)) ?? UUID()
         let timestamp = properties.timestamp.map { Date(timeIntervalSince1970: TimeInterval($0)) } ?? Date()
         return Envelope(payload: payload, messageID: messageID, correlationID: properties.correlationID, timestamp: timestamp)
     }
 
-    public static func decode<Payload: MessagePayload>(_ type: Payload.Type, from delivery: Delivery) throws(EnvelopeDecodingFailure) -> Envelope<Payload> {
+    public static func decode<Payload: MessagePayload>(_ type: Payload.Type, from delivery: Delivery) throws(EnvelopeDecodingFailure)
+        -> Envelope<Payload>
+    {
         try decode(type, from: delivery.body, properties: delivery.properties)
     }
 
@@ -153,7 +225,9 @@ public struct MessageHandler: Sendable {
     /// Decodes and handles; a delivery that does not decode throws `EnvelopeDecodingFailure`.
     let process: @Sendable (Delivery) async throws -> Void
 
-    public init<Payload: MessagePayload>(_ type: Payload.Type, _ handler: @escaping @Sendable (Envelope<Payload>, Delivery) async throws -> Void) {
+    public init<Payload: MessagePayload>(
+        _ type: Payload.Type, _ handler: @escaping @Sendable (Envelope<Payload>, Delivery) async throws -> Void
+    ) {
         messageType = Payload.messageType
         process = { delivery in
             let envelope = try EnvelopeCodec.decode(type, from: delivery)
@@ -259,7 +333,11 @@ extension Consumer {
         var transientDelay = policy.retryDelay
         for await delivery in deliveries {
             guard let handler = delivery.properties.type.flatMap({ byType[$0] }) ?? (byType.count == 1 ? byType.values.first : nil) else {
-                await delivery.deadLetter(reason: "message type \(delivery.properties.type ?? "missing") is not handled on this queue (expected \(byType.keys.sorted().joined(separator: ", ")))")
+                await delivery.deadLetter(
+                    reason:
+                        "message type \(delivery.properties.type ?? "missing") is not handled on this queue "
+                        + "(expected \(byType.keys.sorted().joined(separator: ", ")))"
+                )
                 continue
             }
             let key = delivery.attemptKey
@@ -273,10 +351,12 @@ extension Consumer {
             } catch let failure as PermanentFailure {
                 attempts.forget(key)
                 await delivery.deadLetter(reason: failure.reason)
-            } catch where policy.isTransient(error) {
+            } catch  where policy.isTransient(error) {
                 logger.warning(
                     "handler failed on a transient error; retrying",
-                    metadata: ["error": "\(error)", "message.id": "\(delivery.properties.messageID ?? "-")", "retry_in": "\(transientDelay)"])
+                    metadata: [
+                        "error": "\(error)", "message.id": "\(delivery.properties.messageID ?? "-")", "retry_in": "\(transientDelay)",
+                    ])
                 try? await Task.sleep(for: transientDelay)
                 transientDelay = min(transientDelay * 2, policy.maximumTransientDelay)
                 delivery.reject(requeue: true)

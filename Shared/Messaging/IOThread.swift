@@ -36,7 +36,8 @@ final class WakeSignal: Sendable {
     func wait(socket: Int32?, timeout: Duration) -> Bool {
         var descriptors = [pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)]
         if let socket, socket >= 0 { descriptors.append(pollfd(fd: socket, events: Int16(POLLIN), revents: 0)) }
-        let milliseconds = Int32(clamping: max(0, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
+        let milliseconds = Int32(
+            clamping: max(0, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
         _ = poll(&descriptors, nfds_t(descriptors.count), milliseconds)
         guard descriptors[0].revents != 0 else { return false }
         var sink = [UInt8](repeating: 0, count: 64)

@@ -275,7 +275,10 @@ private final class PublisherLoop: @unchecked Sendable {
         case .rejected(let tag, let multiple):
             settle(upTo: tag, multiple: multiple) { pending in
                 publishFailures.increment()
-                pending.completion(.failure(BrokerError(.publishNacked, "the broker nacked a message to \(pending.message.exchange)/\(pending.message.routingKey)")))
+                pending.completion(
+                    .failure(
+                        BrokerError(
+                            .publishNacked, "the broker nacked a message to \(pending.message.exchange)/\(pending.message.routingKey)")))
             }
         case .blocked(let reason):
             logger.warning("broker blocked the publisher", metadata: ["reason": "\(reason)"])
@@ -308,11 +311,17 @@ private final class PublisherLoop: @unchecked Sendable {
 
     private func fail(_ pending: Publisher.PendingPublish) {
         publishFailures.increment()
-        pending.completion(.failure(BrokerError(.publishTimedOut, "no confirm within \(options.confirmTimeout) for \(pending.message.exchange)/\(pending.message.routingKey)")))
+        pending.completion(
+            .failure(
+                BrokerError(
+                    .publishTimedOut,
+                    "no confirm within \(options.confirmTimeout) for \(pending.message.exchange)/\(pending.message.routingKey)")))
     }
 
     private func refusedByBroker(owner: Publisher, error: BrokerError) {
-        logger.error("the broker refused a publish; failing the unconfirmed messages", metadata: ["error": "\(error)", "unconfirmed": "\(unconfirmed.count)"])
+        logger.error(
+            "the broker refused a publish; failing the unconfirmed messages",
+            metadata: ["error": "\(error)", "unconfirmed": "\(unconfirmed.count)"])
         session?.abandon()
         session = nil
         owner.setConnected(false)

@@ -31,7 +31,8 @@ public struct Topology: Sendable, Equatable {
             if let deadLetterExchange { arguments["x-dead-letter-exchange"] = .string(deadLetterExchange) }
             if let deadLetterRoutingKey { arguments["x-dead-letter-routing-key"] = .string(deadLetterRoutingKey) }
             if let expiresAfter {
-                arguments["x-expires"] = .int(expiresAfter.components.seconds * 1000 + expiresAfter.components.attoseconds / 1_000_000_000_000_000)
+                arguments["x-expires"] = .int(
+                    expiresAfter.components.seconds * 1000 + expiresAfter.components.attoseconds / 1_000_000_000_000_000)
             }
             return arguments
         }

@@ -3,14 +3,35 @@ import Logging
 import Messaging
 import Storage
 
-/// Why a service cannot start with the configuration it was given.
-public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+/// Why a service cannot start with the configuration it was given: `code` for programs, `key` naming the
+/// variable, `reason` for people.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable, Equatable {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let name: String
+        public var description: String { name }
+
+        /// A required variable is unset (or names nothing).
+        public static let missing = Code(name: "missing")
+        /// The value cannot be read as what the variable holds (not an integer, not a URL, not a pair).
+        public static let invalidValue = Code(name: "invalidValue")
+        /// A number outside the range the variable allows.
+        public static let outOfRange = Code(name: "outOfRange")
+        /// The file a `KEY_FILE` variable names cannot be read.
+        public static let unreadableFile = Code(name: "unreadableFile")
+    }
+
+    public let code: Code
     public let key: String
     public let reason: String
-    public init(key: String, reason: String) {
+
+    public init(_ code: Code, key: String, reason: String) {
+        self.code = code
         self.key = key
         self.reason = reason
     }
+
+    public init(key: String, reason: String) { self.init(.invalidValue, key: key, reason: reason) }
+
     public var description: String { "configuration \(key): \(reason)" }
 }
 
@@ -33,7 +54,9 @@ public struct EnvironmentReader: Sendable {
         guard let value = Int(text.trimmingCharacters(in: .whitespaces)) else {
             throw ConfigurationError(key: key, reason: "\(text.debugDescription) is not an integer")
         }
-        guard range.contains(value) else { throw ConfigurationError(key: key, reason: "\(value) is outside \(range.lowerBound)...\(range.upperBound)") }
+        guard range.contains(value) else {
+            throw ConfigurationError(.outOfRange, key: key, reason: "\(value) is outside \(range.lowerBound)...\(range.upperBound)")
+        }
         return value
     }
 
@@ -43,7 +66,9 @@ public struct EnvironmentReader: Sendable {
         guard let value = Double(text.trimmingCharacters(in: .whitespaces)), value.isFinite else {
             throw ConfigurationError(key: key, reason: "\(text.debugDescription) is not a finite number")
         }
-        guard range.contains(value) else { throw ConfigurationError(key: key, reason: "\(value) is outside \(range.lowerBound)...\(range.upperBound)") }
+        guard range.contains(value) else {
+            throw ConfigurationError(.outOfRange, key: key, reason: "\(value) is outside \(range.lowerBound)...\(range.upperBound)")
+        }
         return value
     }
 
@@ -57,7 +82,7 @@ public struct EnvironmentReader: Sendable {
         if let value = values[key], !value.isEmpty { return value }
         guard let path = values[key + "_FILE"], !path.isEmpty else { return nil }
         guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ConfigurationError(key: key + "_FILE", reason: "cannot read \(path)")
+            throw ConfigurationError(.unreadableFile, key: key + "_FILE", reason: "cannot read \(path)")
         }
         return contents.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -95,7 +120,7 @@ public struct ServiceConfiguration: Sendable {
         self.environment = environment
         let amqpURL = environment.string("CANDLECAST_AMQP_URL", default: "amqp://candlecast@127.0.0.1:5672/")
         guard let amqpPassword = try environment.secret("CANDLECAST_AMQP_PASSWORD") else {
-            throw ConfigurationError(key: "CANDLECAST_AMQP_PASSWORD", reason: "required: set it or CANDLECAST_AMQP_PASSWORD_FILE")
+            throw ConfigurationError(.missing, key: "CANDLECAST_AMQP_PASSWORD", reason: "required: set it or CANDLECAST_AMQP_PASSWORD_FILE")
         }
         let heartbeat = try environment.int("CANDLECAST_AMQP_HEARTBEAT", default: 30, in: 0...3600)
         do {
@@ -105,10 +130,12 @@ public struct ServiceConfiguration: Sendable {
         }
         broker.connectionName = service
         guard let databasePassword = try environment.secret("CANDLECAST_DATABASE_PASSWORD") else {
-            throw ConfigurationError(key: "CANDLECAST_DATABASE_PASSWORD", reason: "required: set it or CANDLECAST_DATABASE_PASSWORD_FILE")
+            throw ConfigurationError(
+                .missing, key: "CANDLECAST_DATABASE_PASSWORD", reason: "required: set it or CANDLECAST_DATABASE_PASSWORD_FILE")
         }
         let databaseURL = environment.string("CANDLECAST_DATABASE_URL", default: "postgresql://candlecast@127.0.0.1:5432/candlecast")
-        guard databaseURL.hasPrefix("postgresql://") || databaseURL.hasPrefix("postgres://"), URLComponents(string: databaseURL) != nil else {
+        guard databaseURL.hasPrefix("postgresql://") || databaseURL.hasPrefix("postgres://"), URLComponents(string: databaseURL) != nil
+        else {
             throw ConfigurationError(key: "CANDLECAST_DATABASE_URL", reason: "not a postgresql:// URI")
         }
         database = DatabaseConfiguration(

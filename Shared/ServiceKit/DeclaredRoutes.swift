@@ -94,7 +94,8 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
             if request.method == .options {
                 return Response(status: .noContent, headers: [.allow: allow])
             }
-            throw HTTPError(.methodNotAllowed, headers: [.allow: allow], message: "\(request.method.rawValue) is not allowed here; allowed: \(allow)")
+            throw HTTPError(
+                .methodNotAllowed, headers: [.allow: allow], message: "\(request.method.rawValue) is not allowed here; allowed: \(allow)")
         }
     }
 }

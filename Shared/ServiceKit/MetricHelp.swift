@@ -13,9 +13,11 @@ public enum MetricHelp {
         "candlecast_database_reconnections_total": "Reconnections to PostgreSQL.",
         "candlecast_outbox_published_total": "Outbox rows relayed to the broker, by schema.",
         "candlecast_outbox_backlog": "Outbox rows not yet relayed to the broker (a count of the unpublished rows), by schema.",
-        "candlecast_outbox_pruned_total": "Published outbox rows deleted after the retention (CANDLECAST_OUTBOX_RETENTION_HOURS), by schema.",
+        "candlecast_outbox_pruned_total":
+            "Published outbox rows deleted after the retention (CANDLECAST_OUTBOX_RETENTION_HOURS), by schema.",
         // Ingestor.
-        "candlecast_candles_stored_total": "Closed candles stored from Kraken's REST API, by pair, interval and outcome (inserted or revised).",
+        "candlecast_candles_stored_total":
+            "Closed candles stored from Kraken's REST API, by pair, interval and outcome (inserted or revised).",
         "candlecast_candles_rejected_total": "Candles from Kraken rejected as invalid, by pair and interval.",
         "candlecast_kraken_errors_total": "Failed Kraken requests, by kind of failure.",
         // Trainer.
@@ -26,14 +28,20 @@ public enum MetricHelp {
         // Monitor.
         "candlecast_events_total": "Events seen on candlecast.events, by producing service and message type.",
         "candlecast_forecast_absolute_error_usd": "Absolute error of each scored forecast in USD, by pair, interval and model version.",
-        "candlecast_forecast_absolute_percentage_error": "Absolute percentage error (0-100) of each scored forecast, by pair, interval and model version.",
-        "candlecast_forecast_rolling_mae_usd": "Mean absolute error in USD of the last N scored forecasts, by pair, interval and model version.",
-        "candlecast_forecast_rolling_rmse_usd": "Root mean squared error in USD of the last N scored forecasts, by pair, interval and model version.",
-        "candlecast_forecast_rolling_mape": "Mean absolute percentage error (0-100) of the last N scored forecasts, by pair, interval and model version.",
-        "candlecast_forecast_rolling_mase": "Model MAE over the naive forecast's MAE on the same last N days (below 1 beats naive), by pair, interval and model version.",
+        "candlecast_forecast_absolute_percentage_error":
+            "Absolute percentage error (0-100) of each scored forecast, by pair, interval and model version.",
+        "candlecast_forecast_rolling_mae_usd":
+            "Mean absolute error in USD of the last N scored forecasts, by pair, interval and model version.",
+        "candlecast_forecast_rolling_rmse_usd":
+            "Root mean squared error in USD of the last N scored forecasts, by pair, interval and model version.",
+        "candlecast_forecast_rolling_mape":
+            "Mean absolute percentage error (0-100) of the last N scored forecasts, by pair, interval and model version.",
+        "candlecast_forecast_rolling_mase":
+            "Model MAE over the naive forecast's MAE on the same last N days (below 1 beats naive), by pair, interval and model version.",
         "candlecast_naive_rolling_mae_usd": "Mean absolute error in USD of the naive forecast (tomorrow = today) on the same last N days.",
         "candlecast_forecast_rolling_window_forecasts": "Scored forecasts in the rolling window, by pair, interval and model version.",
-        "candlecast_forecast_rmse_reference_usd": "Configured reference for the rolling RMSE; an alert fires above it (CANDLECAST_MONITOR_RMSE_REFERENCE_USD).",
+        "candlecast_forecast_rmse_reference_usd":
+            "Configured reference for the rolling RMSE; an alert fires above it (CANDLECAST_MONITOR_RMSE_REFERENCE_USD).",
         "candlecast_monitor_forecasts_received_total": "Forecast events the monitor stored, by pair, interval and model version.",
         "candlecast_last_forecast_timestamp_seconds": "Unix time the newest forecast was produced, by pair and interval.",
         "candlecast_champion_version": "Model version the champion alias points at, by model.",

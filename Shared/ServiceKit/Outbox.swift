@@ -39,8 +39,10 @@ public enum Outbox {
         let message = try EnvelopeCodec.encode(envelope, exchange: exchange, routingKey: routingKey)
         try connection.query(
             """
-            INSERT INTO \(identifier: schema + ".outbox") (message_id, exchange, routing_key, message_type, schema_version, correlation_id, body, created_at)
-            VALUES (\(envelope.messageID), \(exchange), \(routingKey), \(Payload.messageType), \(Payload.schemaVersion), \(envelope.correlationID), \(String(decoding: message.body, as: UTF8.self)), \(envelope.timestamp))
+            INSERT INTO \(identifier: schema + ".outbox")
+                (message_id, exchange, routing_key, message_type, schema_version, correlation_id, body, created_at)
+            VALUES (\(envelope.messageID), \(exchange), \(routingKey), \(Payload.messageType), \(Payload.schemaVersion),
+                \(envelope.correlationID), \(String(decoding: message.body, as: UTF8.self)), \(envelope.timestamp))
             ON CONFLICT (message_id) DO NOTHING
             """)
     }
@@ -107,7 +109,9 @@ public struct OutboxRelay: Service {
         schema: String, database: PostgresClient, publisher: Publisher, logger: Logger, batchSize: Int = 500,
         pollInterval: Duration = .milliseconds(200)
     ) {
-        self.init(schema: schema, database: database, publisher: publisher, logger: logger, options: OutboxOptions(batchSize: batchSize, pollInterval: pollInterval))
+        self.init(
+            schema: schema, database: database, publisher: publisher, logger: logger,
+            options: OutboxOptions(batchSize: batchSize, pollInterval: pollInterval))
     }
 
     public init(schema: String, database: PostgresClient, publisher: Publisher, logger: Logger, options: OutboxOptions) {
@@ -191,7 +195,8 @@ public struct OutboxRelay: Service {
         record(backlog: outcome.backlog)
         guard outcome.sent > 0 else { return 0 }
         relayed.increment(by: outcome.sent)
-        logger.debug("relayed outbox events", metadata: ["schema": "\(schema)", "count": "\(outcome.sent)", "backlog": "\(outcome.backlog)"])
+        logger.debug(
+            "relayed outbox events", metadata: ["schema": "\(schema)", "count": "\(outcome.sent)", "backlog": "\(outcome.backlog)"])
         return outcome.sent
     }
 
@@ -207,7 +212,8 @@ public struct OutboxRelay: Service {
             let deleted = try await database.execute(
                 """
                 DELETE FROM \(identifier: table) WHERE id IN (
-                    SELECT id FROM \(identifier: table) WHERE published_at < now() - \(retentionSeconds)::double precision * interval '1 second'
+                    SELECT id FROM \(identifier: table)
+                    WHERE published_at < now() - \(retentionSeconds)::double precision * interval '1 second'
                     ORDER BY id LIMIT \(limit) FOR UPDATE SKIP LOCKED)
                 """)
             total += deleted
@@ -216,7 +222,9 @@ public struct OutboxRelay: Service {
         }
         if total > 0 {
             pruned.increment(by: total)
-            logger.info("pruned published outbox rows", metadata: ["schema": "\(schema)", "count": "\(total)", "retention_seconds": "\(retentionSeconds)"])
+            logger.info(
+                "pruned published outbox rows",
+                metadata: ["schema": "\(schema)", "count": "\(total)", "retention_seconds": "\(retentionSeconds)"])
         }
         return total
     }

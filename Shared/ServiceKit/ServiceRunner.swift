@@ -11,14 +11,17 @@ import Synchronization
 
 /// What makes one executable a Candlecast service: its name, its schema, its HTTP routes and its work.
 public struct ServiceDefinition: Sendable {
+    /// The service's work, started once its schema is migrated; cancelled on graceful shutdown.
+    public typealias Work = @Sendable (ServiceContext) async throws -> Void
+
     public var name: ServiceName
     public var defaultHTTPPort: Int
     /// The service's own schema; nil for stateless services (the trainer).
     public var migrations: SchemaMigrations?
-    /// Adds the service's routes beside `/healthz`, `/readyz` and `/metrics`.
-    public var routes: @Sendable (Router<BasicRequestContext>, ServiceContext) -> Void
-    /// The service's work, started once its schema is migrated; cancelled on graceful shutdown.
-    public var work: @Sendable (ServiceContext) async throws -> Void
+    /// Adds the service's routes beside `/healthz`, `/readyz` and `/metrics` and returns its work, both built on
+    /// one value made here (Hummingbird's `Application` and a swift-service-lifecycle `Service` sharing their
+    /// state), never on a process global. An error thrown here is a configuration error: the start stops (exit 2).
+    public var start: @Sendable (Router<BasicRequestContext>, ServiceContext) throws -> Work
     /// Reads and checks the service's own settings, so that a bad value stops the service at start (exit 2,
     /// naming the variable) rather than when the work first needs it.
     public var settings: @Sendable (EnvironmentReader) throws -> Void
@@ -31,17 +34,39 @@ public struct ServiceDefinition: Sendable {
         name: ServiceName, defaultHTTPPort: Int, migrations: SchemaMigrations?,
         histogramBuckets: [String: [Double]] = [:], durationBuckets: [String: [Duration]] = [:],
         settings: @escaping @Sendable (EnvironmentReader) throws -> Void = { _ in },
-        routes: @escaping @Sendable (Router<BasicRequestContext>, ServiceContext) -> Void = { _, _ in },
-        work: @escaping @Sendable (ServiceContext) async throws -> Void
+        routes: @escaping @Sendable (Router<BasicRequestContext>, ServiceContext) throws -> Void = { _, _ in },
+        work: @escaping Work
     ) {
         self.name = name
         self.defaultHTTPPort = defaultHTTPPort
         self.migrations = migrations
-        self.routes = routes
-        self.work = work
+        self.start = { router, context in
+            try routes(router, context)
+            return work
+        }
         self.histogramBuckets = histogramBuckets
         self.durationBuckets = durationBuckets
         self.settings = settings
+    }
+
+    /// A service whose routes and work share one value: `shared` builds it once at start (reading the service's
+    /// settings; what it throws stops the start, exit 2), then `routes` and `work` each receive it.
+    public init<Shared: Sendable>(
+        name: ServiceName, defaultHTTPPort: Int, migrations: SchemaMigrations?,
+        histogramBuckets: [String: [Double]] = [:], durationBuckets: [String: [Duration]] = [:],
+        settings: @escaping @Sendable (EnvironmentReader) throws -> Void = { _ in },
+        shared: @escaping @Sendable (ServiceContext) throws -> Shared,
+        routes: @escaping @Sendable (Router<BasicRequestContext>, Shared) throws -> Void,
+        work: @escaping @Sendable (Shared, ServiceContext) async throws -> Void
+    ) {
+        self.init(
+            name: name, defaultHTTPPort: defaultHTTPPort, migrations: migrations, histogramBuckets: histogramBuckets,
+            durationBuckets: durationBuckets, settings: settings, work: { _ in })
+        self.start = { router, context in
+            let value = try shared(context)
+            try routes(router, value)
+            return { context in try await work(value, context) }
+        }
     }
 }
 
@@ -54,6 +79,8 @@ public struct ServiceContext: Sendable {
     public let publisher: Publisher
     public let database: PostgresClient
     public let readiness: Readiness
+    /// The process's one HTTP client (for the generated clients of other services), shut down at exit.
+    public let http: OutgoingHTTP
     let consumers: ConsumerRegistry
 
     /// Subscribes to one of the service's queues, with this service's topology and dead-letter route.
@@ -114,7 +141,8 @@ public enum ServiceRunner {
         let logger = Logger(label: serviceName)
 
         let database = PostgresClient(
-            configuration: configuration.database, options: PostgresClient.Options(connections: configuration.databaseConnections), logger: logger)
+            configuration: configuration.database, options: PostgresClient.Options(connections: configuration.databaseConnections),
+            logger: logger)
         let publisher: Publisher
         do {
             publisher = try Publisher(
@@ -130,19 +158,29 @@ public enum ServiceRunner {
         readiness.add("schema") { migrated.isSet }
         let context = ServiceContext(
             name: definition.name, configuration: configuration, logger: logger, publisher: publisher, database: database,
-            readiness: readiness, consumers: ConsumerRegistry())
+            readiness: readiness, http: OutgoingHTTP(), consumers: ConsumerRegistry())
 
         let router = Router()
         HealthRoutes.add(to: router, readiness: readiness, metrics: metricsRegistry)
-        definition.routes(router, context)
+        let serviceWork: ServiceDefinition.Work
+        do {
+            serviceWork = try definition.start(router, context)
+        } catch {
+            // Nothing is served or consumed yet: leave at once, as a bad setting does above.
+            logger.critical("cannot start", metadata: ["error": "\(error)"])
+            FileHandle.standardError.write(Data("\(serviceName): \(error)\n".utf8))
+            fflush(nil)
+            _exit(2)
+        }
         let http = Application(
             router: router,
-            configuration: ApplicationConfiguration(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: serviceName),
+            configuration: ApplicationConfiguration(
+                address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: serviceName),
             onServerRunning: { channel in
                 logger.info("http listening", metadata: ["http.address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
             },
             logger: logger)
-        let work = WorkService(definition: definition, context: context, migrated: migrated)
+        let work = WorkService(migrations: definition.migrations, work: serviceWork, context: context, migrated: migrated)
         let group = ServiceGroup(services: [http, work], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
 
         logger.info("starting", metadata: ["broker.host": "\(configuration.broker.host)", "http.port": "\(configuration.httpPort)"])
@@ -156,6 +194,7 @@ public enum ServiceRunner {
         await context.consumers.stopAll()
         await publisher.close()
         await database.close()
+        await context.http.shutdown()
         logger.info("stopped")
         // Everything is stopped and closed: leave without running the C libraries' exit handlers, which can race
         // with a thread still unwinding (seen as "double free or corruption" at exit).
@@ -186,27 +225,29 @@ public enum ServiceRunner {
 /// Migrates the schema (retrying while the database is unreachable), then runs the service's work until
 /// graceful shutdown.
 private struct WorkService: Service {
-    let definition: ServiceDefinition
+    let migrations: SchemaMigrations?
+    let work: ServiceDefinition.Work
     let context: ServiceContext
     let migrated: Flag
 
     func run() async throws {
         try await cancelWhenGracefulShutdown {
-            if let plan = definition.migrations {
+            if let plan = migrations {
                 var delay = Duration.milliseconds(200)
                 while true {
                     do {
                         try await context.database.migrate(plan, logger: context.logger)
                         break
                     } catch {
-                        context.logger.warning("cannot migrate the schema yet", metadata: ["schema": "\(plan.schema)", "error": "\(error)"])
+                        context.logger.warning(
+                            "cannot migrate the schema yet", metadata: ["schema": "\(plan.schema)", "error": "\(error)"])
                         try await Task.sleep(for: delay)
                         delay = min(delay * 2, .seconds(5))
                     }
                 }
             }
             migrated.set()
-            try await definition.work(context)
+            try await work(context)
         }
     }
 }

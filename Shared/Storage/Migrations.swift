@@ -45,7 +45,8 @@ extension PostgresClient {
             // belong to the schema's owner, so that the service keeps full use of them.
             if let row = try connection.query(
                 """
-                SELECT pg_get_userbyid(nspowner), pg_get_userbyid(nspowner) <> current_user AND pg_has_role(current_user, nspowner, 'MEMBER')
+                SELECT pg_get_userbyid(nspowner),
+                       pg_get_userbyid(nspowner) <> current_user AND pg_has_role(current_user, nspowner, 'MEMBER')
                 FROM pg_namespace WHERE nspname = \(plan.schema)
                 """
             ).first, try row.decode(1, as: Bool.self) {
@@ -60,13 +61,19 @@ extension PostgresClient {
                 );
                 """)
             let done = Set(
-                try connection.query("SELECT version FROM \(identifier: plan.schema + ".schema_migrations")").map { try $0.decode(0, as: Int.self) })
+                try connection.query("SELECT version FROM \(identifier: plan.schema + ".schema_migrations")").map {
+                    try $0.decode(0, as: Int.self)
+                })
             var applied: [Int] = []
             for migration in plan.migrations where !done.contains(migration.version) {
                 try connection.executeScript("SET LOCAL search_path TO \(SQLIdentifier.quoted(plan.schema)), public")
                 try connection.executeScript(migration.sql)
                 try connection.query(
-                    "INSERT INTO \(identifier: plan.schema + ".schema_migrations") (version, name) VALUES (\(migration.version), \(migration.name))")
+                    """
+                    INSERT INTO \(identifier: plan.schema + ".schema_migrations") (version, name)
+                    VALUES (\(migration.version), \(migration.name))
+                    """
+                )
                 applied.append(migration.version)
             }
             return applied

@@ -16,7 +16,9 @@ public final class PostgresClient: Sendable {
         public var reconnectAttempts: Int
         public var reconnectBackoff: ClosedRange<Duration>
 
-        public init(connections: Int = 2, reconnectAttempts: Int = 8, reconnectBackoff: ClosedRange<Duration> = .milliseconds(100) ... .seconds(3)) {
+        public init(
+            connections: Int = 2, reconnectAttempts: Int = 8, reconnectBackoff: ClosedRange<Duration> = .milliseconds(100) ... .seconds(3)
+        ) {
             self.connections = max(1, connections)
             self.reconnectAttempts = reconnectAttempts
             self.reconnectBackoff = reconnectBackoff
@@ -39,7 +41,9 @@ public final class PostgresClient: Sendable {
     }
 
     /// Runs `body` on a pooled connection's thread.
-    public func withConnection<T: Sendable>(retrying: Bool = true, _ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+    public func withConnection<T: Sendable>(retrying: Bool = true, _ body: @escaping @Sendable (PostgresConnection) throws -> T)
+        async throws -> T
+    {
         let index = await checkOut()
         defer { checkIn(index) }
         return try await workers[index].run(retrying: retrying, body)

@@ -41,7 +41,8 @@ public final class PostgresConnection {
             }
         }
         guard let handle, PQstatus(handle) == CONNECTION_OK else {
-            let message = handle.map { String(cString: PQerrorMessage($0)).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "out of memory"
+            let message =
+                handle.map { String(cString: PQerrorMessage($0)).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "out of memory"
             PQfinish(handle)
             throw PostgresError(.connectionFailed, message)
         }
@@ -176,10 +177,12 @@ public final class PostgresConnection {
                 return String(cString: value)
             }
             let sqlState = field(CANDLECAST_PG_DIAG_SQLSTATE)
-            let message = field(CANDLECAST_PG_DIAG_MESSAGE_PRIMARY)
+            let message =
+                field(CANDLECAST_PG_DIAG_MESSAGE_PRIMARY)
                 ?? String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines)
             let broken = PQstatus(handle) != CONNECTION_OK
-            throw PostgresError(broken ? .connectionLost : .server, message, sqlState: sqlState, detail: field(CANDLECAST_PG_DIAG_MESSAGE_DETAIL))
+            throw PostgresError(
+                broken ? .connectionLost : .server, message, sqlState: sqlState, detail: field(CANDLECAST_PG_DIAG_MESSAGE_DETAIL))
         }
     }
 
@@ -201,7 +204,7 @@ public final class PostgresConnection {
 /// Gives C an array of NUL-terminated strings (nil entries stay NULL) valid for the duration of `body`.
 private func withCStringArray<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
     let pointers: [UnsafeMutablePointer<CChar>?] = strings.map { $0.flatMap { strdup($0) } }
-    defer { pointers.forEach { free($0) } }
+    defer { for pointer in pointers { free(pointer) } }
     var terminated = pointers.map { UnsafePointer($0) }
     terminated.append(nil)
     return terminated.withUnsafeBufferPointer { body($0.baseAddress!) }

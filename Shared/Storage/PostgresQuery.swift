@@ -56,10 +56,11 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
 enum SQLIdentifier {
     static func isValid(_ name: String) -> Bool {
         let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-        return !parts.isEmpty && parts.count <= 2 && parts.allSatisfy { part in
-            guard let first = part.first, first == "_" || ("a"..."z").contains(first) else { return false }
-            return part.allSatisfy { $0 == "_" || ("a"..."z").contains($0) || ("0"..."9").contains($0) } && part.count <= 63
-        }
+        return !parts.isEmpty && parts.count <= 2
+            && parts.allSatisfy { part in
+                guard let first = part.first, first == "_" || ("a"..."z").contains(first) else { return false }
+                return part.allSatisfy { $0 == "_" || ("a"..."z").contains($0) || ("0"..."9").contains($0) } && part.count <= 63
+            }
     }
 
     static func quoted(_ name: String) -> String {
@@ -217,10 +218,21 @@ enum PostgresDate {
     }
 }
 
-/// `bytea` in hex format.
+/// `bytea` in hex format, written through one buffer (a model file is megabytes: no string per byte).
 extension Array: PostgresEncodable where Element == UInt8 {
     public var postgresText: String? {
-        "\\x" + map { String(format: "%02x", $0) }.joined()
+        let digits: StaticString = "0123456789abcdef"
+        return String(unsafeUninitializedCapacity: 2 + count * 2) { text in
+            text[0] = UInt8(ascii: "\\")
+            text[1] = UInt8(ascii: "x")
+            digits.withUTF8Buffer { digits in
+                for (index, byte) in enumerated() {
+                    text[2 + 2 * index] = digits[Int(byte >> 4)]
+                    text[3 + 2 * index] = digits[Int(byte & 0x0f)]
+                }
+            }
+            return 2 + count * 2
+        }
     }
 }
 

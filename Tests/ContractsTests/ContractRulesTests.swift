@@ -47,7 +47,14 @@ struct ContractRulesTests {
     @Test(
         "a candle.closed with impossible values is refused by the rule its consumers apply",
         arguments: [
-            ({ $0.open = "10"; $0.high = "5"; $0.low = "20"; $0.close = "1" } as @Sendable (inout CandleClosed) -> Void, "prices out of order"),
+            (
+                {
+                    $0.open = "10"
+                    $0.high = "5"
+                    $0.low = "20"
+                    $0.close = "1"
+                } as @Sendable (inout CandleClosed) -> Void, "prices out of order"
+            ),
             ({ $0.openTime = Int64.max } as @Sendable (inout CandleClosed) -> Void, "open_time"),
             ({ $0.openTime = Int64.min } as @Sendable (inout CandleClosed) -> Void, "open_time"),
             ({ $0.openTime = 1_704_067_201 } as @Sendable (inout CandleClosed) -> Void, "not aligned"),
@@ -84,30 +91,40 @@ struct ContractRulesTests {
             .replacingOccurrences(of: #""high":"44190.0""#, with: #""high":"5""#)
             .replacingOccurrences(of: #""low":"42183.3""#, with: #""low":"20""#)
             .replacingOccurrences(of: #""close":"44179.1""#, with: #""close":"1""#)
-        #expect(throws: EnvelopeDecodingFailure.self) { _ = try EnvelopeCodec.decode(CandleClosed.self, from: Array(body.utf8), properties: valid.properties) }
+        #expect(throws: EnvelopeDecodingFailure.self) {
+            _ = try EnvelopeCodec.decode(CandleClosed.self, from: Array(body.utf8), properties: valid.properties)
+        }
         do {
             _ = try EnvelopeCodec.decode(CandleClosed.self, from: Array(body.utf8), properties: valid.properties)
         } catch {
             #expect(error.description == "invalid payload: prices out of order: need low <= open, close <= high")
         }
-        let hugeInterval = String(decoding: valid.body, as: UTF8.self).replacingOccurrences(of: #""interval":"1d""#, with: #""interval":"99999999999999999d""#)
-        #expect(throws: EnvelopeDecodingFailure.self) { _ = try EnvelopeCodec.decode(CandleClosed.self, from: Array(hugeInterval.utf8), properties: valid.properties) }
+        let hugeInterval = String(decoding: valid.body, as: UTF8.self).replacingOccurrences(
+            of: #""interval":"1d""#, with: #""interval":"99999999999999999d""#)
+        #expect(throws: EnvelopeDecodingFailure.self) {
+            _ = try EnvelopeCodec.decode(CandleClosed.self, from: Array(hugeInterval.utf8), properties: valid.properties)
+        }
         let hugeTime = String(decoding: valid.body, as: UTF8.self).replacingOccurrences(of: "1704067200", with: "9223372036854775807")
-        #expect(throws: EnvelopeDecodingFailure.self) { _ = try EnvelopeCodec.decode(CandleClosed.self, from: Array(hugeTime.utf8), properties: valid.properties) }
+        #expect(throws: EnvelopeDecodingFailure.self) {
+            _ = try EnvelopeCodec.decode(CandleClosed.self, from: Array(hugeTime.utf8), properties: valid.properties)
+        }
     }
 
     @Test("windows, forecasts and promotions with out-of-range numbers are refused")
     func otherPayloads() {
         let window = FeatureWindow(
-            pair: "XBTUSD", interval: .oneDay, windowEndOpenTime: Int64.max - 86_400, targetOpenTime: Int64.max, datasetVersion: 1, closes: [1, 2],
+            pair: "XBTUSD", interval: .oneDay, windowEndOpenTime: Int64.max - 86_400, targetOpenTime: Int64.max, datasetVersion: 1,
+            closes: [1, 2],
             scaledCloses: [0, 1], scaler: ScalerBounds(minimum: 1, maximum: 2), gapIntervals: 0, revision: 0)
         #expect(throws: ValidationFailure.self) { try window.validate() }
         let forecast = ForecastCreated(
-            pair: "XBTUSD", interval: .oneDay, targetOpenTime: 1_704_067_200, predictedClose: 1e300, lastClose: 42_000, modelName: "lstm-xbtusd-1d",
+            pair: "XBTUSD", interval: .oneDay, targetOpenTime: 1_704_067_200, predictedClose: 1e300, lastClose: 42_000,
+            modelName: "lstm-xbtusd-1d",
             modelVersion: 1, datasetVersion: 1, producedAt: Date(), stale: false)
         #expect(throws: ValidationFailure.self) { try forecast.validate() }
         let promoted = ModelPromoted(
-            modelName: "lstm-xbtusd-1d", alias: "champion", version: 9999, previousVersion: nil, reason: String(repeating: "x", count: 5000),
+            modelName: "lstm-xbtusd-1d", alias: "champion", version: 9999, previousVersion: nil,
+            reason: String(repeating: "x", count: 5000),
             pair: "XBTUSD", interval: .oneDay, datasetVersion: 1, artifactCRC32: 0)
         #expect(throws: ValidationFailure.self) { try promoted.validate() }
     }

@@ -26,7 +26,9 @@ struct MessageContractTests {
             let required = Set(payload["required"] as? [String] ?? [])
             let sample = try #require(ContractSamples.all.first { type(of: $0).messageType == kind.type })
             let encoded = try #require(JSONSerialization.jsonObject(with: try JSONEncoder().encode(sample)) as? [String: Any])
-            #expect(Set(encoded.keys) == documented, "\(kind.type): the code sends \(encoded.keys.sorted()), the document lists \(documented.sorted())")
+            #expect(
+                Set(encoded.keys) == documented,
+                "\(kind.type): the code sends \(encoded.keys.sorted()), the document lists \(documented.sorted())")
             #expect(required.isSubset(of: documented))
         }
     }
@@ -35,8 +37,17 @@ struct MessageContractTests {
         let path = TestEnvironment.repositoryRoot.appendingPathComponent("docs/asyncapi.yaml").path
         let output = NSTemporaryDirectory() + "candlecast-asyncapi.json"
         let status = try await TestEnvironment.run(
-            "/bin/sh", ["-c", "python3 -c 'import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), open(sys.argv[2], \"w\"))' \(path) \(output)"])
-        guard status == 0, let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output))) as? [String: Any] else {
+            "/bin/sh",
+            [
+                "-c",
+                """
+                python3 -c 'import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), open(sys.argv[2], \"w\"))' \(path) \
+                \(output)
+                """,
+            ])
+        guard status == 0,
+            let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output))) as? [String: Any]
+        else {
             throw TestSetupError("cannot read docs/asyncapi.yaml as YAML (\(status))")
         }
         return object
@@ -48,23 +59,31 @@ struct MessageContractTests {
 struct ForecastSubscriberTests {
     static func forecast(day: Int64, version: Int = 1) -> ForecastCreated {
         ForecastCreated(
-            pair: "XBTUSD", interval: .oneDay, targetOpenTime: 1_704_067_200 + day * 86_400, predictedClose: 40_000 + Double(day), lastClose: 39_000,
-            modelName: "lstm-xbtusd-1d", modelVersion: version, datasetVersion: 1, producedAt: Date(timeIntervalSince1970: 1_750_000_000), stale: false)
+            pair: "XBTUSD", interval: .oneDay, targetOpenTime: 1_704_067_200 + day * 86_400, predictedClose: 40_000 + Double(day),
+            lastClose: 39_000,
+            modelName: "lstm-xbtusd-1d", modelVersion: version, datasetVersion: 1, producedAt: Date(timeIntervalSince1970: 1_750_000_000),
+            stale: false)
     }
 
-    @Test("CandlecastClient: typed forecasts in order, acked after the handler; an undecodable one goes to the subscriber's dead-letter queue")
+    @Test(
+        "CandlecastClient: typed forecasts in order, acked after the handler; an undecodable one goes to the subscriber's dead-letter queue"
+    )
     func swiftClient() async throws {
         let broker = try TestEnvironment.broker()
         let queue = TestEnvironment.uniqueName("test.client")
-        let subscriber = try ForecastSubscriber(broker: broker, options: .init(queue: queue, pair: "XBTUSD"), logger: TestEnvironment.logger)
+        let subscriber = try ForecastSubscriber(
+            broker: broker, options: .init(queue: queue, pair: "XBTUSD"), logger: TestEnvironment.logger)
         let publisher = try Publisher(configuration: broker, options: Publisher.Options(), logger: TestEnvironment.logger)
         try await eventually("the subscriber connected") { subscriber.isConnected }
         let sent = (0..<20).map { Self.forecast(day: $0) }
-        var messages = try sent.map { try EnvelopeCodec.encode(Envelope(payload: $0), exchange: Exchange.events, routingKey: $0.routingKey) }
+        var messages = try sent.map {
+            try EnvelopeCodec.encode(Envelope(payload: $0), exchange: Exchange.events, routingKey: $0.routingKey)
+        }
         messages.insert(
             OutgoingMessage(
                 exchange: Exchange.events, routingKey: "forecast.created.xbtusd.1d", body: Array(#"{"pair": 5}"#.utf8),
-                properties: MessageProperties(contentType: "application/json", type: ForecastCreated.messageType, headers: [schemaVersionHeader: .int(1)])),
+                properties: MessageProperties(
+                    contentType: "application/json", type: ForecastCreated.messageType, headers: [schemaVersionHeader: .int(1)])),
             at: 10)
         // Another pair is not delivered to a subscriber of XBTUSD.
         var other = Self.forecast(day: 99)
@@ -99,7 +118,8 @@ struct ForecastSubscriberTests {
             configuration: broker)
         let publisher = try Publisher(configuration: broker, options: Publisher.Options(), logger: TestEnvironment.logger)
         let sent = (0..<5).map { Self.forecast(day: $0, version: 7) }
-        try await publisher.publish(contentsOf: sent.map { try EnvelopeCodec.encode(Envelope(payload: $0), exchange: Exchange.events, routingKey: $0.routingKey) })
+        try await publisher.publish(
+            contentsOf: sent.map { try EnvelopeCodec.encode(Envelope(payload: $0), exchange: Exchange.events, routingKey: $0.routingKey) })
         let lines = try await PikaExample.run(queue: queue, pair: "xbtusd", count: 5)
         #expect(lines.count == 5)
         for (line, forecast) in zip(lines, sent) {

@@ -9,7 +9,8 @@ var options: [String: String] = [:]
 var arguments = CommandLine.arguments.dropFirst()
 while let key = arguments.popFirst() {
     guard key.hasPrefix("--"), let value = arguments.popFirst() else {
-        FileHandle.standardError.write(Data("usage: fake-kraken --port P [--fixtures DIR] [--replay FILE --closed N --tick-ms MS --interval-minutes M]\n".utf8))
+        FileHandle.standardError.write(
+            Data("usage: fake-kraken --port P [--fixtures DIR] [--replay FILE --closed N --tick-ms MS --interval-minutes M]\n".utf8))
         exit(2)
     }
     options[String(key.dropFirst(2))] = value

@@ -1,5 +1,6 @@
 import Forecasting
 import Foundation
+import KrakenFormat
 import Testing
 
 /// The repository's data directory, `data/` (real Kraken files; `data/SOURCES.md` says where they come from).
@@ -60,10 +61,11 @@ struct DataTests {
         #expect(throws: ForecastingError.self) { try ChronologicalSplit(count: 4093, trainFraction: 1.2) }
     }
 
-    @Test("the real BTC-daily-v1 files give n = 4093 and split 2865",
-          .enabled(if: sharedDataAvailable, "skipped: \(sharedDataDirectory) not found (the repository's data folder)"))
+    @Test(
+        "the real BTC-daily-v1 files give n = 4093 and split 2865",
+        .enabled(if: sharedDataAvailable, "skipped: \(sharedDataDirectory) not found (the repository's data folder)"))
     func realDataMatchesProtocol() throws {
-        let closes = try BTCDailyV1.loadCloses(dataDirectory: sharedDataDirectory)
+        let closes = try BTCDailyV1.fileNames.flatMap { try OHLCVTFile.closes(atPath: sharedDataDirectory + "/" + $0) }
         #expect(closes.count == 4093)
         #expect(closes.first == 122.0)
         let split = try ChronologicalSplit(count: closes.count)

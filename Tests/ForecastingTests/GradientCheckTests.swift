@@ -1,5 +1,6 @@
-@testable import Forecasting
 import Testing
+
+@testable import Forecasting
 
 /// Backpropagation through time checked against central finite differences, in double precision so a tight
 /// tolerance is meaningful (Float32 rounding would swamp the differences).
@@ -8,8 +9,10 @@ struct GradientCheckTests {
     static let architectures: [(name: String, layers: [LayerSpec])] = [
         ("LSTM(3, relu) -> Dense(1)", [.lstm(units: 3, activation: .relu), .dense(units: 1)]),
         ("LSTM(3, tanh) -> Dense(1)", [.lstm(units: 3, activation: .tanh), .dense(units: 1)]),
-        ("LSTM(4, tanh) -> LSTM(3, relu) -> Dense(2, tanh) -> Dense(1)",
-         [.lstm(units: 4, activation: .tanh), .lstm(units: 3, activation: .relu), .dense(units: 2, activation: .tanh), .dense(units: 1)]),
+        (
+            "LSTM(4, tanh) -> LSTM(3, relu) -> Dense(2, tanh) -> Dense(1)",
+            [.lstm(units: 4, activation: .tanh), .lstm(units: 3, activation: .relu), .dense(units: 2, activation: .tanh), .dense(units: 1)]
+        ),
     ]
 
     @Test("parameter and input gradients match finite differences", arguments: 0..<architectures.count)

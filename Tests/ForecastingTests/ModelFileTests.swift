@@ -8,7 +8,10 @@ struct ModelFileTests {
         let closes = noisySine(count: 200, seed: 21)
         let split = try ChronologicalSplit(count: closes.count, window: 6)
         let model = ModelConfiguration(
-            layers: [.lstm(units: 5, activation: .relu), .lstm(units: 4, activation: .tanh), .dense(units: 3, activation: .relu), .dense(units: 1)],
+            layers: [
+                .lstm(units: 5, activation: .relu), .lstm(units: 4, activation: .tanh), .dense(units: 3, activation: .relu),
+                .dense(units: 1),
+            ],
             window: 6, target: .scaledDifference)
         return try Trainer(model: model, training: smallTraining(epochs: 2)).train(closes: closes, split: split)
     }
@@ -50,10 +53,12 @@ struct ModelFileTests {
         for offset in [30, bytes.count / 2, bytes.count - 6] {
             var corrupted = bytes
             corrupted[offset] ^= 0x10
-            #expect(performing: { try TrainedModel(decoding: corrupted) }, throws: { error in
-                guard case ModelFileError.checksumMismatch = error else { return false }
-                return "\(error)".contains("corrupted")
-            })
+            #expect(
+                performing: { try TrainedModel(decoding: corrupted) },
+                throws: { error in
+                    guard case ModelFileError.checksumMismatch = error else { return false }
+                    return "\(error)".contains("corrupted")
+                })
         }
     }
 
@@ -65,7 +70,11 @@ struct ModelFileTests {
         #expect(throws: ModelFileError.badMagic) { try TrainedModel(decoding: foreign) }
         #expect(throws: ModelFileError.badMagic) { try TrainedModel(decoding: Array("{\"json\": true}".utf8)) }
         var newer = bytes
-        newer[8] = 2
-        #expect(throws: ModelFileError.unsupportedVersion(found: 2, supported: 1)) { try TrainedModel(decoding: newer) }
+        newer[8] = UInt8(TrainedModel.fileFormatVersion + 1)
+        #expect(
+            throws: ModelFileError.unsupportedVersion(found: TrainedModel.fileFormatVersion + 1, supported: TrainedModel.fileFormatVersion)
+        ) {
+            try TrainedModel(decoding: newer)
+        }
     }
 }

@@ -87,7 +87,8 @@ struct TrainingTests {
 
     @Test("invalid architectures are rejected with a clear message")
     func invalidArchitecture() {
-        let denseFirst = ModelConfiguration(layers: [.dense(units: 4), .lstm(units: 4, activation: .relu), .dense(units: 1)], window: 5, target: .logReturn)
+        let denseFirst = ModelConfiguration(
+            layers: [.dense(units: 4), .lstm(units: 4, activation: .relu), .dense(units: 1)], window: 5, target: .logReturn)
         #expect(throws: ForecastingError.invalidConfiguration("layer 1: LSTM layers must come before dense layers")) {
             try denseFirst.validate()
         }
@@ -101,8 +102,9 @@ struct TrainingTests {
         let closes = noisySine(count: 60, seed: 9)
         let model = ModelConfiguration(layers: [.lstm(units: 2, activation: .tanh), .dense(units: 1)], window: 5, target: target)
         let scaler = try MinMaxScaler(fittingOn: closes)
+        // 35 weights: LSTM 8 + 16 + 8, dense 2 + 1
         let trained = try TrainedModel(
-            configuration: model, scaler: scaler, summary: sampleSummary, weights: [Float](repeating: 0, count: 35))  // LSTM 8 + 16 + 8, dense 2 + 1
+            configuration: model, scaler: scaler, summary: sampleSummary, weights: [Float](repeating: 0, count: 35))
         let window = Array(closes[10..<15])
         let forecast = try trained.predict(window: window)
         switch target {

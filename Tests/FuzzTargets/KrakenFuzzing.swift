@@ -22,7 +22,8 @@ public enum KrakenBodyFuzzing {
             // The live poller's call, for every interval a poller can have.
             for interval in CandleInterval.supported {
                 let result = CandleValidator.validate(
-                    pair: "XBTUSD", interval: interval, openTime: row.openTime, open: row.fields[0], high: row.fields[1], low: row.fields[2],
+                    pair: "XBTUSD", interval: interval, openTime: row.openTime, open: row.fields[0], high: row.fields[1],
+                    low: row.fields[2],
                     close: row.fields[3], vwap: row.fields[4], volume: row.fields[5], trades: row.trades, now: fuzzNow)
                 switch result {
                 case .success(let candle):
@@ -43,7 +44,15 @@ public enum CSVRowFuzzing {
         var accepted = false
         let interval = CandleInterval.supported[Int(choice) % CandleInterval.supported.count]
         let text = String(decoding: bytes.dropFirst(), as: UTF8.self)
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        // The backfill's whole-file check of the first line: never traps, and a refusal names the layout.
+        if let first = lines.first(where: { OHLCVTLine.fields(of: $0) != nil }), let problem = OHLCVTLine.layoutProblem(firstLine: first) {
+            guard problem.contains(OHLCVTLine.expectedColumns.joined(separator: ", ")) else {
+                fatalError("a layout refusal without the columns: \(problem)")
+            }
+        }
+        for line in lines {
+            for field in OHLCVTLine.fields(of: line) ?? [] { checkPlainDecimal(field) }
             switch OHLCVTLine.parse(line, pair: "XBTUSD", interval: interval, now: fuzzNow) {
             case .candle(let candle):
                 checkAcceptedCandle(candle)
@@ -62,5 +71,17 @@ public enum CSVRowFuzzing {
     public static func seed(lines: [String], interval: CandleInterval) -> [UInt8] {
         let index = CandleInterval.supported.firstIndex(of: interval) ?? 0
         return [UInt8(index)] + Array(lines.joined(separator: "\n").utf8)
+    }
+}
+
+/// `ContractRules.plainDecimal` only moves the point: its answer is a plain decimal of the same value.
+func checkPlainDecimal(_ field: String) {
+    guard let plain = ContractRules.plainDecimal(field) else { return }
+    guard ContractRules.isDecimal(plain) else {
+        fatalError("plainDecimal(\(field.debugDescription)) gave \(plain.debugDescription), not a plain decimal")
+    }
+    // Both spellings of one number round to the same double (correct rounding), so a difference is a moved digit.
+    if let original = Double(field), Double(plain) != original {
+        fatalError("plainDecimal(\(field.debugDescription)) gave \(plain.debugDescription), another value")
     }
 }

@@ -26,7 +26,9 @@ public enum PayloadFieldFuzzing {
         var reader = ByteReader(bytes)
         let index = Int(reader.byte()) % EnvelopeFuzzing.payloadTypes.count
         let type = EnvelopeFuzzing.payloadTypes[index]
-        guard var object = (try? JSONSerialization.jsonObject(with: samples[index])) as? [String: Any] else { fatalError("a sample is not an object") }
+        guard var object = (try? JSONSerialization.jsonObject(with: samples[index])) as? [String: Any] else {
+            fatalError("a sample is not an object")
+        }
         var edits = 0
         while !reader.bytes.isEmpty, edits < 16 {
             edits += 1
@@ -61,7 +63,9 @@ public enum PayloadFieldFuzzing {
         case 5: return -1e300
         case 6: return 4_102_444_800 + Int64(reader.byte() % 3) - 1
         case 7: return reader.text()
-        case 8: return ["99999999999999999d", "0d", "-1d", "1440", "9223372036854775807", "1w", "15d", "21600", "7m", "1D"][Int(reader.byte()) % 10]
+        case 8:
+            return ["99999999999999999d", "0d", "-1d", "1440", "9223372036854775807", "1w", "15d", "21600", "7m", "1D"][
+                Int(reader.byte()) % 10]
         case 9: return ""
         case 10: return nil
         case 11: return NSNull()
@@ -78,11 +82,17 @@ public enum PayloadFieldFuzzing {
         case 15: return ["1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w", "15d"][Int(reader.byte()) % 9]
         case 16: return Int64(bitPattern: reader.uint64())
         case 17: return String(repeating: "é", count: Int(reader.byte()) * 40)
-        case 18: return ["00000000-0000-0000-0000-000000000000", "not-a-uuid", "0F8E7A2C-4B1D-4C3E-9A5F-6D7E8F901234"][Int(reader.byte()) % 3]
+        case 18:
+            return ["00000000-0000-0000-0000-000000000000", "not-a-uuid", "0F8E7A2C-4B1D-4C3E-9A5F-6D7E8F901234"][Int(reader.byte()) % 3]
         case 19:
-            return ["9999-12-31T23:59:59Z", "0000-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "2100-01-01T00:00:01Z", "2024-02-30T00:00:00Z", "2024-01-01T00:00:00.5Z"][
+            return [
+                "9999-12-31T23:59:59Z", "0000-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "2100-01-01T00:00:01Z", "2024-02-30T00:00:00Z",
+                "2024-01-01T00:00:00.5Z",
+            ][
                 Int(reader.byte()) % 6]
-        case 20: return ["1", "0", "0.0", "1e5", "NaN", "inf", "-1", "1.", ".5", "99999999999999999", String(repeating: "9", count: 41)][Int(reader.byte()) % 11]
+        case 20:
+            return ["1", "0", "0.0", "1e5", "NaN", "inf", "-1", "1.", ".5", "99999999999999999", String(repeating: "9", count: 41)][
+                Int(reader.byte()) % 11]
         case 21: return [Any]()
         case 22: return ["a": 1]
         default: return 4_294_967_296 + Int64(reader.byte())  // just past UInt32 and Int32

@@ -50,8 +50,25 @@ public enum FuzzSeeds {
             let stem = String(name.dropLast(".csv".count))
             rows.append((stem + "-head", CSVRowFuzzing.seed(lines: Array(lines.prefix(8)), interval: .oneDay)))
             rows.append(
-                (stem + "-header-crlf", CSVRowFuzzing.seed(lines: ["time,open,high,low,close,volume,trades\r"] + lines.suffix(3).map { $0 + "\r" }, interval: .oneDay)))
+                (
+                    stem + "-header-crlf",
+                    CSVRowFuzzing.seed(
+                        lines: ["time,open,high,low,close,volume,trades\r"] + lines.suffix(3).map { $0 + "\r" }, interval: .oneDay)
+                ))
         }
+        // Kraken's exponent forms (its ETHUSD file has a daily volume of 4E+2), and another exchange's header.
+        rows.append(
+            (
+                "exponents",
+                CSVRowFuzzing.seed(
+                    lines: [
+                        "timestamp,open,high,low,close,volume,trades", "1438905600,2.77,3.0,0.15,2.77,4E+2,12",
+                        "1439078400,1.2E+0,1.2,1.2,1.2,1.5e-05,1",
+                    ],
+                    interval: .oneDay)
+            ))
+        rows.append(
+            ("other-layout", CSVRowFuzzing.seed(lines: ["unix,date,symbol,open,high,low,close,Volume BTC,Volume USD"], interval: .oneDay)))
         seeds[.csvRow] = rows
         return seeds
     }

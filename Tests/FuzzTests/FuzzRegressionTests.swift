@@ -1,10 +1,11 @@
 import Contracts
 import Foundation
 import FuzzTargets
-@testable import Ingestor
 import KrakenFormat
 import TestSupport
 import Testing
+
+@testable import Ingestor
 
 @Suite("Fuzz targets: regression corpus and seeds")
 struct FuzzRegressionTests {
@@ -97,7 +98,9 @@ struct KrakenFormatRangeTests {
 
     @Test("history rows out of range are rejected with their reason; raw text is bounded and storable")
     func csvRows() {
-        func parse(_ line: String) -> OHLCVTLine.Parsed { OHLCVTLine.parse(Substring(line), pair: "XBTUSD", interval: .oneDay, now: Self.now) }
+        func parse(_ line: String) -> OHLCVTLine.Parsed {
+            OHLCVTLine.parse(Substring(line), pair: "XBTUSD", interval: .oneDay, now: Self.now)
+        }
         func reason(_ line: String) -> String? {
             if case .rejected(let row) = parse(line) { return row.reason }
             return nil
@@ -129,7 +132,8 @@ struct LineReaderBoundTests {
     @Test("a line longer than the limit comes back cut, its rest skipped; the lines after it are intact")
     func longLines() throws {
         let limit = LineReader.maximumLineBytes
-        let text = "a\n" + String(repeating: "x", count: 3 * limit + 17) + "\nb\r\n" + String(repeating: "y", count: 2_500_000) + "\nc\n"
+        let text =
+            "a\n" + String(repeating: "x", count: 3 * limit + 17) + "\nb\r\n" + String(repeating: "y", count: 2_500_000) + "\nc\n"
             + String(repeating: "z", count: limit + 1)
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("candlecast-long-lines-\(UUID().uuidString).csv").path
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))

@@ -1,13 +1,14 @@
 import Contracts
 import Foundation
 import Hummingbird
-@testable import Ingestor
 import KrakenFake
 import Logging
 import Messaging
 import ServiceKit
 import Storage
 import TestSupport
+
+@testable import Ingestor
 
 /// A fresh database, the ingest schema, a fake Kraken on loopback and a queue that counts `candle.closed` events.
 struct IngestorHarness {
@@ -47,10 +48,15 @@ struct IngestorHarness {
                     Topology.Binding(queue: eventsQueue, exchange: Exchange.events, routingKey: "candle.backfilled.xbtusd.*"),
                 ]))
         publisher = try Publisher(configuration: broker, options: Publisher.Options(topology: topology), logger: TestEnvironment.logger)
-        events = try Consumer(configuration: broker, options: Consumer.Options(queue: eventsQueue, prefetch: 500, topology: topology), logger: TestEnvironment.logger)
+        events = try Consumer(
+            configuration: broker, options: Consumer.Options(queue: eventsQueue, prefetch: 500, topology: topology),
+            logger: TestEnvironment.logger)
         collector = DeliveryCollector(events)
-        let listening = port, consumer = events
-        try await eventually("the fake Kraken to listen") { await httpGet("http://127.0.0.1:\(listening)/0/public/OHLC?pair=XBTUSD&interval=1440") != nil }
+        let listening = port
+        let consumer = events
+        try await eventually("the fake Kraken to listen") {
+            await httpGet("http://127.0.0.1:\(listening)/0/public/OHLC?pair=XBTUSD&interval=1440") != nil
+        }
         try await eventually("the events consumer") { consumer.isConnected }
     }
 
@@ -61,7 +67,9 @@ struct IngestorHarness {
             database: client, logger: logger, pollPeriod: pollPeriod, closeDelay: .zero, now: { Date() })
     }
 
-    var relay: OutboxRelay { OutboxRelay(schema: IngestSchema.name, database: client, publisher: publisher, logger: logger, pollInterval: .milliseconds(20)) }
+    var relay: OutboxRelay {
+        OutboxRelay(schema: IngestSchema.name, database: client, publisher: publisher, logger: logger, pollInterval: .milliseconds(20))
+    }
 
     /// Publishes everything in the outbox.
     func drainOutbox() async throws {

@@ -1,12 +1,13 @@
 import Contracts
 import Foundation
-@testable import Ingestor
 import KrakenFake
 import Messaging
 import ServiceKit
 import Storage
 import TestSupport
 import Testing
+
+@testable import Ingestor
 
 @Suite("Candle validation and Kraken parsing")
 struct CandleParsingTests {
@@ -25,7 +26,8 @@ struct CandleParsingTests {
         #expect(response.last == response.rows[718].openTime)
         #expect(response.rows[719].openTime == 1_607_187_600)
 
-        let daily = try KrakenClient.parse(Data(contentsOf: URL(fileURLWithPath: Self.fixtures + "/OHLC_XXBTZEUR_interval1440_2020-07-15.json")))
+        let daily = try KrakenClient.parse(
+            Data(contentsOf: URL(fileURLWithPath: Self.fixtures + "/OHLC_XXBTZEUR_interval1440_2020-07-15.json")))
         #expect(daily.resultKey == "XXBTZEUR")
         #expect(daily.rows.count == 720)
         #expect(daily.rows[0].fields == ["6800.3", "7091.1", "6677.7", "7008.7", "6883.9", "5683.84890472"])
@@ -34,12 +36,12 @@ struct CandleParsingTests {
 
     @Test("Kraken errors and broken bodies are typed errors")
     func errorsAreTyped() {
-        func kind(_ body: String) -> KrakenError.Kind? {
+        func kind(_ body: String) -> KrakenError.Code? {
             do {
                 _ = try KrakenClient.parse(Data(body.utf8))
                 return nil
             } catch {
-                return error.kind
+                return error.code
             }
         }
         #expect(kind(#"{"error":["EAPI:Rate limit exceeded"]}"#) == .rateLimited)
@@ -54,7 +56,9 @@ struct CandleParsingTests {
     func validation() {
         let now = Date(timeIntervalSince1970: 1_735_689_600)
         func reason(_ line: String) -> String? {
-            if case .rejected(let row) = OHLCVTLine.parse(Substring(line), pair: "XBTUSD", interval: .oneDay, now: now) { return row.reason }
+            if case .rejected(let row) = OHLCVTLine.parse(Substring(line), pair: "XBTUSD", interval: .oneDay, now: now) {
+                return row.reason
+            }
             return nil
         }
         #expect(reason("1704067200,42241.1,44187.5,42215.7,44180.8,2457.30419634,19869") == nil)
@@ -65,8 +69,10 @@ struct CandleParsingTests {
         #expect(reason("1704067201,42241.1,44187.5,42215.7,44180.8,2457.3,19869") == "time 1704067201 is not aligned to the 1d interval")
         #expect(reason("1735689600,1,1,1,1,1,1")?.contains("has not closed yet") == true)
         #expect(reason("1704067200,NaN,44187.5,42215.7,44180.8,2457.3,19869")?.contains("not a non-negative decimal") == true)
-        #expect(reason("1704067200,1e5,44187.5,42215.7,44180.8,2457.3,19869")?.contains("not a non-negative decimal") == true)
-        #expect(reason("1704067200,42241.1,44187.5") == "expected 7 fields (time,open,high,low,close,volume,trades), found 3")
+        // Exponent forms are Kraken's own: 1e5 is read exactly as 100000, which is above the high.
+        #expect(reason("1704067200,1e5,44187.5,42215.7,44180.8,2457.3,19869") == "prices out of order: need low <= open, close <= high")
+        #expect(reason("1704067200,-1e5,44187.5,42215.7,44180.8,2457.3,19869")?.contains("not a non-negative decimal") == true)
+        #expect(reason("1704067200,42241.1,44187.5") == "expected 7 fields (timestamp,open,high,low,close,volume,trades), found 3")
         #expect(reason("abc,1,1,1,1,1,1") == "time is not an integer")
         #expect(OHLCVTLine.parse("time,open,high,low,close,volume,trades", pair: "XBTUSD", interval: .oneDay, now: now) == .header)
     }
@@ -113,18 +119,21 @@ struct IngestorIntegrationTests {
         let harness = try await IngestorHarness(kraken: FakeKraken())
         let file = NSTemporaryDirectory() + "candlecast-bad-\(UUID().uuidString).csv"
         try """
-            time,open,high,low,close,volume,trades
-            1704067200,42241.1,44187.5,42215.7,44180.8,2457.30419634,19869
-            1704153600,44180.8,45913.4,44113.2,NaN,6462.5537177,45964
-            1704240000,44975.4,45509.3,39501.0,42849.5,-7003.5579979,59410
-            1704326400,42849.5,44729.8,42625.0,44151.7
-            1704412800,44151.7,44357.5,42434.1,44145.1,4726.41855275,32442
-            """.write(toFile: file, atomically: true, encoding: .utf8)
+        time,open,high,low,close,volume,trades
+        1704067200,42241.1,44187.5,42215.7,44180.8,2457.30419634,19869
+        1704153600,44180.8,45913.4,44113.2,NaN,6462.5537177,45964
+        1704240000,44975.4,45509.3,39501.0,42849.5,-7003.5579979,59410
+        1704326400,42849.5,44729.8,42625.0,44151.7
+        1704412800,44151.7,44357.5,42434.1,44145.1,4726.41855275,32442
+        """.write(toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let summary = try await HistoryBackfill(database: harness.client, logger: harness.logger).run(path: file, pair: "XBTUSD", interval: .oneDay)
+        let summary = try await HistoryBackfill(database: harness.client, logger: harness.logger).run(
+            path: file, pair: "XBTUSD", interval: .oneDay)
         #expect(summary.inserted == 2)
         #expect(summary.rejected == 3)
-        let reasons = try await harness.client.query("SELECT reason FROM ingest.rejected_candles ORDER BY id").map { try $0.decode(0, as: String.self) }
+        let reasons = try await harness.client.query("SELECT reason FROM ingest.rejected_candles ORDER BY id").map {
+            try $0.decode(0, as: String.self)
+        }
         #expect(reasons.count == 3)
         #expect(reasons[0].contains("close"))
         #expect(reasons[1].contains("volume"))
@@ -155,7 +164,11 @@ struct IngestorIntegrationTests {
         try await Task.sleep(for: .milliseconds(300))
 
         let stored = try await harness.client.query(
-            "SELECT open_time, open::text, high::text, low::text, close::text, volume::text, trades, revision FROM ingest.candles ORDER BY open_time")
+            """
+            SELECT open_time, open::text, high::text, low::text, close::text, volume::text, trades, revision
+            FROM ingest.candles ORDER BY open_time
+            """
+        )
         #expect(stored.count == 366)
         for (row, expected) in zip(stored, rows) {
             #expect(try row.decode(0, as: Int64.self) == expected.time)
@@ -211,7 +224,11 @@ struct IngestorIntegrationTests {
 
     /// Reliability scenario 5: an hour of 1-minute candles while Kraken fails, limits, stalls, reorders,
     /// revises and keeps moving its open candle.
-    @Test("Kraken misbehaving for an hour of 1-minute candles: backoff, every candle stored once with Kraken's final values, the open one never")
+    @Test(
+        """
+        Kraken misbehaving for an hour of 1-minute candles: backoff, every candle stored once with Kraken's final values, the open one never
+        """
+    )
     func misbehavingHour() async throws {
         let daily = try FakeKraken.Row.load(csv: IngestorHarness.history2024)
         let start: Int64 = 1_704_067_200
@@ -221,7 +238,8 @@ struct IngestorIntegrationTests {
             minute.time = start + Int64(index) * 60
             return minute
         }
-        let harness = try await IngestorHarness(kraken: FakeKraken(replay: rows, closed: 0, intervalMinutes: 1, timeoutDelay: .milliseconds(800)))
+        let harness = try await IngestorHarness(
+            kraken: FakeKraken(replay: rows, closed: 0, intervalMinutes: 1, timeoutDelay: .milliseconds(800)))
         var generator = SeededGenerator(seed: 11)
         var injected = 0
         let looping = harness.poller(timeout: .milliseconds(300), pollPeriod: .milliseconds(25), interval: .oneMinute)
@@ -234,7 +252,9 @@ struct IngestorIntegrationTests {
             harness.kraken.tick()
             try await Task.sleep(for: .milliseconds(40))
         }
-        try await eventually(timeout: .seconds(30), "60 candles stored") { try await harness.count("SELECT count(*) FROM ingest.candles") == 60 }
+        try await eventually(timeout: .seconds(30), "60 candles stored") {
+            try await harness.count("SELECT count(*) FROM ingest.candles") == 60
+        }
         // Then Kraken revises a candle closed fifty minutes earlier and re-sends it (the cursor is moved back until
         // a poll sees it: a poll already in flight may move it forward again).
         rows[10].close = String(format: "%.1f", Double(rows[10].close)! + 1)
@@ -261,7 +281,14 @@ struct IngestorIntegrationTests {
         try await Task.sleep(for: .milliseconds(300))
         #expect(harness.candleEvents.count == 61, "60 closes and one revision, none twice")
         #expect(Set(harness.candleEvents.map { "\($0.openTime)/\($0.revision)" }).count == 61)
-        print("reliability | Kraken misbehaving for an hour of 1-minute candles: \(injected) faults (rate limits, unavailable, HTTP 500, timeouts, truncated and reordered bodies), a revision, an open candle moving on every request | 60 candles, \(harness.kraken.requestCount) requests | lost 0 | duplicated 0, open candle stored 0 | the poller backed off and caught up by itself")
+        print(
+            """
+            reliability | Kraken misbehaving for an hour of 1-minute candles: \(injected) faults (rate limits, unavailable, HTTP 500, \
+            timeouts, truncated and reordered bodies), a revision, an open candle moving on every request | 60 candles, \
+            \(harness.kraken.requestCount) requests | lost 0 | duplicated 0, open candle stored 0 | the poller backed off and caught up by \
+            itself
+            """
+        )
         await harness.tearDown()
     }
 

@@ -40,8 +40,10 @@ public final class FakeKraken: Sendable {
         public static func load(csv path: String) throws -> [Row] {
             try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").compactMap { line in
                 // The ingestor's own splitting rule (KrakenFormat): one parser of the file format.
-                guard let fields = OHLCVTLine.fields(of: line), fields.count == 7, let time = Int64(fields[0]), let trades = Int(fields[6]) else { return nil }
-                return Row(time: time, open: fields[1], high: fields[2], low: fields[3], close: fields[4], volume: fields[5], trades: trades)
+                guard let fields = OHLCVTLine.fields(of: line), fields.count == 7, let time = Int64(fields[0]), let trades = Int(fields[6])
+                else { return nil }
+                return Row(
+                    time: time, open: fields[1], high: fields[2], low: fields[3], close: fields[4], volume: fields[5], trades: trades)
             }
         }
     }
@@ -60,7 +62,10 @@ public final class FakeKraken: Sendable {
     public let timeoutDelay: Duration
     private let state: Mutex<State>
 
-    public init(replay rows: [Row] = [], closed: Int = 0, resultKey: String = "XXBTZUSD", intervalMinutes: Int = 1440, fixturesDirectory: String? = nil, timeoutDelay: Duration = .seconds(3)) {
+    public init(
+        replay rows: [Row] = [], closed: Int = 0, resultKey: String = "XXBTZUSD", intervalMinutes: Int = 1440,
+        fixturesDirectory: String? = nil, timeoutDelay: Duration = .seconds(3)
+    ) {
         self.resultKey = resultKey
         self.intervalMinutes = intervalMinutes
         self.fixturesDirectory = fixturesDirectory
@@ -105,7 +110,9 @@ public final class FakeKraken: Sendable {
                 open = Row(time: next.time, open: next.open, high: moving, low: next.open, close: moving, volume: "0.00000001", trades: 1)
             } else {
                 let last = closed.last ?? Row(time: 0, open: "1", high: "1", low: "1", close: "1", volume: "0", trades: 0)
-                open = Row(time: last.time + step, open: last.close, high: last.close, low: last.close, close: last.close, volume: "0.00000001", trades: 1)
+                open = Row(
+                    time: last.time + step, open: last.close, high: last.close, low: last.close, close: last.close, volume: "0.00000001",
+                    trades: 1)
             }
             return (closed, open)
         }
@@ -127,7 +134,9 @@ public final class FakeKraken: Sendable {
         switch fault {
         case .rateLimited: return json(#"{"error":["EAPI:Rate limit exceeded"]}"#)
         case .unavailable: return json(#"{"error":["EService:Unavailable"]}"#)
-        case .serverError: return Response(status: .internalServerError, body: ResponseBody(byteBuffer: ByteBuffer(string: "<html>502 Bad Gateway</html>")))
+        case .serverError:
+            return Response(
+                status: .internalServerError, body: ResponseBody(byteBuffer: ByteBuffer(string: "<html>502 Bad Gateway</html>")))
         case .timeout:
             try? await Task.sleep(for: timeoutDelay)
         case .truncated:
@@ -173,11 +182,14 @@ public final class FakeKraken: Sendable {
         }
         router.post("control/fault") { request, _ in
             guard let kind = request.uri.queryParameters.get("kind").flatMap(Fault.init(rawValue:)) else {
-                return Response(status: .badRequest, body: ResponseBody(byteBuffer: ByteBuffer(string: "kind must be one of \(Fault.allCases.map(\.rawValue))")))
+                return Response(
+                    status: .badRequest,
+                    body: ResponseBody(byteBuffer: ByteBuffer(string: "kind must be one of \(Fault.allCases.map(\.rawValue))")))
             }
             self.inject([kind])
             return self.json(#"{"queued":"\#(kind.rawValue)"}"#)
         }
-        return Application(router: router, configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "fake-kraken"))
+        return Application(
+            router: router, configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "fake-kraken"))
     }
 }

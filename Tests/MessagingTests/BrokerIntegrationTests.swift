@@ -13,7 +13,8 @@ struct BrokerIntegrationTests {
         let broker = try TestEnvironment.broker()
         let queue = TestQueue()
         let publisher = try Publisher(configuration: broker, options: Publisher.Options(topology: queue.topology), logger: logger)
-        let consumer = try Consumer(configuration: broker, options: Consumer.Options(queue: queue.queue, topology: queue.topology), logger: logger)
+        let consumer = try Consumer(
+            configuration: broker, options: Consumer.Options(queue: queue.queue, topology: queue.topology), logger: logger)
         let collector = DeliveryCollector(consumer, settle: .ack)
 
         try await publisher.publish(queue.message(#"{"hello":"world"}"#))
@@ -42,7 +43,8 @@ struct BrokerIntegrationTests {
         try await publisher.publish(contentsOf: messages)
         #expect(try await BrokerAdmin.messageCount(queue: queue.queue, configuration: broker) == 2000)
 
-        let consumer = try Consumer(configuration: broker, options: Consumer.Options(queue: queue.queue, prefetch: 200, topology: queue.topology), logger: logger)
+        let consumer = try Consumer(
+            configuration: broker, options: Consumer.Options(queue: queue.queue, prefetch: 200, topology: queue.topology), logger: logger)
         let collector = DeliveryCollector(consumer)
         try await collector.waitFor(2000)
         #expect(collector.bodies == (0..<2000).map { #"{"n":\#($0)}"# })
@@ -56,9 +58,11 @@ struct BrokerIntegrationTests {
         let broker = try TestEnvironment.broker()
         let queue = TestQueue()
         let publisher = try Publisher(configuration: broker, options: Publisher.Options(topology: queue.topology), logger: logger)
-        let consumer = try Consumer(configuration: broker, options: Consumer.Options(queue: queue.queue, topology: queue.topology), logger: logger)
+        let consumer = try Consumer(
+            configuration: broker, options: Consumer.Options(queue: queue.queue, topology: queue.topology), logger: logger)
         let rejecting = DeliveryCollector(consumer, settle: .rejectWithoutRequeue)
-        let deadLetters = try Consumer(configuration: broker, options: Consumer.Options(queue: queue.deadLetterQueue, topology: queue.topology), logger: logger)
+        let deadLetters = try Consumer(
+            configuration: broker, options: Consumer.Options(queue: queue.deadLetterQueue, topology: queue.topology), logger: logger)
         let deadCollector = DeliveryCollector(deadLetters)
 
         try await publisher.publish(queue.message(#"{"will":"be rejected"}"#))
@@ -84,11 +88,13 @@ struct BrokerIntegrationTests {
         let queue = TestQueue()
         let publisher = try Publisher(configuration: broker, options: Publisher.Options(topology: queue.topology), logger: logger)
         let consumer = try Consumer(
-            configuration: broker, options: Consumer.Options(queue: queue.queue, topology: queue.topology, deadLetterRoute: queue.deadLetterRoute),
+            configuration: broker,
+            options: Consumer.Options(queue: queue.queue, topology: queue.topology, deadLetterRoute: queue.deadLetterRoute),
             deadLetterPublisher: publisher, logger: logger)
         let handled = HandledPayloads()
         let handling = Task { await consumer.handle(Greeting.self) { envelope, _ in handled.append(envelope.payload.text) } }
-        let deadLetters = try Consumer(configuration: broker, options: Consumer.Options(queue: queue.deadLetterQueue, topology: queue.topology), logger: logger)
+        let deadLetters = try Consumer(
+            configuration: broker, options: Consumer.Options(queue: queue.deadLetterQueue, topology: queue.topology), logger: logger)
         let deadCollector = DeliveryCollector(deadLetters)
 
         func valid(_ text: String) throws -> OutgoingMessage {
@@ -106,7 +112,11 @@ struct BrokerIntegrationTests {
         empty.body = Array("   ".utf8)
         try await publisher.publish(contentsOf: [
             try valid("first"),
-            { var message = try valid("x"); message.body = Array("{not json".utf8); return message }(),
+            {
+                var message = try valid("x")
+                message.body = Array("{not json".utf8)
+                return message
+            }(),
             wrongVersion, wrongType, invalidUTF8, missingField, empty,
             try valid("after the poison"),
         ])
@@ -136,7 +146,8 @@ struct BrokerIntegrationTests {
         let broker = try TestEnvironment.broker(heartbeatSeconds: 1)
         let queue = TestQueue()
         let publisher = try Publisher(configuration: broker, options: Publisher.Options(topology: queue.topology), logger: logger)
-        let consumer = try Consumer(configuration: broker, options: Consumer.Options(queue: queue.queue, topology: queue.topology), logger: logger)
+        let consumer = try Consumer(
+            configuration: broker, options: Consumer.Options(queue: queue.queue, topology: queue.topology), logger: logger)
         let collector = DeliveryCollector(consumer)
         try await eventually("both connected") { publisher.isConnected && consumer.isConnected }
 
@@ -157,7 +168,8 @@ struct BrokerIntegrationTests {
         let broker = try TestEnvironment.broker(heartbeatSeconds: 2)
         let queue = TestQueue()
         let publisher = try Publisher(configuration: broker, options: Publisher.Options(topology: queue.topology), logger: logger)
-        let consumer = try Consumer(configuration: broker, options: Consumer.Options(queue: queue.queue, topology: queue.topology), logger: logger)
+        let consumer = try Consumer(
+            configuration: broker, options: Consumer.Options(queue: queue.queue, topology: queue.topology), logger: logger)
         let collector = DeliveryCollector(consumer)
         try await publisher.publish(queue.message(#"{"n":"before"}"#))
         try await collector.waitFor(1)

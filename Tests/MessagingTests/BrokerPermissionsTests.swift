@@ -1,8 +1,9 @@
 import Contracts
 import Foundation
-@testable import Messaging
 import TestSupport
 import Testing
+
+@testable import Messaging
 
 /// Who may publish what (scripts/broker-users.sh, applied by `scripts/servers.sh broker-users VHOST`): with each
 /// service's own broker user, its topology, its own events and its queues work, and every other service's event
@@ -13,7 +14,8 @@ struct BrokerPermissionsTests {
         var configuration = try vhost.broker()
         configuration.user = user
         configuration.password = try String(
-            contentsOfFile: TestEnvironment.repositoryRoot.appendingPathComponent(".local/secrets/amqp_password_\(user)").path, encoding: .utf8
+            contentsOfFile: TestEnvironment.repositoryRoot.appendingPathComponent(".local/secrets/amqp_password_\(user)").path,
+            encoding: .utf8
         ).trimmingCharacters(in: .whitespacesAndNewlines)
         return configuration
     }
@@ -33,21 +35,24 @@ struct BrokerPermissionsTests {
     static func publish(_ configuration: BrokerConfiguration, exchange: String, routingKey: String) async throws -> Outcome {
         try await withCheckedThrowingContinuation { continuation in
             Thread {
-                continuation.resume(with: Result {
-                    let session = try AMQPSession(configuration: configuration)
-                    defer { session.abandon() }
-                    try session.enablePublisherConfirms()
-                    try session.publish(OutgoingMessage(exchange: exchange, routingKey: routingKey, body: Array(#"{}"#.utf8), properties: MessageProperties()))
-                    let deadline = ContinuousClock.now + .seconds(5)
-                    while ContinuousClock.now < deadline {
-                        do {
-                            if case .confirmed = try session.nextEvent(timeout: .milliseconds(100)) { return .confirmed }
-                        } catch let error as BrokerError {
-                            return .refused(error.message)
+                continuation.resume(
+                    with: Result {
+                        let session = try AMQPSession(configuration: configuration)
+                        defer { session.abandon() }
+                        try session.enablePublisherConfirms()
+                        try session.publish(
+                            OutgoingMessage(
+                                exchange: exchange, routingKey: routingKey, body: Array(#"{}"#.utf8), properties: MessageProperties()))
+                        let deadline = ContinuousClock.now + .seconds(5)
+                        while ContinuousClock.now < deadline {
+                            do {
+                                if case .confirmed = try session.nextEvent(timeout: .milliseconds(100)) { return .confirmed }
+                            } catch let error as BrokerError {
+                                return .refused(error.message)
+                            }
                         }
-                    }
-                    return .refused("no confirm within 5 s")
-                })
+                        return .refused("no confirm within 5 s")
+                    })
             }.start()
         }
     }
@@ -56,16 +61,17 @@ struct BrokerPermissionsTests {
     static func consume(_ configuration: BrokerConfiguration, queue: String) async throws -> String? {
         try await withCheckedThrowingContinuation { continuation in
             Thread {
-                continuation.resume(with: Result {
-                    let session = try AMQPSession(configuration: configuration)
-                    defer { session.close() }
-                    do {
-                        try session.consume(queue: queue, prefetch: 1, consumerTag: "")
-                        return nil
-                    } catch let error as BrokerError {
-                        return error.message
-                    }
-                })
+                continuation.resume(
+                    with: Result {
+                        let session = try AMQPSession(configuration: configuration)
+                        defer { session.close() }
+                        do {
+                            try session.consume(queue: queue, prefetch: 1, consumerTag: "")
+                            return nil
+                        } catch let error as BrokerError {
+                            return error.message
+                        }
+                    })
             }.start()
         }
     }
@@ -74,7 +80,8 @@ struct BrokerPermissionsTests {
     func leastPrivilege() async throws {
         let vhost = try await TestVirtualHost.create()
         try await TestEnvironment.servers("broker-users", vhost.name)
-        var refused = 0, allowed = 0
+        var refused = 0
+        var allowed = 0
 
         for service in ServiceName.allCases {
             let configuration = try Self.configuration("candlecast_\(service.rawValue)", vhost: vhost)
@@ -86,7 +93,9 @@ struct BrokerPermissionsTests {
                 allowed += 1
             }
             // Its own dead letters, to its own dead-letter queue only.
-            #expect(try await Self.publish(configuration, exchange: Exchange.deadLetters, routingKey: service.deadLetterRoutingKey) == .confirmed)
+            #expect(
+                try await Self.publish(configuration, exchange: Exchange.deadLetters, routingKey: service.deadLetterRoutingKey)
+                    == .confirmed)
             for other in ServiceName.allCases where other != service {
                 let outcome = try await Self.publish(configuration, exchange: Exchange.deadLetters, routingKey: other.deadLetterRoutingKey)
                 #expect(outcome != .confirmed, "\(service) could dead-letter as \(other)")
@@ -144,10 +153,16 @@ struct BrokerPermissionsTests {
         let publisher = try Publisher(
             configuration: predictor, options: Publisher.Options(confirmTimeout: .seconds(3), topology: ServiceName.predictor.topology),
             logger: TestEnvironment.logger)
-        try await publisher.publish(OutgoingMessage(exchange: Exchange.events, routingKey: "forecast.created.xbtusd.1d", body: Array("{}".utf8), properties: MessageProperties()))
+        try await publisher.publish(
+            OutgoingMessage(
+                exchange: Exchange.events, routingKey: "forecast.created.xbtusd.1d", body: Array("{}".utf8), properties: MessageProperties()
+            ))
         let forged = ContinuousClock.now
         do {
-            try await publisher.publish(OutgoingMessage(exchange: Exchange.events, routingKey: "candle.closed.xbtusd.1d", body: Array("{}".utf8), properties: MessageProperties()))
+            try await publisher.publish(
+                OutgoingMessage(
+                    exchange: Exchange.events, routingKey: "candle.closed.xbtusd.1d", body: Array("{}".utf8),
+                    properties: MessageProperties()))
             Issue.record("the forged publish was confirmed")
         } catch let error as BrokerError {
             // Refused at once with the broker's reason, not after the confirm timeout of reconnect-and-resend.
@@ -156,11 +171,19 @@ struct BrokerPermissionsTests {
         }
         // The refusal does not leave the publisher in a reconnect loop: it is connected again and still publishes.
         try await eventually(timeout: .seconds(10), "the publisher reconnected") { publisher.isConnected }
-        try await publisher.publish(OutgoingMessage(exchange: Exchange.events, routingKey: "forecast.created.xbtusd.1d", body: Array("{}".utf8), properties: MessageProperties()))
+        try await publisher.publish(
+            OutgoingMessage(
+                exchange: Exchange.events, routingKey: "forecast.created.xbtusd.1d", body: Array("{}".utf8), properties: MessageProperties()
+            ))
         await publisher.close()
 
         await vhost.delete()
-        print("reliability | broker permissions: \(allowed) own publishes and consumes accepted, \(refused) forged publishes and declarations refused by the broker (403 ACCESS_REFUSED)")
+        print(
+            """
+            reliability | broker permissions: \(allowed) own publishes and consumes accepted, \(refused) forged publishes and declarations \
+            refused by the broker (403 ACCESS_REFUSED)
+            """
+        )
     }
 
     @Test("the subscriber user reads forecasts through CandlecastClient-style temporary queues, and nothing else")
@@ -171,9 +194,13 @@ struct BrokerPermissionsTests {
         let queue = "candlecast.client.\(UInt64.random(in: 0...UInt64.max))"
         func topology(_ bindingKey: String) -> Topology {
             Topology(
-                exchanges: [Topology.Exchange(name: Exchange.events, kind: .topic), Topology.Exchange(name: Exchange.deadLetters, kind: .topic)],
+                exchanges: [
+                    Topology.Exchange(name: Exchange.events, kind: .topic), Topology.Exchange(name: Exchange.deadLetters, kind: .topic),
+                ],
                 queues: [
-                    Topology.Queue(name: queue, deadLetterExchange: Exchange.deadLetters, deadLetterRoutingKey: queue + ".dead-letters", expiresAfter: .seconds(60)),
+                    Topology.Queue(
+                        name: queue, deadLetterExchange: Exchange.deadLetters, deadLetterRoutingKey: queue + ".dead-letters",
+                        expiresAfter: .seconds(60)),
                     Topology.Queue(name: queue + ".dead-letters", expiresAfter: .seconds(60)),
                 ],
                 bindings: [

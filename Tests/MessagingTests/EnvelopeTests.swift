@@ -52,8 +52,12 @@ struct EnvelopeTests {
         #expect(failure { $0.properties.headers["schema_version"] = .int(3) } == "schema version 3 is not supported (expected 2)")
         #expect(failure { $0.properties.contentType = "text/plain" } == "content type text/plain is not application/json")
         #expect(failure { $0.body = Array(#"{"pair":"XBTUSD"}"#.utf8) } == "malformed JSON body: missing field close")
-        #expect(failure { $0.body = Array(#"{"pair":"XBTUSD","close":"12"}"#.utf8) }?.hasPrefix("malformed JSON body: wrong type at close") == true)
-        #expect(failure { $0.body = Array(#"{"pair":"XBTUSD","close":-5}"#.utf8) } == "invalid payload: close must be a positive finite number, got -5.0")
+        #expect(
+            failure { $0.body = Array(#"{"pair":"XBTUSD","close":"12"}"#.utf8) }?.hasPrefix("malformed JSON body: wrong type at close")
+                == true)
+        #expect(
+            failure { $0.body = Array(#"{"pair":"XBTUSD","close":-5}"#.utf8) }
+                == "invalid payload: close must be a positive finite number, got -5.0")
         #expect(failure { $0.body = [0xFF, 0xFE] }?.hasPrefix("malformed JSON body") == true)
         #expect(failure { $0.body = Array(repeating: UInt8(ascii: "["), count: 100_000) }?.hasPrefix("malformed JSON body") == true)
         #expect(failure { _ in } == nil)

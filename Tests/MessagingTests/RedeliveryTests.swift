@@ -1,8 +1,9 @@
 import Foundation
-@testable import Messaging
 import Synchronization
 import TestSupport
 import Testing
+
+@testable import Messaging
 
 /// Bounded redelivery against the real RabbitMQ: a message whose handler keeps failing ends in the dead-letter
 /// queue with its last error; a transient failure is retried without using the budget.
@@ -14,7 +15,12 @@ struct RedeliveryTests {
 
     final class Attempts: Sendable {
         private let counts = Mutex<[String: Int]>([:])
-        func record(_ text: String) -> Int { counts.withLock { $0[text, default: 0] += 1; return $0[text]! } }
+        func record(_ text: String) -> Int {
+            counts.withLock {
+                $0[text, default: 0] += 1
+                return $0[text]!
+            }
+        }
         func count(_ text: String) -> Int { counts.withLock { $0[text] ?? 0 } }
     }
 
@@ -35,18 +41,21 @@ struct RedeliveryTests {
             publisher = try Publisher(configuration: broker, options: Publisher.Options(topology: queue.topology), logger: logger)
             let consumer = try Consumer(
                 configuration: broker,
-                options: Consumer.Options(queue: queue.queue, topology: queue.topology, deadLetterRoute: queue.deadLetterRoute, redelivery: policy),
+                options: Consumer.Options(
+                    queue: queue.queue, topology: queue.topology, deadLetterRoute: queue.deadLetterRoute, redelivery: policy),
                 deadLetterPublisher: publisher, logger: logger)
             self.consumer = consumer
             handling = Task { await consumer.handle(Greeting.self, handler) }
-            deadLetters = try Consumer(configuration: broker, options: Consumer.Options(queue: queue.deadLetterQueue, topology: queue.topology), logger: logger)
+            deadLetters = try Consumer(
+                configuration: broker, options: Consumer.Options(queue: queue.deadLetterQueue, topology: queue.topology), logger: logger)
             deadCollector = DeliveryCollector(deadLetters)
         }
 
         func publish(_ texts: String...) async throws {
-            try await publisher.publish(contentsOf: texts.map {
-                try EnvelopeCodec.encode(Envelope(payload: Greeting(text: $0)), exchange: queue.exchange, routingKey: queue.routingKey)
-            })
+            try await publisher.publish(
+                contentsOf: texts.map {
+                    try EnvelopeCodec.encode(Envelope(payload: Greeting(text: $0)), exchange: queue.exchange, routingKey: queue.routingKey)
+                })
         }
 
         func tearDown() async {
@@ -73,7 +82,9 @@ struct RedeliveryTests {
 
         let dead = try await rig.deadCollector.waitFor(1)
         #expect(String(decoding: dead[0].body, as: UTF8.self).contains("always fails"))
-        #expect(dead[0].properties.headers[DeadLetterHeader.reason]?.stringValue == "handler failed 5 times; last error: SQLSTATE 23514: check constraint violated")
+        #expect(
+            dead[0].properties.headers[DeadLetterHeader.reason]?.stringValue
+                == "handler failed 5 times; last error: SQLSTATE 23514: check constraint violated")
         try await eventually("the other two handled") { handled.values.count == 2 }
         #expect(Set(handled.values) == ["fails twice", "fine"])
         #expect(attempts.count("always fails") == 5)

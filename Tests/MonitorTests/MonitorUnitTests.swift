@@ -1,8 +1,9 @@
 import Foundation
-@testable import Monitor
 import ServiceKit
 import TestSupport
 import Testing
+
+@testable import Monitor
 
 @Suite("Monitor: rolling accuracy, metric help, dashboard escaping, alert and dashboard configuration")
 struct MonitorUnitTests {
@@ -46,7 +47,16 @@ struct MonitorUnitTests {
 
     @Test("annotate adds HELP before each TYPE line that lacks one, and keeps the rest")
     func annotate() {
-        let input = "# TYPE candlecast_outbox_backlog gauge\ncandlecast_outbox_backlog 3\n# HELP x given\n# TYPE x counter\nx 1\n# TYPE unknown_metric gauge\nunknown_metric 0\n"
+        let input =
+            """
+            # TYPE candlecast_outbox_backlog gauge
+            candlecast_outbox_backlog 3
+            # HELP x given
+            # TYPE x counter
+            x 1
+            # TYPE unknown_metric gauge
+            unknown_metric 0\n
+            """
         let output = MetricHelp.annotate(input)
         #expect(output.hasPrefix("# HELP candlecast_outbox_backlog Outbox rows not yet relayed"))
         #expect(output.components(separatedBy: "# HELP x").count == 2)
@@ -78,16 +88,45 @@ struct MonitorUnitTests {
                 let expression = try #require(target["expr"] as? String)
                 let names = expression.matches(of: /candlecast_[a-z0-9_]+/).map { String($0.0).replacing(/_(bucket|sum|count)$/, with: "") }
                 #expect(!names.isEmpty, "\(expression)")
-                for name in names { #expect(MetricHelp.catalogue[name] != nil, "\(panel["title"] ?? "?"): \(name) is not a Candlecast metric") }
+                for name in names {
+                    #expect(MetricHelp.catalogue[name] != nil, "\(panel["title"] ?? "?"): \(name) is not a Candlecast metric")
+                }
             }
         }
     }
 }
 
-@Test("dollar amounts are formatted for people")
+@Test("dollar amounts have one format per page, chosen from the prices shown")
 func dollars() {
-    #expect(DashboardPage.usd(233.911) == "$233.91")
-    #expect(DashboardPage.usd(92_047.4) == "$92,047")
-    #expect(DashboardPage.usd(1_234_567) == "$1,234,567")
-    #expect(DashboardPage.usd(-1500) == "-$1,500")
+    let bitcoin = MoneyFormat(prices: [233.9, 92_047.4])
+    #expect(bitcoin(233.911) == "$234")
+    #expect(bitcoin(92_047.4) == "$92,047")
+    #expect(bitcoin(1_234_567) == "$1,234,567")
+    #expect(bitcoin(-1500) == "-$1,500")
+    #expect(bitcoin(-0.2) == "$0")
+    let cheap = MoneyFormat(prices: [2.5, 7.25])
+    #expect(cheap(1234.5) == "$1,234.50")
+    #expect(cheap(0.456) == "$0.46")
+    #expect(bitcoin.distinguishing(step: 2.5)(7.5) == "$7.5")
+}
+
+@Test("price gridlines sit at round values that cover the data, never below zero for prices")
+func roundTicks() {
+    #expect(RoundTicks.covering(low: 65.2, high: 106_140) == [0, 20_000, 40_000, 60_000, 80_000, 100_000, 120_000])
+    #expect(RoundTicks.covering(low: 91_000, high: 107_900) == [90_000, 95_000, 100_000, 105_000, 110_000])
+    #expect(RoundTicks.covering(low: 5, high: 5) == [4, 4.5, 5, 5.5, 6])
+    #expect(RoundTicks.covering(low: -30, high: 70) == [-40, -20, 0, 20, 40, 60, 80])
+}
+
+@Test("date labels fall on month or year boundaries, at most eight")
+func dateTicks() {
+    let day: Int64 = 86_400
+    let january2024: Int64 = 1_704_067_200
+    let quarter = DateTicks.between(january2024 + 200 * day, january2024 + 290 * day)
+    #expect(quarter.map(\.label) == ["Aug 2024", "Sep 2024", "Oct 2024"])
+    let all = DateTicks.between(1_381_017_600, january2024 + 366 * day)
+    #expect(all.map(\.label) == ["2014", "2016", "2018", "2020", "2022", "2024"])
+    let month = DateTicks.between(january2024 + 335 * day, january2024 + 365 * day)
+    #expect(month.map(\.label) == ["Dec 1", "Dec 8", "Dec 15", "Dec 22"])
+    #expect(DateTicks.between(january2024, january2024 + 365 * day).count == 6)
 }

@@ -2,11 +2,12 @@ import Contracts
 import Foundation
 import Logging
 import Messaging
-@testable import Predictor
 import ServiceKit
 import Storage
 import TestSupport
 import Testing
+
+@testable import Predictor
 
 /// Keeps what a logger was told, so that a test can read the reason the predictor gave.
 private struct CapturingLogHandler: LogHandler {

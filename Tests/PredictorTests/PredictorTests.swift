@@ -2,17 +2,19 @@ import Contracts
 import Forecasting
 import Foundation
 import Hummingbird
-@testable import Ingestor
 import KrakenFake
 import Logging
 import Messaging
-@testable import Predictor
-@testable import Preprocessor
-@testable import Registry
+import PredictorAPI
 import ServiceKit
 import Storage
 import TestSupport
 import Testing
+
+@testable import Ingestor
+@testable import Predictor
+@testable import Preprocessor
+@testable import Registry
 
 let dataDirectory = TestEnvironment.sharedDataDirectory
 
@@ -24,6 +26,8 @@ final class ForecastingStack: Sendable {
     let server: Task<Void, Never>
     let port: Int
     let predictor: Predictor
+    /// The stack's one HTTP client (the predictor's to the registry), shut down in `tearDown`.
+    let http = OutgoingHTTP()
     let preprocessing = Preprocessing(policy: DatasetPolicy())
     let rows2024: [FakeKraken.Row]
 
@@ -41,12 +45,13 @@ final class ForecastingStack: Sendable {
         self.port = port
         let router = Router()
         let settings = try RegistrySettings(EnvironmentReader([:]))
-        RegistryAPI(database: client, store: registry, settings: settings, logger: TestEnvironment.logger).add(to: router)
+        try RegistryHandlers(database: client, store: registry, settings: settings, logger: TestEnvironment.logger).add(to: router)
         let app = Application(router: router, configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: port)))
         server = Task { try? await app.run() }
         predictor = Predictor(
             predictions: Predictions(maximumModelAge: .seconds(30 * 86_400)),
-            source: RegistryModelSource(baseURL: URL(string: "http://127.0.0.1:\(port)")!), models: ModelHolder(), latest: LatestForecasts(),
+            source: RegistryModelSource(baseURL: URL(string: "http://127.0.0.1:\(port)")!, http: http), models: ModelHolder(),
+            latest: LatestForecasts(),
             database: client, logger: TestEnvironment.logger)
         rows2024 = try FakeKraken.Row.load(csv: dataDirectory + "/kraken_XBTUSD_1440_2024.csv")
         try await eventually("the registry API") { await httpGet("http://127.0.0.1:\(port)/v1/models") != nil }
@@ -58,10 +63,12 @@ final class ForecastingStack: Sendable {
         grid.units = [4]
         grid.epochs = [2]
         grid.seed = [seed]
-        let store = registry, sweepGrid = grid
-        let (sweep, jobs) = try #require(try await client.transaction {
-            try store.startSweep(pair: "XBTUSD", interval: .oneDay, datasetVersion: 1, grid: sweepGrid, trigger: "test-\(seed)", on: $0)
-        })
+        let store = registry
+        let sweepGrid = grid
+        let (sweep, jobs) = try #require(
+            try await client.transaction {
+                try store.startSweep(pair: "XBTUSD", interval: .oneDay, datasetVersion: 1, grid: sweepGrid, trigger: "test-\(seed)", on: $0)
+            })
         let job = jobs[0]
         let closes = try await client.query("SELECT closes::float8[] FROM features.dataset_versions WHERE version = 1")[0]
             .decode(0, as: PostgresDoubleArray.self).values
@@ -69,13 +76,18 @@ final class ForecastingStack: Sendable {
         training.epochs = 2
         training.seed = seed
         training.blasThreads = 1
-        let model = try Trainer(model: .btcDailyV1(units: 4, target: .logReturn), training: training).train(closes: closes, split: try ChronologicalSplit(count: closes.count))
+        let model = try Trainer(model: .btcDailyV1(units: 4, target: .logReturn), training: training).train(
+            closes: closes, split: try ChronologicalSplit(count: closes.count))
         let evaluation = try model.evaluate(closes: closes, targets: model.summary.trainingEnd..<closes.count)
         let bytes = try model.encode()
         let scores = { (m: ForecastMetrics) in ForecastScores(rmse: m.rmse, mae: m.mae, mape: m.mape, r2: m.r2, mase: m.mase) }
+        // The trainer's path: the model file into the registry first, then the result that names it.
+        let (stored, _) = try await client.transaction { try store.storeArtifact(jobID: job.jobID, content: bytes, on: $0) }
         let completed = TrainingCompleted(
-            jobID: job.jobID, sweepID: sweep, trainer: "test", succeeded: true, error: nil, epochsRun: 2, bestEpoch: 1, validationLoss: model.summary.bestMonitoredLoss,
-            trainSeconds: 1, test: scores(evaluation.model), naive: scores(evaluation.naive), artifact: Data(bytes).base64EncodedString(), artifactCRC32: CRC32.checksum(bytes))
+            jobID: job.jobID, sweepID: sweep, trainer: "test", succeeded: true, error: nil, epochsRun: 2, bestEpoch: 1,
+            validationLoss: model.summary.bestMonitoredLoss,
+            trainSeconds: 1, test: scores(evaluation.model), naive: scores(evaluation.naive),
+            artifact: ArtifactReference(name: stored.name, bytes: stored.bytes, sha256: stored.sha256))
         let decision = try await client.transaction { try store.recordCompletion(completed, on: $0) }
         return try #require(decision?.challengerVersion)
     }
@@ -83,7 +95,9 @@ final class ForecastingStack: Sendable {
     /// Stores the 2024 candle `index` as the ingestor would and returns its event and the window it yields.
     func closeCandle(_ index: Int) async throws -> (CandleClosed, FeatureWindow?) {
         let row = rows2024[index]
-        let candle = Candle(pair: "XBTUSD", interval: .oneDay, openTime: row.time, open: row.open, high: row.high, low: row.low, close: row.close, vwap: nil, volume: row.volume, trades: row.trades)
+        let candle = Candle(
+            pair: "XBTUSD", interval: .oneDay, openTime: row.time, open: row.open, high: row.high, low: row.low, close: row.close,
+            vwap: nil, volume: row.volume, trades: row.trades)
         _ = try await client.transaction { try CandleStore.storeClosed([candle], source: "rest", on: $0) }
         let event = candle.event(revision: 0)
         let preprocessing = self.preprocessing
@@ -93,8 +107,11 @@ final class ForecastingStack: Sendable {
 
     func promotedEvent(version: Int) async throws -> ModelPromoted {
         let store = registry
-        try await client.transaction { try store.promote(modelName: "lstm-xbtusd-1d", version: version, actor: "test", reason: "test", on: $0) }
-        let body = try await client.query("SELECT body FROM registry.outbox WHERE message_type = 'model.promoted' ORDER BY id DESC LIMIT 1")[0].decode(0, as: String.self)
+        try await client.transaction {
+            try store.promote(modelName: "lstm-xbtusd-1d", version: version, actor: "test", reason: "test", on: $0)
+        }
+        let body = try await client.query(
+            "SELECT body FROM registry.outbox WHERE message_type = 'model.promoted' ORDER BY id DESC LIMIT 1")[0].decode(0, as: String.self)
         return try JSONDecoder().decode(ModelPromoted.self, from: Data(body.utf8))
     }
 
@@ -108,6 +125,7 @@ final class ForecastingStack: Sendable {
 
     func tearDown() async {
         server.cancel()
+        await http.shutdown()
         await client.close()
         await database.drop()
     }
@@ -160,15 +178,23 @@ struct PredictorIntegrationTests {
             let (candle, window) = try await stack.closeCandle(index)
             try await stack.predictor.handle(candle)  // scores the forecast made yesterday for today
             if let window { try await stack.predictor.handle(window) }
-            scoredEvents = try await stack.client.query("SELECT count(*) FROM predictions.outbox WHERE message_type = 'metric.predictor.forecast_scored'")[0].decode(0, as: Int.self)
+            scoredEvents = try await stack.client.query(
+                "SELECT count(*) FROM predictions.outbox WHERE message_type = 'metric.predictor.forecast_scored'")[0].decode(
+                    0, as: Int.self)
         }
         // 366 forecasts; the last one targets 2025-01-01, not yet known.
         let rows = try await stack.client.query(
-            "SELECT target_open_time, predicted_close, last_close, actual_close, error, absolute_error, percentage_error, naive_absolute_error FROM predictions.forecasts ORDER BY target_open_time")
+            """
+            SELECT target_open_time, predicted_close, last_close, actual_close, error, absolute_error, percentage_error,
+                   naive_absolute_error
+            FROM predictions.forecasts ORDER BY target_open_time
+            """
+        )
         #expect(rows.count == 366)
         #expect(scoredEvents == 365)
         let closes = Dictionary(uniqueKeysWithValues: stack.rows2024.map { ($0.time, Double($0.close)!) })
-        var independentAbsolute = 0.0, independentNaive = 0.0
+        var independentAbsolute = 0.0
+        var independentNaive = 0.0
         for row in rows.dropLast() {
             let target = try row.decode(0, as: Int64.self)
             let predicted = try row.decode(1, as: Double.self)
@@ -184,33 +210,71 @@ struct PredictorIntegrationTests {
             independentNaive += abs(previous - actual)
         }
         #expect(try rows.last?.decode(3, as: Double?.self) == nil)
-        print("2024 replay: model MAE \(independentAbsolute / 365) USD, naive MAE \(independentNaive / 365) USD, MASE \(independentAbsolute / independentNaive)")
+        print(
+            """
+            2024 replay: model MAE \(independentAbsolute / 365) USD, naive MAE \(independentNaive / 365) USD, MASE \
+            \(independentAbsolute / independentNaive)
+            """
+        )
 
-        // The HTTP API over the same data.
+        // The HTTP API over the same data, read through the client generated from the same document.
         let router = Router()
-        PredictorAPI(predictor: stack.predictor).add(to: router)
+        try PredictorHTTP(predictor: stack.predictor).add(to: router)
         let app = Application(router: router, configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 18_452)))
         let serving = Task { try await app.run() }
         let base = "http://127.0.0.1:18452"
+        let api = PredictorAPI.Client(serverURL: try #require(URL(string: base)), transport: stack.http.transport(timeout: .seconds(10)))
         try await eventually("the predictor API") { await httpGet(base + "/v1/model") != nil }
-        let latest = try #require(await httpGet(base + "/v1/forecasts/latest?pair=XBTUSD&interval=1d"))
-        #expect(latest.status == 200)
-        #expect(latest.body.contains(#""target_open_time":1735689600"#))
+        let latest = try await api.getLatestForecast(query: .init(pair: "XBTUSD", interval: ._1d)).ok.body.json
+        #expect(latest.targetOpenTime == Date(timeIntervalSince1970: 1_735_689_600))
+        #expect(latest.interval == ._1d)
+        let latestText = try #require(await httpGet(base + "/v1/forecasts/latest?pair=xbtusd&interval=1d"))
+        let latestObject = try JSONSerialization.jsonObject(with: Data(latestText.body.utf8)) as? [String: Any]
+        #expect(latestObject?["target_open_time"] as? String == "2025-01-01T00:00:00Z", "\(latestText.body)")
         #expect(await httpGet(base + "/v1/forecasts/latest?pair=ETHUSD&interval=1d")?.status == 404)
         #expect(await httpGet(base + "/v1/forecasts/latest?pair=XBT%27USD")?.status == 400)
-        let history = try #require(await httpGet(base + "/v1/forecasts?pair=XBTUSD&interval=1d&from=1704153600&to=1704412800"))
-        let historyRows = try JSONSerialization.jsonObject(with: Data(history.body.utf8)) as? [[String: Any]]
-        #expect(historyRows?.count == 4)
-        #expect(historyRows?.first?["absolute_error"] != nil)
-        #expect(await httpGet(base + "/v1/forecasts?from=10&to=1")?.status == 400)
-        let closes14 = stack.rows2024.suffix(14).map(\.close).joined(separator: ",")
-        let predicted = await httpRequest("POST", base + "/v1/predict", body: Data(#"{"closes":[\#(closes14)]}"#.utf8))
-        #expect(predicted?.status == 200)
-        #expect(await httpRequest("POST", base + "/v1/predict", body: Data(#"{"closes":[1,2,3]}"#.utf8))?.status == 409)  // not the champion's window
-        #expect(await httpRequest("POST", base + "/v1/predict", body: Data(#"{"closes":[-5,\#(stack.rows2024.suffix(13).map(\.close).joined(separator: ","))]}"#.utf8))?.status == 400)
-        #expect(await httpRequest("POST", base + "/v1/predict", body: Data(#"{"closes":"many"}"#.utf8))?.status == 400)
-        #expect(await httpRequest("POST", base + "/v1/predict", body: Data(repeating: 0x20, count: 400_000))?.status == 413)
-        #expect(await httpGet(base + "/v1/model")?.status == 200)
+        // An interval outside the document's enum is refused by the generated decoding: a 400 naming it, not a 500.
+        let badInterval = try #require(await httpGet(base + "/v1/forecasts/latest?interval=7x"))
+        #expect(badInterval.status == 400 && badInterval.body.contains("7x"), "\(badInterval.body)")
+
+        // from/to: RFC 3339 dates (to: the whole day) or timestamps, in any offset; unix seconds are not.
+        let byDate = try await api.listForecasts(query: .init(pair: "XBTUSD", interval: ._1d, from: "2024-01-02", to: "2024-01-05")).ok.body
+            .json
+        #expect(byDate.map(\.targetOpenTime) == (0..<4).map { Date(timeIntervalSince1970: 1_704_153_600 + Double($0) * 86_400) })
+        #expect(byDate.first?.absoluteError != nil && byDate.first?.scoredAt != nil)
+        let byTime = try await api.listForecasts(query: .init(from: "2024-01-02T00:00:00Z", to: "2024-01-05T01:00:00+01:00")).ok.body.json
+        #expect(byTime.map(\.targetOpenTime) == byDate.map(\.targetOpenTime))
+        #expect(try await api.listForecasts(query: .init(limit: 3)).ok.body.json.count == 3)
+        for query in ["from=1704153600", "from=2024-02-30", "from=2024-01-05&to=2024-01-02", "to=2024-01-01T25:00:00Z", "limit=0"] {
+            let refused = try #require(await httpGet(base + "/v1/forecasts?" + query))
+            #expect(refused.status == 400, "\(query)")
+            #expect(
+                (try? JSONSerialization.jsonObject(with: Data(refused.body.utf8)) as? [String: [String: String]])?["error"]?["message"]
+                    != nil)
+        }
+
+        let json = ["Content-Type": "application/json"]
+        let closes14 = stack.rows2024.suffix(14).compactMap { Double($0.close) }
+        let prediction = try await api.predict(body: .json(.init(closes: closes14))).ok.body.json
+        #expect(prediction.lastClose == closes14.last && prediction.interval == ._1d && prediction.predictedClose.isFinite)
+        #expect(await httpRequest("POST", base + "/v1/predict", headers: json, body: Data(#"{"closes":[1,2,3]}"#.utf8))?.status == 409)
+        let negative = #"{"closes":[-5,\#(stack.rows2024.suffix(13).map(\.close).joined(separator: ","))]}"#
+        #expect(await httpRequest("POST", base + "/v1/predict", headers: json, body: Data(negative.utf8))?.status == 400)
+        let many = try #require(await httpRequest("POST", base + "/v1/predict", headers: json, body: Data(#"{"closes":"many"}"#.utf8)))
+        #expect(many.status == 400 && String(decoding: many.body, as: UTF8.self).contains("closes"))
+        #expect(await httpRequest("POST", base + "/v1/predict", headers: json, body: Data(#"{"pair":"XBTUSD"}"#.utf8))?.status == 400)
+        #expect(await httpRequest("POST", base + "/v1/predict", headers: json, body: Data("{".utf8))?.status == 400)
+        #expect(await httpRequest("POST", base + "/v1/predict", headers: json, body: Data(repeating: 0x20, count: 400_000))?.status == 413)
+        #expect(
+            await httpRequest("POST", base + "/v1/predict", headers: ["Content-Type": "text/plain"], body: Data("{}".utf8))?.status == 415)
+        // Methods the document does not list: 405 with Allow; OPTIONS 204; GET operations answer HEAD.
+        let put = try #require(await httpRequest("PUT", base + "/v1/predict"))
+        #expect(put.status == 405 && put.headers["allow"] == "POST, OPTIONS")
+        #expect(await httpRequest("OPTIONS", base + "/v1/model")?.headers["allow"] == "GET, HEAD, OPTIONS")
+        let head = try #require(await httpRequest("HEAD", base + "/v1/forecasts/latest"))
+        #expect(head.status == 200 && head.body.isEmpty)
+        let champion = try await api.getChampion().ok.body.json
+        #expect(champion.window == 14 && champion.modelName == "lstm-xbtusd-1d")
         serving.cancel()
         await stack.tearDown()
     }

@@ -1,14 +1,15 @@
 import Contracts
 import Forecasting
 import Foundation
-@testable import Ingestor
 import KrakenFake
 import Messaging
-@testable import Preprocessor
 import ServiceKit
 import Storage
 import TestSupport
 import Testing
+
+@testable import Ingestor
+@testable import Preprocessor
 
 let dataDirectory = TestEnvironment.sharedDataDirectory
 
@@ -26,7 +27,13 @@ struct DatasetTests {
         let rows = try sharedRows()
         let snapshot = try DatasetSnapshot(rows: rows, policy: DatasetPolicy())
         let closes = rows.map(\.close)
-        print("BTC-daily-v1 dataset: rows \(rows.count), training_end \(snapshot.split.trainingEnd), validation \(snapshot.split.validationTargets), test \(snapshot.split.testTargets), scaler min \(snapshot.scaler.minimum) max \(snapshot.scaler.maximum), hash \(snapshot.contentHash)")
+        print(
+            """
+            BTC-daily-v1 dataset: rows \(rows.count), training_end \(snapshot.split.trainingEnd), validation \
+            \(snapshot.split.validationTargets), test \(snapshot.split.testTargets), scaler min \(snapshot.scaler.minimum) max \
+            \(snapshot.scaler.maximum), hash \(snapshot.contentHash)
+            """
+        )
         #expect(rows.count == 4093)
         #expect(snapshot.split.trainingEnd == 2865)  // Int(4093 * 0.7)
         #expect(snapshot.split.testTargets == 2865..<4093)
@@ -55,16 +62,22 @@ struct DatasetTests {
     func windows() throws {
         let rows = try sharedRows()
         let scaler = try MinMaxScaler(minimum: 100, maximum: 200)
-        let window = try #require(WindowBuilder.window(rows: Array(rows[100..<114]), pair: "XBTUSD", interval: .oneDay, windowLength: 14, datasetVersion: 3, scaler: scaler))
+        let window = try #require(
+            WindowBuilder.window(
+                rows: Array(rows[100..<114]), pair: "XBTUSD", interval: .oneDay, windowLength: 14, datasetVersion: 3, scaler: scaler))
         #expect(window.windowEndOpenTime == rows[113].openTime)
         #expect(window.targetOpenTime == rows[113].openTime + 86_400)
         #expect(window.closes == rows[100..<114].map(\.close))
         #expect(window.scaledCloses == rows[100..<114].map { ($0.close - 100) / 100 })
         #expect(window.datasetVersion == 3)
         // The first rows of 2013 hold missing days: the window spans more days than it has closes.
-        let early = try #require(WindowBuilder.window(rows: Array(rows[0..<14]), pair: "XBTUSD", interval: .oneDay, windowLength: 14, datasetVersion: 1, scaler: scaler))
+        let early = try #require(
+            WindowBuilder.window(
+                rows: Array(rows[0..<14]), pair: "XBTUSD", interval: .oneDay, windowLength: 14, datasetVersion: 1, scaler: scaler))
         #expect(early.gapIntervals == Int((rows[13].openTime - rows[0].openTime) / 86_400) + 1 - 14)
-        #expect(WindowBuilder.window(rows: Array(rows[0..<13]), pair: "XBTUSD", interval: .oneDay, windowLength: 14, datasetVersion: 1, scaler: scaler) == nil)
+        #expect(
+            WindowBuilder.window(
+                rows: Array(rows[0..<13]), pair: "XBTUSD", interval: .oneDay, windowLength: 14, datasetVersion: 1, scaler: scaler) == nil)
     }
 }
 
@@ -89,7 +102,9 @@ struct PipelineDatabase {
 
     /// Stores one 2024 candle as the ingestor's live path does and returns its event.
     func storeLive(_ row: FakeKraken.Row) async throws -> CandleClosed {
-        let candle = Candle(pair: "XBTUSD", interval: .oneDay, openTime: row.time, open: row.open, high: row.high, low: row.low, close: row.close, vwap: nil, volume: row.volume, trades: row.trades)
+        let candle = Candle(
+            pair: "XBTUSD", interval: .oneDay, openTime: row.time, open: row.open, high: row.high, low: row.low, close: row.close,
+            vwap: nil, volume: row.volume, trades: row.trades)
         _ = try await client.transaction { try CandleStore.storeClosed([candle], source: "rest", on: $0) }
         return candle.event(revision: 0)
     }
@@ -108,7 +123,9 @@ struct PreprocessorIntegrationTests {
         let preprocessing = Preprocessing(policy: DatasetPolicy())
         let backfilled = try await pipeline.client.transaction { connection in
             try preprocessing.process(
-                CandlesBackfilled(pair: "XBTUSD", interval: .oneDay, firstOpenTime: 0, lastOpenTime: 0, inserted: 3727, updated: 0, rejected: 0, source: "test"),
+                CandlesBackfilled(
+                    pair: "XBTUSD", interval: .oneDay, firstOpenTime: 0, lastOpenTime: 0, inserted: 3727, updated: 0, rejected: 0,
+                    source: "test"),
                 on: connection)
         }
         #expect(backfilled.createdVersion == 1)
@@ -128,13 +145,15 @@ struct PreprocessorIntegrationTests {
         for (index, window) in windows.enumerated() {
             let end = 3727 + index
             #expect(window.windowEndOpenTime == history[end].openTime)
-            #expect(window.closes == history[(end - 13)...end].map(\.close))
+            // The most recent closes, enough for a model of any window a spec allows (not only CANDLECAST_FEATURE_WINDOW's 14).
+            #expect(window.closes == history[(end - DatasetPolicy.windowCloses + 1)...end].map(\.close))
             #expect(window.gapIntervals == 0)
         }
         #expect(versions == Array(2...13))  // 366 new candles: a version after every 30
         #expect(windows.last?.datasetVersion == 13)
         // Older versions stay readable and unchanged.
-        let first = try await pipeline.client.query("SELECT row_count, training_end, array_length(closes, 1) FROM features.dataset_versions_v1 WHERE version = 1")[0]
+        let first = try await pipeline.client.query(
+            "SELECT row_count, training_end, array_length(closes, 1) FROM features.dataset_versions_v1 WHERE version = 1")[0]
         #expect(try first.decode(0, as: Int.self) == 3727)
         #expect(try first.decode(1, as: Int.self) == Int(3727 * 0.7))
         #expect(try first.decode(2, as: Int.self) == 3727)
@@ -145,7 +164,12 @@ struct PreprocessorIntegrationTests {
         let full = try await pipeline.client.transaction { connection in
             try FeatureStore.createVersion(pair: "XBTUSD", interval: .oneDay, policy: DatasetPolicy(), reason: "test", on: connection)
         }
-        let latest = try await pipeline.client.query("SELECT row_count, training_end, scaler_minimum, scaler_maximum FROM features.dataset_versions WHERE version = \(full?.0.version ?? -1)")[0]
+        let latest = try await pipeline.client.query(
+            """
+            SELECT row_count, training_end, scaler_minimum, scaler_maximum
+            FROM features.dataset_versions WHERE version = \(full?.0.version ?? -1)
+            """
+        )[0]
         #expect(try latest.decode(0, as: Int.self) == 4093)
         #expect(try latest.decode(1, as: Int.self) == 2865)
         #expect(full?.created == true)
@@ -179,15 +203,18 @@ struct PreprocessorIntegrationTests {
         let event = try await pipeline.storeLive(row)
         let outcome = try await pipeline.client.transaction { try preprocessing.process(event, on: $0) }
         let window = try #require(outcome.window)
-        #expect(window.volumes?.count == 14)
+        #expect(window.volumes?.count == DatasetPolicy.windowCloses)
+        #expect(window.volumes?.count == window.closes.count)
         #expect(window.volumes?.last == Double(row.volume))
-        let stored = try await pipeline.client.query("SELECT feature, array_length(volumes, 1), volumes[array_length(volumes, 1)]::text FROM features.dataset_versions_v1")[0]
+        let stored = try await pipeline.client.query(
+            "SELECT feature, array_length(volumes, 1), volumes[array_length(volumes, 1)]::text FROM features.dataset_versions_v1")[0]
         #expect(try stored.decode(0, as: String.self) == "close,volume")
         #expect(try stored.decode(1, as: Int.self) == 3728)
         #expect(try stored.decode(2, as: String.self) == row.volume)
         // Without the feature, windows carry no volumes.
         let plain = try WindowBuilder.window(
-            rows: sharedRows().prefix(14).map { $0 }, pair: "XBTUSD", interval: .oneDay, windowLength: 14, datasetVersion: 1, scaler: MinMaxScaler(minimum: 1, maximum: 2))
+            rows: sharedRows().prefix(14).map { $0 }, pair: "XBTUSD", interval: .oneDay, windowLength: 14, datasetVersion: 1,
+            scaler: MinMaxScaler(minimum: 1, maximum: 2))
         #expect(plain?.volumes == nil)
         await pipeline.tearDown()
     }
@@ -198,10 +225,14 @@ struct PreprocessorIntegrationTests {
         let broker = try TestEnvironment.broker()
         let logger = TestEnvironment.logger
         let suffix = UUID().uuidString.prefix(8).lowercased()
-        let inputQueue = "test.preprocessor-candles.\(suffix)", outputQueue = "test.preprocessor-windows.\(suffix)"
+        let inputQueue = "test.preprocessor-candles.\(suffix)"
+        let outputQueue = "test.preprocessor-windows.\(suffix)"
         let topology = ServiceName.preprocessor.topology.merged(
             with: Topology(
-                queues: [Topology.Queue(name: inputQueue, deadLetterExchange: Exchange.deadLetters, deadLetterRoutingKey: "test-\(suffix)"), Topology.Queue(name: outputQueue), Topology.Queue(name: "test.dead.\(suffix)")],
+                queues: [
+                    Topology.Queue(name: inputQueue, deadLetterExchange: Exchange.deadLetters, deadLetterRoutingKey: "test-\(suffix)"),
+                    Topology.Queue(name: outputQueue), Topology.Queue(name: "test.dead.\(suffix)"),
+                ],
                 bindings: [
                     Topology.Binding(queue: outputQueue, exchange: Exchange.events, routingKey: "features.window.xbtusd.1d"),
                     Topology.Binding(queue: "test.dead.\(suffix)", exchange: Exchange.deadLetters, routingKey: "test-\(suffix)"),
@@ -209,14 +240,21 @@ struct PreprocessorIntegrationTests {
         let publisher = try Publisher(configuration: broker, options: Publisher.Options(topology: topology), logger: logger)
         let input = try Consumer(
             configuration: broker,
-            options: Consumer.Options(queue: inputQueue, topology: topology, deadLetterRoute: DeadLetterRoute(exchange: Exchange.deadLetters, routingKey: "test-\(suffix)")),
+            options: Consumer.Options(
+                queue: inputQueue, topology: topology,
+                deadLetterRoute: DeadLetterRoute(exchange: Exchange.deadLetters, routingKey: "test-\(suffix)")),
             deadLetterPublisher: publisher, logger: logger)
         let output = try Consumer(configuration: broker, options: Consumer.Options(queue: outputQueue, topology: topology), logger: logger)
-        let dead = try Consumer(configuration: broker, options: Consumer.Options(queue: "test.dead.\(suffix)", topology: topology), logger: logger)
-        let windows = DeliveryCollector(output), deadLetters = DeliveryCollector(dead)
+        let dead = try Consumer(
+            configuration: broker, options: Consumer.Options(queue: "test.dead.\(suffix)", topology: topology), logger: logger)
+        let windows = DeliveryCollector(output)
+        let deadLetters = DeliveryCollector(dead)
         let preprocessing = Preprocessing(policy: DatasetPolicy())
-        let consuming = Task { await PreprocessorService.consume(input, preprocessing: preprocessing, database: pipeline.client, logger: logger) }
-        let relay = OutboxRelay(schema: FeaturesSchema.name, database: pipeline.client, publisher: publisher, logger: logger, pollInterval: .milliseconds(20))
+        let consuming = Task {
+            await PreprocessorService.consume(input, preprocessing: preprocessing, database: pipeline.client, logger: logger)
+        }
+        let relay = OutboxRelay(
+            schema: FeaturesSchema.name, database: pipeline.client, publisher: publisher, logger: logger, pollInterval: .milliseconds(20))
         let relaying = Task { try await relay.run() }
 
         let rows2024 = Array(try FakeKraken.Row.load(csv: dataDirectory + "/kraken_XBTUSD_1440_2024.csv").prefix(40))
@@ -228,7 +266,8 @@ struct PreprocessorIntegrationTests {
             if row.time == rows2024[5].time { messages.append(message) }  // a redelivery
         }
         var poison = messages[0]
-        poison.body = Array(#"{"pair":"XBTUSD","interval":"1d","open_time":1,"open":"-1","high":"1","low":"1","close":"1","volume":"1","revision":0}"#.utf8)
+        poison.body = Array(
+            #"{"pair":"XBTUSD","interval":"1d","open_time":1,"open":"-1","high":"1","low":"1","close":"1","volume":"1","revision":0}"#.utf8)
         messages.insert(poison, at: 3)
         try await publisher.publish(contentsOf: messages)
 

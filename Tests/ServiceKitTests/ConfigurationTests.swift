@@ -45,7 +45,9 @@ struct ConfigurationTests {
         #expect(problem(["CANDLECAST_AMQP_PASSWORD": "a"])?.contains("CANDLECAST_DATABASE_PASSWORD") == true)
         #expect(problem(secrets.merging(["CANDLECAST_HTTP_PORT": "eighty"]) { $1 })?.contains("CANDLECAST_HTTP_PORT") == true)
         #expect(problem(secrets.merging(["CANDLECAST_LOG_LEVEL": "loud"]) { $1 })?.contains("CANDLECAST_LOG_LEVEL") == true)
-        #expect(problem(["CANDLECAST_AMQP_PASSWORD_FILE": "/nonexistent/secret", "CANDLECAST_DATABASE_PASSWORD": "b"])?.contains("cannot read /nonexistent/secret") == true)
+        #expect(
+            problem(["CANDLECAST_AMQP_PASSWORD_FILE": "/nonexistent/secret", "CANDLECAST_DATABASE_PASSWORD": "b"])?.contains(
+                "cannot read /nonexistent/secret") == true)
         #expect(problem(secrets) == nil)
     }
 }

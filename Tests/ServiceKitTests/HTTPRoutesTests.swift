@@ -9,7 +9,8 @@ import Testing
 /// numbers and names from a request used without range checks.
 @Suite("HTTP routes and input", .serialized)
 struct HTTPRoutesTests {
-    @Test("a known path asked with an undeclared method is 405 with Allow; OPTIONS is 204; GET routes answer HEAD; a handler's 404 stays 404")
+    @Test(
+        "a known path asked with an undeclared method is 405 with Allow; OPTIONS is 204; GET routes answer HEAD; a handler's 404 stays 404")
     func methodNotAllowed() async throws {
         let router = Router()
         let routes = DeclaredRoutes(router)

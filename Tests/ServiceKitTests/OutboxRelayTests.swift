@@ -25,8 +25,14 @@ struct OutboxRelayTests {
         let database = try await TestDatabase.create()
         let client = database.client(connections: 4)
         let virtualHost = try await TestVirtualHost.create()
-        defer { Task { await virtualHost.delete(); await database.drop() } }
-        try await client.migrate(SchemaMigrations(schema: Self.schema, migrations: [Outbox.migration(version: 1)]), logger: TestEnvironment.logger)
+        defer {
+            Task {
+                await virtualHost.delete()
+                await database.drop()
+            }
+        }
+        try await client.migrate(
+            SchemaMigrations(schema: Self.schema, migrations: [Outbox.migration(version: 1)]), logger: TestEnvironment.logger)
 
         let broker = try virtualHost.broker()
         let queue = TestEnvironment.uniqueName("test.outbox-deliveries")
@@ -34,14 +40,20 @@ struct OutboxRelayTests {
             exchanges: [Topology.Exchange(name: Self.exchange, kind: .topic)], queues: [Topology.Queue(name: queue)],
             bindings: [Topology.Binding(queue: queue, exchange: Self.exchange, routingKey: "probe.#")])
         let logger = TestEnvironment.logger
-        let consumer = try Consumer(configuration: broker, options: Consumer.Options(queue: queue, prefetch: 1000, topology: topology), logger: logger)
+        let consumer = try Consumer(
+            configuration: broker, options: Consumer.Options(queue: queue, prefetch: 1000, topology: topology), logger: logger)
         let collector = DeliveryCollector(consumer)
         try await eventually("the consumer") { consumer.isConnected }
         // One publisher and one connection pool per relay, as two processes would have.
-        let publishers = try (0..<2).map { _ in try Publisher(configuration: broker, options: Publisher.Options(topology: topology), logger: logger) }
+        let publishers = try (0..<2).map { _ in
+            try Publisher(configuration: broker, options: Publisher.Options(topology: topology), logger: logger)
+        }
         let pools = [client, database.client(connections: 2)]
-        let options = OutboxOptions(batchSize: 50, pollInterval: .milliseconds(10), retention: .seconds(3600), pruneInterval: .seconds(3600))
-        let relays = (0..<2).map { OutboxRelay(schema: Self.schema, database: pools[$0], publisher: publishers[$0], logger: logger, options: options) }
+        let options = OutboxOptions(
+            batchSize: 50, pollInterval: .milliseconds(10), retention: .seconds(3600), pruneInterval: .seconds(3600))
+        let relays = (0..<2).map {
+            OutboxRelay(schema: Self.schema, database: pools[$0], publisher: publishers[$0], logger: logger, options: options)
+        }
         let running = relays.map { relay in Task { try await relay.run() } }
 
         let started = ContinuousClock.now
@@ -53,7 +65,8 @@ struct OutboxRelayTests {
                         try await client.transaction { connection in
                             for sequence in chunk..<chunk + 20 {
                                 try Outbox.enqueue(
-                                    Envelope(payload: RelayProbe(sequence: sequence)), routingKey: "probe.\(sequence % 7)", exchange: Self.exchange,
+                                    Envelope(payload: RelayProbe(sequence: sequence)), routingKey: "probe.\(sequence % 7)",
+                                    exchange: Self.exchange,
                                     schema: Self.schema, on: connection)
                             }
                         }
@@ -73,27 +86,37 @@ struct OutboxRelayTests {
         let ids = collector.deliveries.compactMap(\.properties.messageID)
         let counts = Dictionary(ids.map { ($0, 1) }, uniquingKeysWith: +)
         let duplicates = counts.values.filter { $0 > 1 }.count
-        let sequences = Set(collector.bodies.compactMap { body -> Int? in
-            guard let data = body.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
-            let payload = object["payload"] as? [String: Any] ?? object
-            return (payload["sequence"] as? NSNumber)?.intValue
-        })
+        let sequences = Set(
+            collector.bodies.compactMap { body -> Int? in
+                guard let data = body.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+                else { return nil }
+                let payload = object["payload"] as? [String: Any] ?? object
+                return (payload["sequence"] as? NSNumber)?.intValue
+            })
         print("outbox relay: \(events) events, \(ids.count) deliveries, \(counts.count) distinct ids, \(duplicates) duplicated, \(elapsed)")
         #expect(ids.count == events)
         #expect(counts.count == events)
         #expect(duplicates == 0)
         #expect(sequences.count == events)
         #expect(try await relays[0].backlogCount() == 0)
-        let unpublished = try await client.query("SELECT count(*) FROM relaytest.outbox WHERE published_at IS NULL")[0].decode(0, as: Int.self)
+        let unpublished = try await client.query("SELECT count(*) FROM relaytest.outbox WHERE published_at IS NULL")[0].decode(
+            0, as: Int.self)
         #expect(unpublished == 0)
 
         // Pruning: rows published 2 hours ago go (retention 1 hour), recent and unpublished ones stay.
-        let aged = try await client.execute("UPDATE relaytest.outbox SET published_at = now() - interval '2 hours' WHERE id IN (SELECT id FROM relaytest.outbox ORDER BY id LIMIT 1500)")
+        let aged = try await client.execute(
+            """
+            UPDATE relaytest.outbox SET published_at = now() - interval '2 hours'
+            WHERE id IN (SELECT id FROM relaytest.outbox ORDER BY id LIMIT 1500)
+            """
+        )
         #expect(aged == 1500)
         for task in running { task.cancel() }
         for task in running { _ = try? await task.value }
         try await client.transaction { connection in
-            try Outbox.enqueue(Envelope(payload: RelayProbe(sequence: -1)), routingKey: "probe.late", exchange: Self.exchange, schema: Self.schema, on: connection)
+            try Outbox.enqueue(
+                Envelope(payload: RelayProbe(sequence: -1)), routingKey: "probe.late", exchange: Self.exchange, schema: Self.schema,
+                on: connection)
         }
         let pruner = OutboxRelay(
             schema: Self.schema, database: client, publisher: publishers[0], logger: logger,
@@ -113,7 +136,8 @@ struct OutboxRelayTests {
         let defaults = try OutboxOptions(EnvironmentReader([:]))
         #expect(defaults.retention == .seconds(7 * 86_400))
         #expect(defaults.pruneInterval == .seconds(300))
-        let custom = try OutboxOptions(EnvironmentReader(["CANDLECAST_OUTBOX_RETENTION_HOURS": "1", "CANDLECAST_OUTBOX_PRUNE_SECONDS": "30"]))
+        let custom = try OutboxOptions(
+            EnvironmentReader(["CANDLECAST_OUTBOX_RETENTION_HOURS": "1", "CANDLECAST_OUTBOX_PRUNE_SECONDS": "30"]))
         #expect(custom.retention == .seconds(3600))
         #expect(custom.pruneInterval == .seconds(30))
         #expect(throws: ConfigurationError.self) { try OutboxOptions(EnvironmentReader(["CANDLECAST_OUTBOX_RETENTION_HOURS": "-1"])) }

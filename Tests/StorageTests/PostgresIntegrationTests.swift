@@ -9,7 +9,8 @@ struct PostgresIntegrationTests {
     let logger = TestEnvironment.logger
 
     func makeClient(connections: Int = 2) throws -> PostgresClient {
-        PostgresClient(configuration: try TestEnvironment.database(), options: PostgresClient.Options(connections: connections), logger: logger)
+        PostgresClient(
+            configuration: try TestEnvironment.database(), options: PostgresClient.Options(connections: connections), logger: logger)
     }
 
     static let hostileStrings = [
@@ -119,7 +120,14 @@ struct PostgresIntegrationTests {
             schema: schema,
             migrations: [
                 Migration(version: 1, name: "candles", sql: "CREATE TABLE candles (open_time bigint PRIMARY KEY, close numeric NOT NULL);"),
-                Migration(version: 2, name: "rejected", sql: "CREATE TABLE rejected (id bigserial PRIMARY KEY, reason text NOT NULL); INSERT INTO rejected (reason) VALUES ('seed');"),
+                Migration(
+                    version: 2, name: "rejected",
+                    sql:
+                        """
+                        CREATE TABLE rejected (id bigserial PRIMARY KEY, reason text NOT NULL); INSERT INTO rejected (reason) VALUES \
+                        ('seed');
+                        """
+                ),
             ])
         let first = try makeClient()
         let second = try makeClient()
@@ -151,7 +159,9 @@ struct PostgresIntegrationTests {
         #expect(try summary.decode(1, as: Decimal.self) == Decimal(string: "3350000000")!)
         #expect(try summary.decode(2, as: Int.self) == 50_000 - 7143)
         let error = await #expect(throws: PostgresError.self) {
-            try await client.withConnection { try $0.copy(into: table, columns: ["open_time", "close", "note"], rows: [["1", "oops", nil]]) }
+            try await client.withConnection {
+                try $0.copy(into: table, columns: ["open_time", "close", "note"], rows: [["1", "oops", nil]])
+            }
         }
         #expect(error?.sqlState == "22P02")
         #expect(try await client.query("SELECT count(*) FROM \(identifier: table)")[0].decode(0, as: Int.self) == 50_000)
@@ -175,7 +185,8 @@ struct PostgresIntegrationTests {
     func connectionErrors() async throws {
         var configuration = try TestEnvironment.database()
         configuration.password = "wrong"
-        let client = PostgresClient(configuration: configuration, options: PostgresClient.Options(connections: 1, reconnectAttempts: 0), logger: logger)
+        let client = PostgresClient(
+            configuration: configuration, options: PostgresClient.Options(connections: 1, reconnectAttempts: 0), logger: logger)
         let error = await #expect(throws: PostgresError.self) { try await client.query("SELECT 1") }
         #expect(error?.code == .connectionFailed)
         #expect(error?.message.contains("password authentication failed") == true)

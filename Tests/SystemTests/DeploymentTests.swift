@@ -34,16 +34,21 @@ struct DeploymentTests {
         for service in Self.services {
             let folder = "Services/" + service.prefix(1).uppercased() + service.dropFirst()
             let sources = try ([folder] + Self.sharedFolders).flatMap(swiftSources)
-            var read = Set<String>(), defaulted = Set<String>(), secrets = Set<String>()
+            var read = Set<String>()
+            var defaulted = Set<String>()
+            var secrets = Set<String>()
             for text in sources {
                 for match in text.matches(of: /"(CANDLECAST_[A-Z0-9_]+)"/) { read.insert(String(match.1)) }
-                for match in text.matches(of: /\.(?:string|int|double)\("(CANDLECAST_[A-Z0-9_]+)", default:/) { defaulted.insert(String(match.1)) }
+                for match in text.matches(of: /\.(?:string|int|double)\("(CANDLECAST_[A-Z0-9_]+)", default:/) {
+                    defaulted.insert(String(match.1))
+                }
                 for match in text.matches(of: /\.secret\("(CANDLECAST_[A-Z0-9_]+)"\)/) { secrets.insert(String(match.1)) }
             }
             let environment = Set((config["services"]?[dynamicMember: service]?["environment"] as? [String: Any] ?? [:]).keys)
             #expect(!environment.isEmpty, "\(service) has no environment in the compose file")
             for key in read.sorted() where !key.hasSuffix("_FILE") {
-                let covered = environment.contains(key) || environment.contains(key + "_FILE") || defaulted.contains(key)
+                let covered =
+                    environment.contains(key) || environment.contains(key + "_FILE") || defaulted.contains(key)
                     || (secrets.contains(key) && Self.optionalSecrets.contains(key))
                 #expect(covered, "\(service) reads \(key), which compose does not set and the code has no default for")
             }
@@ -74,8 +79,14 @@ struct DeploymentTests {
         let compose = Self.root.appendingPathComponent("compose/docker-compose.yml").path
         let output = NSTemporaryDirectory() + "candlecast-compose.json"
         let status = try await shell(
-            "docker-compose -f \(compose) --env-file \(envFile) config | python3 -c 'import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)' > \(output)")
-        guard status == 0, let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output))) as? [String: Any] else {
+            """
+            docker-compose -f \(compose) --env-file \(envFile) config | python3 -c 'import json, sys, yaml; \
+            json.dump(yaml.safe_load(sys.stdin), sys.stdout)' > \(output)
+            """
+        )
+        guard status == 0,
+            let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output))) as? [String: Any]
+        else {
             throw TestSetupError("docker-compose config failed (\(status))")
         }
         return object.compactMapValues { $0 as? [String: Any] }.mapValues { $0 }

@@ -6,14 +6,21 @@ import Testing
 
 @Suite("End to end", .serialized)
 struct EndToEndTests {
-    @Test("history to 2023, a sweep on two trainers, a champion, 2024 replayed: one forecast per closed candle, each scored, received by both subscribers, shown by the monitor")
+    @Test(
+        """
+        history to 2023, a sweep on two trainers, a champion, 2024 replayed: one forecast per closed candle, each scored, received by both \
+        subscribers, shown by the monitor
+        """
+    )
     func wholeSystem() async throws {
-        let clock = ContinuousClock(), started = clock.now
+        let clock = ContinuousClock()
+        let started = clock.now
         let system = try await SystemHarness(basePort: 18_580)
         try await system.run {
             try await system.startAll()
             // Both subscribers are in place before the first forecast: the Swift client and the pika example's queue.
-            let client = try ForecastSubscriber(broker: system.broker, options: .init(queue: "e2e.client", pair: "XBTUSD"), logger: TestEnvironment.logger)
+            let client = try ForecastSubscriber(
+                broker: system.broker, options: .init(queue: "e2e.client", pair: "XBTUSD"), logger: TestEnvironment.logger)
             try await BrokerAdmin.declare(
                 Topology(
                     exchanges: [Topology.Exchange(name: Exchange.events, kind: .topic)], queues: [Topology.Queue(name: "e2e.pika")],
@@ -27,20 +34,26 @@ struct EndToEndTests {
             try await system.waitForRuns(2)
             let runs = await system.runs()
             #expect(runs.allSatisfy { $0["status"] as? String == "finished" })
-            #expect(Set(runs.compactMap { $0["trainer"] as? String }).count == 2, "each trainer took a job: \(runs.map { $0["trainer"] ?? "-" })")
+            #expect(
+                Set(runs.compactMap { $0["trainer"] as? String }).count == 2,
+                "each trainer took a job: \(runs.map { $0["trainer"] ?? "-" })")
             let decision = try await system.ensureChampion(sweepID: try #require(runs.first?["sweep_id"] as? String))
             #expect(!(decision["reason"] as? String ?? "").isEmpty, "the gate records why")
-            try await eventually(timeout: .seconds(60), "the forecast of the window parked before the champion") { received.values.count >= 1 }
+            try await eventually(timeout: .seconds(60), "the forecast of the window parked before the champion") {
+                received.values.count >= 1
+            }
             let firstForecastAt = clock.now
 
             // The CLI tails forecasts too.
-            let tail = try system.cli(["forecasts", "tail", "--count", "2", "--json"])
+            let tail = try system.cli(["forecasts", "tail", "--count", "0", "--exit-after", "2", "--json"])
             try await Task.sleep(for: .seconds(1))
 
             // 2024, one candle at a time as fast as the ingestor polls (every second).
             try await system.tick(system.rows2024.count)
             let expected = system.expectedTargets
-            try await eventually(timeout: .seconds(300), "\(expected.count) forecasts at the Swift client") { Set(received.values.map(\.targetOpenTime)).count == expected.count }
+            try await eventually(timeout: .seconds(300), "\(expected.count) forecasts at the Swift client") {
+                Set(received.values.map(\.targetOpenTime)).count == expected.count
+            }
             let replayed = clock.now
             try await Task.sleep(for: .seconds(1))
             let forecasts = received.values
@@ -49,23 +62,32 @@ struct EndToEndTests {
             #expect(Set(forecasts.map(\.modelVersion)).count == 1)
 
             let pikaLines = try await PikaExample.run(queue: "e2e.pika", pair: "xbtusd", count: expected.count, url: system.vhost.url)
-            let pikaTargets = Set(pikaLines.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["target_open_time"] as? Int64 })
+            let pikaTargets = Set(
+                pikaLines.compactMap {
+                    (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["target_open_time"] as? Int64
+                })
             #expect(pikaLines.count == expected.count && pikaTargets == expected)
 
             // Every forecast of a 2024 candle is scored against the CSV's close; 2025-01-01 is not yet.
             let closes = Dictionary(uniqueKeysWithValues: system.rows2024.map { ($0.time, Double($0.close)!) })
-            try await eventually(timeout: .seconds(60), "366 scored forecasts") { try await system.storedForecasts().filter { $0.actual != nil }.count == 366 }
-            let history = try #require(await getJSON(system.predictorURL + "/v1/forecasts?pair=XBTUSD&interval=1d&from=\(system.rows2024[0].time)&limit=1000") as? [[String: Any]])
+            try await eventually(timeout: .seconds(60), "366 scored forecasts") {
+                try await system.storedForecasts().filter { $0.actual != nil }.count == 366
+            }
+            let history = try #require(
+                await getJSON(system.predictorURL + "/v1/forecasts?pair=XBTUSD&interval=1d&from=2024-01-01&limit=1000") as? [[String: Any]])
             #expect(history.count == expected.count)
             for row in history {
-                let target = try #require(row["target_open_time"] as? Int64)
-                let predicted = try #require(row["predicted_close"] as? Double), last = try #require(row["last_close"] as? Double)
+                // RFC 3339 UTC, as every API writes times (docs/predictor-openapi.yaml).
+                let target = Int64(
+                    try #require((row["target_open_time"] as? String).flatMap { try? Date($0, strategy: .iso8601) }).timeIntervalSince1970)
+                let predicted = try #require(row["predicted_close"] as? Double)
+                let last = try #require(row["last_close"] as? Double)
                 if let actual = closes[target] {
                     #expect(row["actual_close"] as? Double == actual)
                     #expect(abs((row["absolute_error"] as? Double ?? -1) - abs(predicted - actual)) < 1e-6)
                     #expect(abs((row["naive_absolute_error"] as? Double ?? -1) - abs(last - actual)) < 1e-6)
                 } else {
-                    #expect(row["actual_close"] is NSNull, "\(target) has no actual candle yet")
+                    #expect(row["actual_close"] == nil, "\(target) has no actual candle yet")
                 }
             }
 
@@ -81,7 +103,9 @@ struct EndToEndTests {
 
             // The admin CLI against the running system: answers, and errors with their exit codes.
             #expect(try await tail.waitForExit(timeout: .seconds(30)) == 0)
-            #expect(tail.log.split(separator: "\n").filter { $0.hasPrefix("{") && $0.contains("\"predicted_close\"") }.count == 2, "\(tail.log)")
+            #expect(
+                tail.log.split(separator: "\n").filter { $0.hasPrefix("{") && $0.contains("\"predicted_close\"") }.count == 2, "\(tail.log)"
+            )
             let status = try await system.runCLI(["status"])
             #expect(status.code == 0 && status.output.components(separatedBy: " ready").count - 1 == 7, "\(status.output)")
             #expect(status.output.contains("latest forecast: XBTUSD 1d close of 2025-01-01"))
@@ -102,7 +126,12 @@ struct EndToEndTests {
             #expect(unreachable.code == 2 && unreachable.output.contains("cannot reach"), "\(unreachable.output)")
             #expect(try await system.runCLI(["models", "promote", "not-a-number"]).code == 64)
 
-            print("end-to-end: first forecast \(firstForecastAt - started) after the start (backfill, sweep and promotion included); 366 candles replayed and forecast in \(replayed - firstForecastAt)")
+            print(
+                """
+                end-to-end: first forecast \(firstForecastAt - started) after the start (backfill, sweep and promotion included); 366 \
+                candles replayed and forecast in \(replayed - firstForecastAt)
+                """
+            )
             await client.stop()
             await clientTask.value
             for (role, status) in try await system.stopAll() { #expect(status == 0, "\(role) did not stop cleanly") }

@@ -10,7 +10,12 @@ import Testing
 /// of them, and the genuine events behind them apply.
 @Suite("Forged events", .serialized)
 struct ForgedEventTests {
-    @Test("a forged candle, an overflowing interval and a promotion of v9999: dead-lettered with reasons; the real promotion behind them applies")
+    @Test(
+        """
+        a forged candle, an overflowing interval and a promotion of v9999: dead-lettered with reasons; the real promotion behind them \
+        applies
+        """
+    )
     func forgedEventsAreDeadLettered() async throws {
         let system = try await SystemHarness(basePort: 19_080)
         try await system.run {
@@ -21,16 +26,19 @@ struct ForgedEventTests {
             try await system.ensureChampion(sweepID: try #require(runs.first?["sweep_id"] as? String))
             // A second sweep registers a second version, the one the real promotion will move the champion to.
             let sweep = await httpRequest(
-                "POST", system.registryURL + "/v1/sweeps", headers: ["Authorization": "Bearer \(system.token)", "Content-Type": "application/json"],
+                "POST", system.registryURL + "/v1/sweeps",
+                headers: ["Authorization": "Bearer \(system.token)", "Content-Type": "application/json"],
                 body: Data(#"{"pair":"XBTUSD","interval":"1d","dataset_version":1}"#.utf8))
             #expect((200..<300).contains(sweep?.status ?? 0))
             try await system.waitForRuns(4)
             try await eventually(timeout: .seconds(30), "two model versions") {
                 (await getJSON(system.registryURL + "/v1/models/\(SystemHarness.modelName)/versions") as? [[String: Any]])?.count == 2
             }
-            let versions = try #require(await getJSON(system.registryURL + "/v1/models/\(SystemHarness.modelName)/versions") as? [[String: Any]])
+            let versions = try #require(
+                await getJSON(system.registryURL + "/v1/models/\(SystemHarness.modelName)/versions") as? [[String: Any]])
             let champion = try #require(versions.first { ($0["aliases"] as? [String])?.contains("champion") == true }?["version"] as? Int)
-            let other = try #require(versions.compactMap { $0["version"] as? Int }.first { $0 != champion }, "versions: \(versions), runs: \(runs)")
+            let other = try #require(
+                versions.compactMap { $0["version"] as? Int }.first { $0 != champion }, "versions: \(versions), runs: \(runs)")
             try await eventually(timeout: .seconds(60), "the first forecast, by the champion") {
                 try await system.client.query("SELECT count(*) FROM predictions.forecasts").first?.decode(0, as: Int.self) == 1
             }
@@ -47,16 +55,32 @@ struct ForgedEventTests {
             }
             let forgedCandle = raw(
                 CandleClosed.messageType, "candle.closed.xbtusd.1d",
-                #"{"pair":"XBTUSD","interval":"1d","open_time":\#(day.time),"open":"10","high":"5","low":"20","close":"1","volume":"1","trades":1,"revision":0}"#)
+                #"""
+                {"pair":"XBTUSD","interval":"1d","open_time":\#(day.time),"open":"10","high":"5","low":"20","close":"1","volume":"1",\#
+                "trades":1,"revision":0}
+                """#
+            )
             let overflowingInterval = raw(
                 CandleClosed.messageType, "candle.closed.xbtusd.1d",
-                #"{"pair":"XBTUSD","interval":"99999999999999999d","open_time":\#(day.time),"open":"1","high":"1","low":"1","close":"1","volume":"1","trades":1,"revision":0}"#)
+                #"""
+                {"pair":"XBTUSD","interval":"99999999999999999d","open_time":\#(day.time),"open":"1","high":"1","low":"1","close":"1",\#
+                "volume":"1","trades":1,"revision":0}
+                """#
+            )
             let overflowingTime = raw(
                 CandleClosed.messageType, "candle.closed.xbtusd.1d",
-                #"{"pair":"XBTUSD","interval":"1d","open_time":9223372036854775807,"open":"1","high":"1","low":"1","close":"1","volume":"1","trades":1,"revision":0}"#)
+                #"""
+                {"pair":"XBTUSD","interval":"1d","open_time":9223372036854775807,"open":"1","high":"1","low":"1","close":"1","volume":"1",\#
+                "trades":1,"revision":0}
+                """#
+            )
             let unknownVersion = raw(
                 ModelPromoted.messageType, "model.promoted.\(SystemHarness.modelName)",
-                #"{"model_name":"\#(SystemHarness.modelName)","alias":"champion","version":9999,"reason":"forged","pair":"XBTUSD","interval":"1d","dataset_version":1,"artifact_crc32":1}"#)
+                #"""
+                {"model_name":"\#(SystemHarness.modelName)","alias":"champion","version":9999,"reason":"forged","pair":"XBTUSD",\#
+                "interval":"1d","dataset_version":1,"artifact_crc32":1}
+                """#
+            )
             try await publisher.publish(contentsOf: [forgedCandle, overflowingInterval, overflowingTime, unknownVersion])
             await publisher.close()
 
@@ -64,7 +88,9 @@ struct ForgedEventTests {
             let answer = await httpRequest(
                 "POST", system.registryURL + "/v1/models/\(SystemHarness.modelName)/promote",
                 headers: ["Authorization": "Bearer \(system.token)", "Content-Type": "application/json"],
-                body: try JSONSerialization.data(withJSONObject: ["version": other, "reason": "system test: a real promotion behind a forged one"]))
+                body: try JSONSerialization.data(withJSONObject: [
+                    "version": other, "reason": "system test: a real promotion behind a forged one",
+                ]))
             #expect(answer?.status == 200)
 
             // Each consumer of candle.closed dead-letters the three forged candles; the predictor and the monitor the
@@ -75,7 +101,8 @@ struct ForgedEventTests {
                 return expected.allSatisfy { counts[$0.key, default: 0] - deadBefore[$0.key, default: 0] == $0.value }
             }
             for (service, count) in expected {
-                let consumer = try Consumer(configuration: system.broker, options: Consumer.Options(queue: service.deadLetterQueue), logger: TestEnvironment.logger)
+                let consumer = try Consumer(
+                    configuration: system.broker, options: Consumer.Options(queue: service.deadLetterQueue), logger: TestEnvironment.logger)
                 let collector = DeliveryCollector(consumer)
                 try await eventually(timeout: .seconds(30), "\(service) dead letters read") { collector.deliveries.count == count }
                 let reasons = collector.deliveries.map { $0.properties.headers[DeadLetterHeader.reason]?.stringValue ?? "" }
@@ -99,7 +126,8 @@ struct ForgedEventTests {
             #expect(try (0..<4).map { try stored[0].decode($0, as: Int.self) } == [0, 0, 0, 0])
             // The real promotion applied: the predictor serves it and the monitor shows it; v9999 appears nowhere.
             try await eventually(timeout: .seconds(30), "the predictor on the promoted version") {
-                (await getJSON(system.predictorURL + "/v1/model?pair=XBTUSD&interval=1d") as? [String: Any])?["model_version"] as? Int == other
+                (await getJSON(system.predictorURL + "/v1/model?pair=XBTUSD&interval=1d") as? [String: Any])?["model_version"] as? Int
+                    == other
             }
             try await eventually(timeout: .seconds(30), "the monitor showing the promoted version") {
                 let metrics = await httpGet(system.monitorURL + "/metrics")?.body ?? ""
@@ -111,13 +139,21 @@ struct ForgedEventTests {
             try await eventually(timeout: .seconds(60), "the genuine candle scored and the next forecast made by the promoted version") {
                 let row = try await system.client.query(
                     """
-                    SELECT (SELECT count(*) FROM predictions.forecasts WHERE target_open_time = \(day.time) AND actual_close = \(Double(day.close)!)),
-                           (SELECT count(*) FROM predictions.forecasts WHERE target_open_time = \(day.time + 86_400) AND model_version = \(other))
+                    SELECT (SELECT count(*) FROM predictions.forecasts
+                            WHERE target_open_time = \(day.time) AND actual_close = \(Double(day.close)!)),
+                           (SELECT count(*) FROM predictions.forecasts
+                            WHERE target_open_time = \(day.time + 86_400) AND model_version = \(other))
                     """)
                 return try row[0].decode(0, as: Int.self) == 1 && row[0].decode(1, as: Int.self) == 1
             }
             for role in SystemHarness.roles { try await system.waitReady(role) }
-            print("reliability | forged events with a valid envelope (impossible prices, interval 99999999999999999d, open_time 2^63-1, promotion of v9999) | dead-lettered with reasons by preprocessor 3, predictor 4, monitor 4 | 0 stored, 0 shown | the real promotion behind them applied; the genuine candle scored")
+            print(
+                """
+                reliability | forged events with a valid envelope (impossible prices, interval 99999999999999999d, open_time 2^63-1, \
+                promotion of v9999) | dead-lettered with reasons by preprocessor 3, predictor 4, monitor 4 | 0 stored, 0 shown | the real \
+                promotion behind them applied; the genuine candle scored
+                """
+            )
         }
     }
 

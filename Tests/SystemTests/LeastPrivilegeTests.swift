@@ -49,7 +49,12 @@ struct LeastPrivilegeTests {
                 await client.close()
             }
             for (role, status) in try await system.stopAll() { #expect(status == 0, "\(role) did not stop cleanly") }
-            print("reliability | a database role per service: the whole pipeline ran (31 forecasts) while \(denied.count) out-of-bounds statements were refused with SQLSTATE 42501")
+            print(
+                """
+                reliability | a database role per service: the whole pipeline ran (31 forecasts) while \(denied.count) out-of-bounds \
+                statements were refused with SQLSTATE 42501
+                """
+            )
         }
     }
 

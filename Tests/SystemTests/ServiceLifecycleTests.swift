@@ -7,7 +7,8 @@ import Testing
 struct ServiceLifecycleTests {
     static let services = ["ingestor", "preprocessor", "trainer", "registry", "predictor", "monitor"]
 
-    @Test("starts, becomes ready once broker and database are up, and exits 0 within 5 s of SIGTERM", arguments: Array(services.enumerated()))
+    @Test(
+        "starts, becomes ready once broker and database are up, and exits 0 within 5 s of SIGTERM", arguments: Array(services.enumerated()))
     func startsBecomesReadyAndStopsOnSigterm(index: Int, name: String) async throws {
         let port = 18_100 + index
         let service = try ServiceProcess(name, environment: ["CANDLECAST_HTTP_PORT": "\(port)", "CANDLECAST_LOG_LEVEL": "info"])
@@ -39,7 +40,9 @@ struct ServiceLifecycleTests {
             "registry",
             environment: ["CANDLECAST_HTTP_PORT": "\(port)", "CANDLECAST_AMQP_URL": "amqp://candlecast@127.0.0.1:1/"])
         defer { service.kill() }
-        try await eventually(timeout: .seconds(20), "/healthz to answer") { await httpGet("http://127.0.0.1:\(port)/healthz")?.status == 200 }
+        try await eventually(timeout: .seconds(20), "/healthz to answer") {
+            await httpGet("http://127.0.0.1:\(port)/healthz")?.status == 200
+        }
         for _ in 0..<5 {
             let ready = await httpGet("http://127.0.0.1:\(port)/readyz")
             #expect(ready?.status == 503)
@@ -53,7 +56,8 @@ struct ServiceLifecycleTests {
     @Test("refuses to start without its secrets, with a clear message")
     func missingSecret() async throws {
         let service = try ServiceProcess(
-            "predictor", environment: ["CANDLECAST_AMQP_PASSWORD_FILE": "", "CANDLECAST_AMQP_PASSWORD": "", "CANDLECAST_HTTP_PORT": "18151"])
+            "predictor",
+            environment: ["CANDLECAST_AMQP_PASSWORD_FILE": "", "CANDLECAST_AMQP_PASSWORD": "", "CANDLECAST_HTTP_PORT": "18151"])
         defer { service.kill() }
         #expect(try await service.waitForExit(timeout: .seconds(5)) == 2)
         #expect(service.log.contains("CANDLECAST_AMQP_PASSWORD"))
@@ -64,7 +68,10 @@ struct ServiceLifecycleTests {
     static let badSettings: [(service: String, variable: String, value: String)] = [
         ("registry", "CANDLECAST_SWEEP_GRID", #"{"units":[8,99999]}"#),
         ("registry", "CANDLECAST_SWEEP_GRID", #"{"activation":["sigmoid"]}"#),
-        ("registry", "CANDLECAST_SWEEP_GRID", #"{"batch_size":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17],"units":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]}"#),
+        (
+            "registry", "CANDLECAST_SWEEP_GRID",
+            #"{"batch_size":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17],"units":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]}"#
+        ),
         ("registry", "CANDLECAST_PROMOTION_MAX_MASE", "NaN"),
         ("preprocessor", "CANDLECAST_TRAIN_FRACTION", "1.5"),
         ("preprocessor", "CANDLECAST_FEATURE_WINDOW", "99999999999999999999"),

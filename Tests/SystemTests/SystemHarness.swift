@@ -24,8 +24,10 @@ final class SystemHarness: @unchecked Sendable {
         var trainerB: Int { base + 7 }
         var kraken: Int { base + 9 }
         func port(of role: String) -> Int {
-            ["ingestor": ingestor, "preprocessor": preprocessor, "trainer-a": trainerA, "trainer-b": trainerB, "registry": registry,
-             "predictor": predictor, "monitor": monitor, "fake-kraken": kraken][role] ?? 0
+            [
+                "ingestor": ingestor, "preprocessor": preprocessor, "trainer-a": trainerA, "trainer-b": trainerB, "registry": registry,
+                "predictor": predictor, "monitor": monitor, "fake-kraken": kraken,
+            ][role] ?? 0
         }
     }
 
@@ -67,8 +69,9 @@ final class SystemHarness: @unchecked Sendable {
             "ingestor": ["CANDLECAST_KRAKEN_URL": "http://127.0.0.1:\(ports.kraken)", "CANDLECAST_KRAKEN_POLL_SECONDS": "1"],
             // One dataset version (so one automatic sweep): none of the monthly versions a replay would otherwise cut.
             "preprocessor": ["CANDLECAST_DATASET_EVERY": "\(datasetEvery)"],
-            "trainer-a": ["CANDLECAST_BLAS_THREADS": "1"],
-            "trainer-b": ["CANDLECAST_BLAS_THREADS": "1"],
+            // Trainers store model files through the registry's API before they report a job.
+            "trainer-a": ["CANDLECAST_BLAS_THREADS": "1", "CANDLECAST_REGISTRY_URL": registryURL],
+            "trainer-b": ["CANDLECAST_BLAS_THREADS": "1", "CANDLECAST_REGISTRY_URL": registryURL],
             "registry": ["CANDLECAST_SWEEP_GRID": sweepGrid],
             "predictor": ["CANDLECAST_REGISTRY_URL": registryURL],
             "monitor": ["CANDLECAST_REGISTRY_URL": registryURL, "CANDLECAST_MONITOR_REFRESH_SECONDS": "1"],
@@ -78,7 +81,9 @@ final class SystemHarness: @unchecked Sendable {
     /// The fake Kraken server and every service, each waited for until ready.
     func startAll() async throws {
         processes["fake-kraken"] = try ServiceProcess(
-            "fake-kraken", arguments: ["--port", "\(ports.kraken)", "--replay", Self.data + "/kraken_XBTUSD_1440_2024.csv", "--closed", "0"], environment: [:])
+            "fake-kraken",
+            arguments: ["--port", "\(ports.kraken)", "--replay", Self.data + "/kraken_XBTUSD_1440_2024.csv", "--closed", "0"],
+            environment: [:])
         for role in Self.roles { try start(role) }
         for role in Self.roles { try await waitReady(role) }
     }
@@ -99,7 +104,9 @@ final class SystemHarness: @unchecked Sendable {
         url.user = rolePrefix + service
         return [
             "CANDLECAST_DATABASE_URL": url.string ?? database.configuration.url,
-            "CANDLECAST_DATABASE_PASSWORD_FILE": TestEnvironment.repositoryRoot.appendingPathComponent(".local/secrets/database_password_\(rolePrefix)\(service)").path,
+            "CANDLECAST_DATABASE_PASSWORD_FILE": TestEnvironment.repositoryRoot.appendingPathComponent(
+                ".local/secrets/database_password_\(rolePrefix)\(service)"
+            ).path,
         ]
     }
 
@@ -124,7 +131,8 @@ final class SystemHarness: @unchecked Sendable {
         let environment = [
             "CANDLECAST_AMQP_URL": vhost.url, "CANDLECAST_DATABASE_URL": database.configuration.url, "CANDLECAST_REGISTRY_TOKEN": token,
             "CANDLECAST_REGISTRY_URL": registryURL, "CANDLECAST_PREDICTOR_URL": predictorURL, "CANDLECAST_MONITOR_URL": monitorURL,
-            "CANDLECAST_PREPROCESSOR_URL": "http://127.0.0.1:\(ports.preprocessor)", "CANDLECAST_INGESTOR_URL": "http://127.0.0.1:\(ports.ingestor)",
+            "CANDLECAST_PREPROCESSOR_URL": "http://127.0.0.1:\(ports.preprocessor)",
+            "CANDLECAST_INGESTOR_URL": "http://127.0.0.1:\(ports.ingestor)",
             "CANDLECAST_TRAINER_URLS": "http://127.0.0.1:\(ports.trainerA),http://127.0.0.1:\(ports.trainerB)",
         ].merging(extra) { $1 }
         return try ServiceProcess("candlecast", arguments: arguments, environment: environment)
@@ -142,7 +150,9 @@ final class SystemHarness: @unchecked Sendable {
         let backfill = try ServiceProcess(
             "ingestor", arguments: ["backfill", Self.data + "/kraken_XBTUSD_1440.csv", "--pair", "XBTUSD", "--interval", "1d"],
             environment: ["CANDLECAST_AMQP_URL": vhost.url].merging(databaseEnvironment(for: "ingestor")) { $1 })
-        guard try await backfill.waitForExit(timeout: .seconds(180)) == 0 else { throw TestSetupError("backfill failed: \(backfill.log.suffix(1000))") }
+        guard try await backfill.waitForExit(timeout: .seconds(180)) == 0 else {
+            throw TestSetupError("backfill failed: \(backfill.log.suffix(1000))")
+        }
     }
 
     func runs() async -> [[String: Any]] { await getJSON(registryURL + "/v1/runs?limit=1000") as? [[String: Any]] ?? [] }
@@ -167,8 +177,11 @@ final class SystemHarness: @unchecked Sendable {
             func mase(_ version: [String: Any]) -> Double { (version["test_metrics"] as? [String: Any])?["mase"] as? Double ?? .infinity }
             guard let best = versions.min(by: { mase($0) < mase($1) }) else { throw TestSetupError("no model version to promote") }
             let answer = await httpRequest(
-                "POST", registryURL + "/v1/models/\(Self.modelName)/promote", headers: ["Authorization": "Bearer \(token)", "Content-Type": "application/json"],
-                body: try JSONSerialization.data(withJSONObject: ["version": best["version"] ?? 0, "reason": "system test: gate refused (\(decision["reason"] ?? "-"))"]))
+                "POST", registryURL + "/v1/models/\(Self.modelName)/promote",
+                headers: ["Authorization": "Bearer \(token)", "Content-Type": "application/json"],
+                body: try JSONSerialization.data(withJSONObject: [
+                    "version": best["version"] ?? 0, "reason": "system test: gate refused (\(decision["reason"] ?? "-"))",
+                ]))
             guard answer?.status == 200 else { throw TestSetupError("promotion answered \(answer?.status ?? 0)") }
         }
         return decision
@@ -192,7 +205,11 @@ final class SystemHarness: @unchecked Sendable {
     /// (candles of 2024 stored, of them with a revision other than 0).
     func storedCandles2024() async throws -> (count: Int, revised: Int) {
         let row = try await client.query(
-            "SELECT count(*), count(*) FILTER (WHERE revision <> 0) FROM ingest.candles WHERE open_time >= \(rows2024[0].time) AND pair = 'XBTUSD'")
+            """
+            SELECT count(*), count(*) FILTER (WHERE revision <> 0) FROM ingest.candles
+            WHERE open_time >= \(rows2024[0].time) AND pair = 'XBTUSD'
+            """
+        )
         return (try row[0].decode(0, as: Int.self), try row[0].decode(1, as: Int.self))
     }
 
@@ -227,7 +244,7 @@ final class SystemHarness: @unchecked Sendable {
     }
 
     func tearDown() async {
-        processes.values.forEach { $0.kill() }
+        for process in processes.values { process.kill() }
         await client.close()
         await vhost.delete()
         await database.drop()

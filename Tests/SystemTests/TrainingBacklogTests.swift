@@ -21,21 +21,27 @@ struct TrainingBacklogTests {
             try await eventually(timeout: .seconds(60), "the replay's dataset versions") {
                 try await system.client.query("SELECT count(*) FROM features.dataset_versions").first?.decode(0, as: Int.self) ?? 0 >= 6
             }
-            let versions = try await system.client.query("SELECT count(*) FROM features.dataset_versions").first?.decode(0, as: Int.self) ?? 0
-            var deepest = 0, mostQueuedRuns = 0
+            let versions =
+                try await system.client.query("SELECT count(*) FROM features.dataset_versions").first?.decode(0, as: Int.self) ?? 0
+            var deepest = 0
+            var mostQueuedRuns = 0
             let deadline = ContinuousClock.now + .seconds(600)
             while true {
                 let jobs = (try? await BrokerAdmin.messageCount(queue: "training.jobs", configuration: system.broker)) ?? 0
                 deepest = max(deepest, jobs)
-                let open = try await system.client.query("SELECT count(*) FROM registry.runs WHERE status IN ('queued', 'running')").first?.decode(0, as: Int.self)
-                let queued = try await system.client.query("SELECT count(*) FROM registry.runs WHERE status = 'queued'").first?.decode(0, as: Int.self) ?? 0
+                let open = try await system.client.query("SELECT count(*) FROM registry.runs WHERE status IN ('queued', 'running')").first?
+                    .decode(0, as: Int.self)
+                let queued =
+                    try await system.client.query("SELECT count(*) FROM registry.runs WHERE status = 'queued'").first?.decode(
+                        0, as: Int.self) ?? 0
                 mostQueuedRuns = max(mostQueuedRuns, queued)
                 if open == 0 && jobs == 0 { break }
                 guard ContinuousClock.now < deadline else { throw TestSetupError("runs still open after 600 s") }
                 try await Task.sleep(for: .milliseconds(100))
             }
             let rows = try await system.client.query("SELECT status, count(*) FROM registry.runs GROUP BY status ORDER BY status")
-            let counts = Dictionary(uniqueKeysWithValues: try rows.map { (try $0.decode(0, as: String.self), try $0.decode(1, as: Int.self)) })
+            let counts = Dictionary(
+                uniqueKeysWithValues: try rows.map { (try $0.decode(0, as: String.self), try $0.decode(1, as: Int.self)) })
             let sweeps = try await system.client.query("SELECT count(*) FROM registry.sweeps").first?.decode(0, as: Int.self) ?? 0
             #expect(sweeps >= versions, "one automatic sweep per dataset version")
             #expect(counts["superseded", default: 0] > 0, "older sweeps were superseded: \(counts)")
@@ -43,8 +49,17 @@ struct TrainingBacklogTests {
             // Each sweep has 3 jobs: never more than the newest sweep's wait to be trained. (The broker queue may hold
             // more messages for a moment: a superseded job is still delivered, and a trainer acks it at once.)
             #expect(mostQueuedRuns <= 3, "at most one sweep's jobs queued for training, saw \(mostQueuedRuns)")
-            #expect(counts["finished", default: 0] + counts["failed", default: 0] < sweeps * 3 / 2, "most of the older sweeps' jobs were never trained")
-            print("reliability | 2024 replayed at 50 candles/s, a dataset version every 30 candles, 3-job sweeps on 2 trainers | \(versions) sweeps, \(sweeps * 3) jobs | runs: \(counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) | at most \(mostQueuedRuns) runs queued for training at once (broker queue at most \(deepest) messages, superseded ones acked untrained), 0 left running")
+            #expect(
+                counts["finished", default: 0] + counts["failed", default: 0] < sweeps * 3 / 2,
+                "most of the older sweeps' jobs were never trained")
+            print(
+                """
+                reliability | 2024 replayed at 50 candles/s, a dataset version every 30 candles, 3-job sweeps on 2 trainers | \(versions) \
+                sweeps, \(sweeps * 3) jobs | runs: \
+                \(counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) | at most \(mostQueuedRuns) \
+                runs queued for training at once (broker queue at most \(deepest) messages, superseded ones acked untrained), 0 left running
+                """
+            )
         }
     }
 }

@@ -12,23 +12,40 @@ public enum ContractSamples {
             scaledCloses: [0, 1], scaler: ScalerBounds(minimum: 1, maximum: 2), gapIntervals: 0, revision: 0)
         window.volumes = [3, 4]
         return [
-            CandleClosed(pair: "XBTUSD", interval: .oneDay, openTime: 86_400, open: "1", high: "2", low: "1", close: "2", volume: "3", trades: 4, revision: 0),
-            CandlesBackfilled(pair: "XBTUSD", interval: .oneDay, firstOpenTime: 0, lastOpenTime: 86_400, inserted: 2, updated: 0, rejected: 0, source: "history:x.csv"),
+            CandleClosed(
+                pair: "XBTUSD", interval: .oneDay, openTime: 86_400, open: "1", high: "2", low: "1", close: "2", volume: "3", trades: 4,
+                revision: 0),
+            CandlesBackfilled(
+                pair: "XBTUSD", interval: .oneDay, firstOpenTime: 0, lastOpenTime: 86_400, inserted: 2, updated: 0, rejected: 0,
+                source: "history:x.csv"),
             window,
             DatasetReady(
-                pair: "XBTUSD", interval: .oneDay, version: 1, rowCount: 100, firstOpenTime: 0, lastOpenTime: 99 * 86_400, contentHash: "ab", window: 14,
-                feature: "close", trainingEnd: 70, validationFraction: 0.1, scaler: ScalerBounds(minimum: 1, maximum: 2)),
-            TrainingJob(jobID: id, sweepID: id, experiment: "e", modelName: "m", pair: "XBTUSD", interval: .oneDay, datasetVersion: 1, parameters: TrainingParameters(), supersedable: true),
+                pair: "XBTUSD", interval: .oneDay, version: 1, rowCount: 100, firstOpenTime: 0, lastOpenTime: 99 * 86_400,
+                contentHash: "ab", window: 14,
+                feature: "close", trainingEnd: 70, validationFraction: 0.1, scaler: ScalerBounds(minimum: 1, maximum: 2),
+                spec: ForecastSpec()),
+            TrainingJob(
+                jobID: id, sweepID: id, experiment: "e", modelName: "m", pair: "XBTUSD", interval: .oneDay, datasetVersion: 1,
+                parameters: TrainingParameters(), supersedable: true,
+                spec: ForecastSpec()),
             TrainingCompleted(
-                jobID: id, sweepID: id, trainer: "t", succeeded: true, error: "none", epochsRun: 3, bestEpoch: 2, validationLoss: 0.1, trainSeconds: 1,
-                test: scores, naive: scores, artifact: "AAAA", artifactCRC32: 7),
+                jobID: id, sweepID: id, trainer: "t", succeeded: true, error: "none", epochsRun: 3, bestEpoch: 2, validationLoss: 0.1,
+                trainSeconds: 1,
+                test: scores, naive: scores,
+                artifact: ArtifactReference(name: "model.cclstm", bytes: 3, sha256: String(repeating: "ab", count: 32)),
+                testRows: RowRange(70..<100)),
             TrainingEpochMetric(jobID: id, trainer: "t", epoch: 1, loss: 0.1, validationLoss: 0.2, learningRate: 0.001, seconds: 1),
-            ModelPromoted(modelName: "m", alias: "champion", version: 2, previousVersion: 1, reason: "r", pair: "XBTUSD", interval: .oneDay, datasetVersion: 1, artifactCRC32: 7),
+            ModelPromoted(
+                modelName: "m", alias: "champion", version: 2, previousVersion: 1, reason: "r", pair: "XBTUSD", interval: .oneDay,
+                datasetVersion: 1, artifactCRC32: 7,
+                spec: ForecastSpec()),
             ForecastCreated(
-                pair: "XBTUSD", interval: .oneDay, targetOpenTime: 172_800, predictedClose: 2, lastClose: 1, modelName: "m", modelVersion: 2, datasetVersion: 1,
+                pair: "XBTUSD", interval: .oneDay, targetOpenTime: 172_800, predictedClose: 2, lastClose: 1, modelName: "m",
+                modelVersion: 2, datasetVersion: 1,
                 producedAt: Date(), stale: false),
             ForecastScored(
-                pair: "XBTUSD", interval: .oneDay, targetOpenTime: 172_800, modelName: "m", modelVersion: 2, predictedClose: 2, actualClose: 1.5, error: 0.5,
+                pair: "XBTUSD", interval: .oneDay, targetOpenTime: 172_800, modelName: "m", modelVersion: 2, predictedClose: 2,
+                actualClose: 1.5, error: 0.5,
                 absoluteError: 0.5, percentageError: 33, naiveAbsoluteError: 0.5),
         ]
     }()

@@ -11,10 +11,12 @@ public enum PikaExample {
             variables[key].map { "\(key)='\($0)'" }
         }.joined(separator: " ")
         let status = try await TestEnvironment.run(
-            "/bin/sh", ["-c", "\(exports) timeout 120 python3 \(script) --queue \(queue) --pair \(pair) --count \(count) > \(output) 2>\(output).err"])
+            "/bin/sh",
+            ["-c", "\(exports) timeout 120 python3 \(script) --queue \(queue) --pair \(pair) --count \(count) > \(output) 2>\(output).err"])
         let printed = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
         guard status == 0 else {
-            throw TestSetupError("the pika example exited \(status): \((try? String(contentsOfFile: output + ".err", encoding: .utf8)) ?? "")")
+            throw TestSetupError(
+                "the pika example exited \(status): \((try? String(contentsOfFile: output + ".err", encoding: .utf8)) ?? "")")
         }
         return printed.split(separator: "\n").map(String.init)
     }

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// A built service executable started as a child process, for tests that treat it as a black box.
@@ -11,7 +12,8 @@ public final class ServiceProcess: Sendable {
 
     /// Starts `.build/debug/<name>` (or `$CANDLECAST_BIN_DIR/<name>`) with the test servers' variables plus `environment`.
     public init(_ name: String, arguments: [String] = [], environment: [String: String]) throws {
-        let binDirectory = ProcessInfo.processInfo.environment["CANDLECAST_BIN_DIR"]
+        let binDirectory =
+            ProcessInfo.processInfo.environment["CANDLECAST_BIN_DIR"]
             ?? TestEnvironment.repositoryRoot.appendingPathComponent(".build/debug").path
         let executable = binDirectory + "/" + name
         guard FileManager.default.isExecutableFile(atPath: executable) else {
@@ -24,8 +26,8 @@ public final class ServiceProcess: Sendable {
         let envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
         let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
         defer {
-            envp.forEach { free($0) }
-            argv.forEach { free($0) }
+            for pointer in envp { free(pointer) }
+            for pointer in argv { free(pointer) }
         }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -74,14 +76,18 @@ public func httpGet(_ url: String) async -> (status: Int, body: String)? {
 }
 
 /// An HTTP request on loopback: status, headers and body, or nil when nothing answers.
-public func httpRequest(_ method: String, _ url: String, headers: [String: String] = [:], body: Data? = nil) async -> (status: Int, headers: [String: String], body: Data)? {
+public func httpRequest(_ method: String, _ url: String, headers: [String: String] = [:], body: Data? = nil) async -> (
+    status: Int, headers: [String: String], body: Data
+)? {
     guard let url = URL(string: url) else { return nil }
     var request = URLRequest(url: url)
     request.httpMethod = method
     request.timeoutInterval = 10
     request.httpBody = body
     for (key, value) in headers { request.setValue(value, forHTTPHeaderField: key) }
-    guard let (data, response) = try? await URLSession.shared.data(for: request), let http = response as? HTTPURLResponse else { return nil }
+    guard let (data, response) = try? await URLSession.shared.data(for: request), let http = response as? HTTPURLResponse else {
+        return nil
+    }
     var fields: [String: String] = [:]
     for (key, value) in http.allHeaderFields { fields["\(key)".lowercased()] = "\(value)" }
     return (http.statusCode, fields, data)

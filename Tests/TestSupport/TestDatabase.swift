@@ -20,7 +20,8 @@ public struct TestDatabase: Sendable {
     }
 
     public func client(connections: Int = 2) -> PostgresClient {
-        PostgresClient(configuration: configuration, options: PostgresClient.Options(connections: connections), logger: TestEnvironment.logger)
+        PostgresClient(
+            configuration: configuration, options: PostgresClient.Options(connections: connections), logger: TestEnvironment.logger)
     }
 
     public func drop() async {

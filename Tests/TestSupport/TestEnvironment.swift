@@ -36,7 +36,8 @@ public enum TestEnvironment {
         guard let url = variables["CANDLECAST_AMQP_URL"] else {
             throw TestSetupError("CANDLECAST_AMQP_URL is not set: run scripts/servers.sh start (or scripts/test.sh)")
         }
-        var configuration = try BrokerConfiguration(url: url, password: secret("CANDLECAST_AMQP_PASSWORD"), heartbeatSeconds: heartbeatSeconds)
+        var configuration = try BrokerConfiguration(
+            url: url, password: secret("CANDLECAST_AMQP_PASSWORD"), heartbeatSeconds: heartbeatSeconds)
         configuration.reconnectBackoff = .milliseconds(50) ... .milliseconds(500)
         return configuration
     }
@@ -67,7 +68,7 @@ public enum TestEnvironment {
         try await withCheckedThrowingContinuation { continuation in
             Thread {
                 let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-                defer { argv.forEach { free($0) } }
+                defer { for pointer in argv { free(pointer) } }
                 var pid: pid_t = 0
                 let spawned = posix_spawn(&pid, executable, nil, nil, argv, environ)
                 guard spawned == 0 else {
@@ -104,4 +105,3 @@ public func eventually(
     }
     throw TestSetupError("timed out after \(timeout) waiting for \(what)")
 }
-

@@ -16,10 +16,13 @@ public import struct Foundation.Data
 #endif
 public import struct Foundation.Date
 import HTTPTypes
-/// Forecasts of the next close in USD from the champion model. Errors are JSON `{"error": {"message": "..."}}`
-/// with 400 (bad input: a parameter outside what this document allows), 404 (nothing yet: no forecast, or no
-/// champion model for the pair and interval), 409 (well formed, but not what the champion in place takes) or
-/// 413 (body over 256 KiB). A path asked with a method it does not list is answered 405 with `Allow`.
+/// Forecasts of the next close in USD from the champion model. Conventions (every Candlecast API): an interval
+/// is written as the APIs name it (`"1d"`); timestamps are RFC 3339 in UTC (`2024-01-01T00:00:00Z`); `from`/`to`
+/// take an RFC 3339 date (`2024-01-01`; as `to`, the whole day) or timestamp (any offset).
+/// Errors are JSON `{"error": {"message": "..."}}` with 400 (bad input: a parameter or body outside what this
+/// document allows), 404 (nothing yet: no forecast, or no champion model for the pair and interval), 409 (well
+/// formed, but not what the champion in place takes), 413 (body over 256 KiB) or 415 (a body that is not JSON).
+/// A path asked with a method it does not list is answered 405 with `Allow`; `GET` paths also answer `HEAD`.
 /// Parameters are strict: absent takes the default, present must be valid (never clamped or replaced).
 ///
 public struct Client: APIProtocol {
@@ -52,11 +55,11 @@ public struct Client: APIProtocol {
     /// The newest forecast (served from memory)
     ///
     /// - Remark: HTTP `GET /v1/forecasts/latest`.
-    /// - Remark: Generated from `#/paths//v1/forecasts/latest/get`.
-    public func getV1ForecastsLatest(_ input: Operations.GetV1ForecastsLatest.Input) async throws -> Operations.GetV1ForecastsLatest.Output {
+    /// - Remark: Generated from `#/paths//v1/forecasts/latest/get(getLatestForecast)`.
+    public func getLatestForecast(_ input: Operations.GetLatestForecast.Input) async throws -> Operations.GetLatestForecast.Output {
         try await client.send(
             input: input,
-            forOperation: Operations.GetV1ForecastsLatest.id,
+            forOperation: Operations.GetLatestForecast.id,
             serializer: { input in
                 let path = try converter.renderedPath(
                     template: "/v1/forecasts/latest",
@@ -91,7 +94,7 @@ public struct Client: APIProtocol {
                 switch response.status.code {
                 case 200:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
-                    let body: Operations.GetV1ForecastsLatest.Output.Ok.Body
+                    let body: Operations.GetLatestForecast.Output.Ok.Body
                     let chosenContentType = try converter.bestContentType(
                         received: contentType,
                         options: [
@@ -172,11 +175,11 @@ public struct Client: APIProtocol {
     /// The newest `limit` forecasts with `from` <= target_open_time <= `to`, oldest first. `from` after `to` is a 400.
     ///
     /// - Remark: HTTP `GET /v1/forecasts`.
-    /// - Remark: Generated from `#/paths//v1/forecasts/get`.
-    public func getV1Forecasts(_ input: Operations.GetV1Forecasts.Input) async throws -> Operations.GetV1Forecasts.Output {
+    /// - Remark: Generated from `#/paths//v1/forecasts/get(listForecasts)`.
+    public func listForecasts(_ input: Operations.ListForecasts.Input) async throws -> Operations.ListForecasts.Output {
         try await client.send(
             input: input,
-            forOperation: Operations.GetV1Forecasts.id,
+            forOperation: Operations.ListForecasts.id,
             serializer: { input in
                 let path = try converter.renderedPath(
                     template: "/v1/forecasts",
@@ -232,7 +235,7 @@ public struct Client: APIProtocol {
                 switch response.status.code {
                 case 200:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
-                    let body: Operations.GetV1Forecasts.Output.Ok.Body
+                    let body: Operations.ListForecasts.Output.Ok.Body
                     let chosenContentType = try converter.bestContentType(
                         received: contentType,
                         options: [
@@ -254,7 +257,7 @@ public struct Client: APIProtocol {
                     return .ok(.init(body: body))
                 case 400:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
-                    let body: Operations.GetV1Forecasts.Output.BadRequest.Body
+                    let body: Operations.ListForecasts.Output.BadRequest.Body
                     let chosenContentType = try converter.bestContentType(
                         received: contentType,
                         options: [
@@ -289,11 +292,11 @@ public struct Client: APIProtocol {
     /// Forecast the next close from a supplied window of closes (oldest first)
     ///
     /// - Remark: HTTP `POST /v1/predict`.
-    /// - Remark: Generated from `#/paths//v1/predict/post`.
-    public func postV1Predict(_ input: Operations.PostV1Predict.Input) async throws -> Operations.PostV1Predict.Output {
+    /// - Remark: Generated from `#/paths//v1/predict/post(predict)`.
+    public func predict(_ input: Operations.Predict.Input) async throws -> Operations.Predict.Output {
         try await client.send(
             input: input,
-            forOperation: Operations.PostV1Predict.id,
+            forOperation: Operations.Predict.id,
             serializer: { input in
                 let path = try converter.renderedPath(
                     template: "/v1/predict",
@@ -323,7 +326,7 @@ public struct Client: APIProtocol {
                 switch response.status.code {
                 case 200:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
-                    let body: Operations.PostV1Predict.Output.Ok.Body
+                    let body: Operations.Predict.Output.Ok.Body
                     let chosenContentType = try converter.bestContentType(
                         received: contentType,
                         options: [
@@ -333,7 +336,7 @@ public struct Client: APIProtocol {
                     switch chosenContentType {
                     case "application/json":
                         body = try await converter.getResponseBodyAsJSON(
-                            Operations.PostV1Predict.Output.Ok.Body.JsonPayload.self,
+                            Components.Schemas.Prediction.self,
                             from: responseBody,
                             transforming: { value in
                                 .json(value)
@@ -367,7 +370,7 @@ public struct Client: APIProtocol {
                     return .badRequest(.init(body: body))
                 case 404:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
-                    let body: Operations.PostV1Predict.Output.NotFound.Body
+                    let body: Operations.Predict.Output.NotFound.Body
                     let chosenContentType = try converter.bestContentType(
                         received: contentType,
                         options: [
@@ -389,7 +392,7 @@ public struct Client: APIProtocol {
                     return .notFound(.init(body: body))
                 case 409:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
-                    let body: Operations.PostV1Predict.Output.Conflict.Body
+                    let body: Operations.Predict.Output.Conflict.Body
                     let chosenContentType = try converter.bestContentType(
                         received: contentType,
                         options: [
@@ -411,7 +414,7 @@ public struct Client: APIProtocol {
                     return .conflict(.init(body: body))
                 case 413:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
-                    let body: Operations.PostV1Predict.Output.ContentTooLarge.Body
+                    let body: Operations.Predict.Output.ContentTooLarge.Body
                     let chosenContentType = try converter.bestContentType(
                         received: contentType,
                         options: [
@@ -431,6 +434,28 @@ public struct Client: APIProtocol {
                         preconditionFailure("bestContentType chose an invalid content type.")
                     }
                     return .contentTooLarge(.init(body: body))
+                case 415:
+                    let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
+                    let body: Operations.Predict.Output.UnsupportedMediaType.Body
+                    let chosenContentType = try converter.bestContentType(
+                        received: contentType,
+                        options: [
+                            "application/json"
+                        ]
+                    )
+                    switch chosenContentType {
+                    case "application/json":
+                        body = try await converter.getResponseBodyAsJSON(
+                            Components.Schemas._Error.self,
+                            from: responseBody,
+                            transforming: { value in
+                                .json(value)
+                            }
+                        )
+                    default:
+                        preconditionFailure("bestContentType chose an invalid content type.")
+                    }
+                    return .unsupportedMediaType(.init(body: body))
                 default:
                     return .undocumented(
                         statusCode: response.status.code,
@@ -446,11 +471,11 @@ public struct Client: APIProtocol {
     /// The champion model in use
     ///
     /// - Remark: HTTP `GET /v1/model`.
-    /// - Remark: Generated from `#/paths//v1/model/get`.
-    public func getV1Model(_ input: Operations.GetV1Model.Input) async throws -> Operations.GetV1Model.Output {
+    /// - Remark: Generated from `#/paths//v1/model/get(getChampion)`.
+    public func getChampion(_ input: Operations.GetChampion.Input) async throws -> Operations.GetChampion.Output {
         try await client.send(
             input: input,
-            forOperation: Operations.GetV1Model.id,
+            forOperation: Operations.GetChampion.id,
             serializer: { input in
                 let path = try converter.renderedPath(
                     template: "/v1/model",
@@ -485,7 +510,7 @@ public struct Client: APIProtocol {
                 switch response.status.code {
                 case 200:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
-                    let body: Operations.GetV1Model.Output.Ok.Body
+                    let body: Operations.GetChampion.Output.Ok.Body
                     let chosenContentType = try converter.bestContentType(
                         received: contentType,
                         options: [
@@ -495,7 +520,7 @@ public struct Client: APIProtocol {
                     switch chosenContentType {
                     case "application/json":
                         body = try await converter.getResponseBodyAsJSON(
-                            Operations.GetV1Model.Output.Ok.Body.JsonPayload.self,
+                            Components.Schemas.Champion.self,
                             from: responseBody,
                             transforming: { value in
                                 .json(value)
@@ -529,7 +554,7 @@ public struct Client: APIProtocol {
                     return .badRequest(.init(body: body))
                 case 404:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
-                    let body: Operations.GetV1Model.Output.NotFound.Body
+                    let body: Operations.GetChampion.Output.NotFound.Body
                     let chosenContentType = try converter.bestContentType(
                         received: contentType,
                         options: [

@@ -38,7 +38,7 @@ extension APIProtocol {
         )
         try transport.register(
             {
-                try await server.getV1ForecastsLatest(
+                try await server.getLatestForecast(
                     request: $0,
                     body: $1,
                     metadata: $2
@@ -49,7 +49,7 @@ extension APIProtocol {
         )
         try transport.register(
             {
-                try await server.getV1Forecasts(
+                try await server.listForecasts(
                     request: $0,
                     body: $1,
                     metadata: $2
@@ -60,7 +60,7 @@ extension APIProtocol {
         )
         try transport.register(
             {
-                try await server.postV1Predict(
+                try await server.predict(
                     request: $0,
                     body: $1,
                     metadata: $2
@@ -71,7 +71,7 @@ extension APIProtocol {
         )
         try transport.register(
             {
-                try await server.getV1Model(
+                try await server.getChampion(
                     request: $0,
                     body: $1,
                     metadata: $2
@@ -87,8 +87,8 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
     /// The newest forecast (served from memory)
     ///
     /// - Remark: HTTP `GET /v1/forecasts/latest`.
-    /// - Remark: Generated from `#/paths//v1/forecasts/latest/get`.
-    func getV1ForecastsLatest(
+    /// - Remark: Generated from `#/paths//v1/forecasts/latest/get(getLatestForecast)`.
+    func getLatestForecast(
         request: HTTPTypes.HTTPRequest,
         body: OpenAPIRuntime.HTTPBody?,
         metadata: OpenAPIRuntime.ServerRequestMetadata
@@ -97,12 +97,12 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
             request: request,
             requestBody: body,
             metadata: metadata,
-            forOperation: Operations.GetV1ForecastsLatest.id,
+            forOperation: Operations.GetLatestForecast.id,
             using: {
-                APIHandler.getV1ForecastsLatest($0)
+                APIHandler.getLatestForecast($0)
             },
             deserializer: { request, requestBody, metadata in
-                let query: Operations.GetV1ForecastsLatest.Input.Query = .init(
+                let query: Operations.GetLatestForecast.Input.Query = .init(
                     pair: try converter.getOptionalQueryItemAsURI(
                         in: request.soar_query,
                         style: .form,
@@ -118,8 +118,8 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                         as: Components.Parameters.Interval.self
                     )
                 )
-                let headers: Operations.GetV1ForecastsLatest.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
-                return Operations.GetV1ForecastsLatest.Input(
+                let headers: Operations.GetLatestForecast.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                return Operations.GetLatestForecast.Input(
                     query: query,
                     headers: headers
                 )
@@ -191,8 +191,8 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
     /// The newest `limit` forecasts with `from` <= target_open_time <= `to`, oldest first. `from` after `to` is a 400.
     ///
     /// - Remark: HTTP `GET /v1/forecasts`.
-    /// - Remark: Generated from `#/paths//v1/forecasts/get`.
-    func getV1Forecasts(
+    /// - Remark: Generated from `#/paths//v1/forecasts/get(listForecasts)`.
+    func listForecasts(
         request: HTTPTypes.HTTPRequest,
         body: OpenAPIRuntime.HTTPBody?,
         metadata: OpenAPIRuntime.ServerRequestMetadata
@@ -201,12 +201,12 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
             request: request,
             requestBody: body,
             metadata: metadata,
-            forOperation: Operations.GetV1Forecasts.id,
+            forOperation: Operations.ListForecasts.id,
             using: {
-                APIHandler.getV1Forecasts($0)
+                APIHandler.listForecasts($0)
             },
             deserializer: { request, requestBody, metadata in
-                let query: Operations.GetV1Forecasts.Input.Query = .init(
+                let query: Operations.ListForecasts.Input.Query = .init(
                     pair: try converter.getOptionalQueryItemAsURI(
                         in: request.soar_query,
                         style: .form,
@@ -226,14 +226,14 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                         style: .form,
                         explode: true,
                         name: "from",
-                        as: Swift.Int64.self
+                        as: Components.Parameters.From.self
                     ),
                     to: try converter.getOptionalQueryItemAsURI(
                         in: request.soar_query,
                         style: .form,
                         explode: true,
                         name: "to",
-                        as: Swift.Int64.self
+                        as: Components.Parameters.To.self
                     ),
                     limit: try converter.getOptionalQueryItemAsURI(
                         in: request.soar_query,
@@ -243,8 +243,8 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                         as: Swift.Int.self
                     )
                 )
-                let headers: Operations.GetV1Forecasts.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
-                return Operations.GetV1Forecasts.Input(
+                let headers: Operations.ListForecasts.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                return Operations.ListForecasts.Input(
                     query: query,
                     headers: headers
                 )
@@ -296,8 +296,8 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
     /// Forecast the next close from a supplied window of closes (oldest first)
     ///
     /// - Remark: HTTP `POST /v1/predict`.
-    /// - Remark: Generated from `#/paths//v1/predict/post`.
-    func postV1Predict(
+    /// - Remark: Generated from `#/paths//v1/predict/post(predict)`.
+    func predict(
         request: HTTPTypes.HTTPRequest,
         body: OpenAPIRuntime.HTTPBody?,
         metadata: OpenAPIRuntime.ServerRequestMetadata
@@ -306,14 +306,14 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
             request: request,
             requestBody: body,
             metadata: metadata,
-            forOperation: Operations.PostV1Predict.id,
+            forOperation: Operations.Predict.id,
             using: {
-                APIHandler.postV1Predict($0)
+                APIHandler.predict($0)
             },
             deserializer: { request, requestBody, metadata in
-                let headers: Operations.PostV1Predict.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                let headers: Operations.Predict.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
                 let contentType = converter.extractContentTypeIfPresent(in: request.headerFields)
-                let body: Operations.PostV1Predict.Input.Body
+                let body: Operations.Predict.Input.Body
                 let chosenContentType = try converter.bestContentType(
                     received: contentType,
                     options: [
@@ -323,7 +323,7 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                 switch chosenContentType {
                 case "application/json":
                     body = try await converter.getRequiredRequestBodyAsJSON(
-                        Operations.PostV1Predict.Input.Body.JsonPayload.self,
+                        Components.Schemas.PredictRequest.self,
                         from: requestBody,
                         transforming: { value in
                             .json(value)
@@ -332,7 +332,7 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                 default:
                     preconditionFailure("bestContentType chose an invalid content type.")
                 }
-                return Operations.PostV1Predict.Input(
+                return Operations.Predict.Input(
                     headers: headers,
                     body: body
                 )
@@ -429,6 +429,24 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                         )
                     }
                     return (response, body)
+                case let .unsupportedMediaType(value):
+                    suppressUnusedWarning(value)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: 415)
+                    suppressMutabilityWarning(&response)
+                    let body: OpenAPIRuntime.HTTPBody
+                    switch value.body {
+                    case let .json(value):
+                        try converter.validateAcceptIfPresent(
+                            "application/json",
+                            in: request.headerFields
+                        )
+                        body = try converter.setResponseBodyAsJSON(
+                            value,
+                            headerFields: &response.headerFields,
+                            contentType: "application/json; charset=utf-8"
+                        )
+                    }
+                    return (response, body)
                 case let .undocumented(statusCode, _):
                     return (.init(soar_statusCode: statusCode), nil)
                 }
@@ -438,8 +456,8 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
     /// The champion model in use
     ///
     /// - Remark: HTTP `GET /v1/model`.
-    /// - Remark: Generated from `#/paths//v1/model/get`.
-    func getV1Model(
+    /// - Remark: Generated from `#/paths//v1/model/get(getChampion)`.
+    func getChampion(
         request: HTTPTypes.HTTPRequest,
         body: OpenAPIRuntime.HTTPBody?,
         metadata: OpenAPIRuntime.ServerRequestMetadata
@@ -448,12 +466,12 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
             request: request,
             requestBody: body,
             metadata: metadata,
-            forOperation: Operations.GetV1Model.id,
+            forOperation: Operations.GetChampion.id,
             using: {
-                APIHandler.getV1Model($0)
+                APIHandler.getChampion($0)
             },
             deserializer: { request, requestBody, metadata in
-                let query: Operations.GetV1Model.Input.Query = .init(
+                let query: Operations.GetChampion.Input.Query = .init(
                     pair: try converter.getOptionalQueryItemAsURI(
                         in: request.soar_query,
                         style: .form,
@@ -469,8 +487,8 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                         as: Components.Parameters.Interval.self
                     )
                 )
-                let headers: Operations.GetV1Model.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
-                return Operations.GetV1Model.Input(
+                let headers: Operations.GetChampion.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                return Operations.GetChampion.Input(
                     query: query,
                     headers: headers
                 )

@@ -21,8 +21,16 @@ extension Components {
         /// Kraken pair, case-insensitive
         ///
         /// - Remark: Generated from `#/components/parameters/pair`.
-        public typealias Pair = Swift.String
+        public typealias Pair = Components.Schemas.Pair
         /// - Remark: Generated from `#/components/parameters/interval`.
         public typealias Interval = Components.Schemas.Interval
+        /// RFC 3339 date or timestamp (from 1970 to 2100); default: the earliest
+        ///
+        /// - Remark: Generated from `#/components/parameters/from`.
+        public typealias From = Components.Schemas.Instant
+        /// RFC 3339 date (the whole day) or timestamp (from 1970 to 2100); default: the latest
+        ///
+        /// - Remark: Generated from `#/components/parameters/to`.
+        public typealias To = Components.Schemas.Instant
     }
 }

@@ -18,6 +18,8 @@ public import struct Foundation.Date
 extension Components {
     /// Types generated from the `#/components/schemas` section of the OpenAPI document.
     public enum Schemas {
+        /// - Remark: Generated from `#/components/schemas/Pair`.
+        public typealias Pair = Swift.String
         /// - Remark: Generated from `#/components/schemas/Interval`.
         @frozen public enum Interval: String, Codable, Hashable, Sendable, CaseIterable {
             case _1m = "1m"
@@ -30,6 +32,10 @@ extension Components {
             case _1w = "1w"
             case _15d = "15d"
         }
+        /// an RFC 3339 date or timestamp: 2024-01-31, 2024-01-31T12:00:00Z, 2024-01-31T14:00:00.5+02:00
+        ///
+        /// - Remark: Generated from `#/components/schemas/Instant`.
+        public typealias Instant = Swift.String
         /// - Remark: Generated from `#/components/schemas/Error`.
         public struct _Error: Codable, Hashable, Sendable {
             /// - Remark: Generated from `#/components/schemas/Error/error`.
@@ -65,35 +71,35 @@ extension Components {
             /// - Remark: Generated from `#/components/schemas/Forecast/pair`.
             public var pair: Swift.String
             /// - Remark: Generated from `#/components/schemas/Forecast/interval`.
-            public var interval: Swift.String
-            /// open time (unix seconds, UTC) of the candle whose close is forecast
+            public var interval: Components.Schemas.Interval
+            /// open time of the candle whose close is forecast
             ///
             /// - Remark: Generated from `#/components/schemas/Forecast/target_open_time`.
-            public var targetOpenTime: Swift.Int
+            public var targetOpenTime: Foundation.Date
             /// - Remark: Generated from `#/components/schemas/Forecast/predicted_close`.
             public var predictedClose: Swift.Double
             /// the newest actual close: the naive forecast of the same target
             ///
             /// - Remark: Generated from `#/components/schemas/Forecast/last_close`.
-            public var lastClose: Swift.Double?
+            public var lastClose: Swift.Double
             /// - Remark: Generated from `#/components/schemas/Forecast/model_name`.
             public var modelName: Swift.String
             /// - Remark: Generated from `#/components/schemas/Forecast/model_version`.
             public var modelVersion: Swift.Int
             /// - Remark: Generated from `#/components/schemas/Forecast/dataset_version`.
-            public var datasetVersion: Swift.Int?
+            public var datasetVersion: Swift.Int
             /// - Remark: Generated from `#/components/schemas/Forecast/produced_at`.
-            public var producedAt: Foundation.Date?
+            public var producedAt: Foundation.Date
             /// the model is older than CANDLECAST_MODEL_MAX_AGE_DAYS
             ///
             /// - Remark: Generated from `#/components/schemas/Forecast/stale`.
-            public var stale: Swift.Bool?
+            public var stale: Swift.Bool
             /// Creates a new `Forecast`.
             ///
             /// - Parameters:
             ///   - pair:
             ///   - interval:
-            ///   - targetOpenTime: open time (unix seconds, UTC) of the candle whose close is forecast
+            ///   - targetOpenTime: open time of the candle whose close is forecast
             ///   - predictedClose:
             ///   - lastClose: the newest actual close: the naive forecast of the same target
             ///   - modelName:
@@ -103,15 +109,15 @@ extension Components {
             ///   - stale: the model is older than CANDLECAST_MODEL_MAX_AGE_DAYS
             public init(
                 pair: Swift.String,
-                interval: Swift.String,
-                targetOpenTime: Swift.Int,
+                interval: Components.Schemas.Interval,
+                targetOpenTime: Foundation.Date,
                 predictedClose: Swift.Double,
-                lastClose: Swift.Double? = nil,
+                lastClose: Swift.Double,
                 modelName: Swift.String,
                 modelVersion: Swift.Int,
-                datasetVersion: Swift.Int? = nil,
-                producedAt: Foundation.Date? = nil,
-                stale: Swift.Bool? = nil
+                datasetVersion: Swift.Int,
+                producedAt: Foundation.Date,
+                stale: Swift.Bool
             ) {
                 self.pair = pair
                 self.interval = interval
@@ -137,28 +143,30 @@ extension Components {
                 case stale
             }
         }
+        /// a forecast and, once its candle has closed, how far off it was; the score fields are left out until then
+        ///
         /// - Remark: Generated from `#/components/schemas/ScoredForecast`.
         public struct ScoredForecast: Codable, Hashable, Sendable {
             /// - Remark: Generated from `#/components/schemas/ScoredForecast/pair`.
             public var pair: Swift.String
-            /// - Remark: Generated from `#/components/schemas/ScoredForecast/interval_seconds`.
-            public var intervalSeconds: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/ScoredForecast/interval`.
+            public var interval: Components.Schemas.Interval
             /// - Remark: Generated from `#/components/schemas/ScoredForecast/target_open_time`.
-            public var targetOpenTime: Swift.Int
+            public var targetOpenTime: Foundation.Date
             /// - Remark: Generated from `#/components/schemas/ScoredForecast/predicted_close`.
             public var predictedClose: Swift.Double
             /// - Remark: Generated from `#/components/schemas/ScoredForecast/last_close`.
-            public var lastClose: Swift.Double?
+            public var lastClose: Swift.Double
             /// - Remark: Generated from `#/components/schemas/ScoredForecast/model_name`.
             public var modelName: Swift.String
             /// - Remark: Generated from `#/components/schemas/ScoredForecast/model_version`.
             public var modelVersion: Swift.Int
             /// - Remark: Generated from `#/components/schemas/ScoredForecast/dataset_version`.
-            public var datasetVersion: Swift.Int?
-            /// - Remark: Generated from `#/components/schemas/ScoredForecast/stale`.
-            public var stale: Swift.Bool?
+            public var datasetVersion: Swift.Int
             /// - Remark: Generated from `#/components/schemas/ScoredForecast/produced_at`.
-            public var producedAt: Swift.String?
+            public var producedAt: Foundation.Date
+            /// - Remark: Generated from `#/components/schemas/ScoredForecast/stale`.
+            public var stale: Swift.Bool
             /// - Remark: Generated from `#/components/schemas/ScoredForecast/actual_close`.
             public var actualClose: Swift.Double?
             /// predicted - actual
@@ -167,59 +175,63 @@ extension Components {
             public var error: Swift.Double?
             /// - Remark: Generated from `#/components/schemas/ScoredForecast/absolute_error`.
             public var absoluteError: Swift.Double?
+            /// absolute error as a percentage of the actual close
+            ///
             /// - Remark: Generated from `#/components/schemas/ScoredForecast/percentage_error`.
             public var percentageError: Swift.Double?
+            /// absolute error of the naive forecast (last_close)
+            ///
             /// - Remark: Generated from `#/components/schemas/ScoredForecast/naive_absolute_error`.
             public var naiveAbsoluteError: Swift.Double?
             /// - Remark: Generated from `#/components/schemas/ScoredForecast/scored_at`.
-            public var scoredAt: Swift.String?
+            public var scoredAt: Foundation.Date?
             /// Creates a new `ScoredForecast`.
             ///
             /// - Parameters:
             ///   - pair:
-            ///   - intervalSeconds:
+            ///   - interval:
             ///   - targetOpenTime:
             ///   - predictedClose:
             ///   - lastClose:
             ///   - modelName:
             ///   - modelVersion:
             ///   - datasetVersion:
-            ///   - stale:
             ///   - producedAt:
+            ///   - stale:
             ///   - actualClose:
             ///   - error: predicted - actual
             ///   - absoluteError:
-            ///   - percentageError:
-            ///   - naiveAbsoluteError:
+            ///   - percentageError: absolute error as a percentage of the actual close
+            ///   - naiveAbsoluteError: absolute error of the naive forecast (last_close)
             ///   - scoredAt:
             public init(
                 pair: Swift.String,
-                intervalSeconds: Swift.Int,
-                targetOpenTime: Swift.Int,
+                interval: Components.Schemas.Interval,
+                targetOpenTime: Foundation.Date,
                 predictedClose: Swift.Double,
-                lastClose: Swift.Double? = nil,
+                lastClose: Swift.Double,
                 modelName: Swift.String,
                 modelVersion: Swift.Int,
-                datasetVersion: Swift.Int? = nil,
-                stale: Swift.Bool? = nil,
-                producedAt: Swift.String? = nil,
+                datasetVersion: Swift.Int,
+                producedAt: Foundation.Date,
+                stale: Swift.Bool,
                 actualClose: Swift.Double? = nil,
                 error: Swift.Double? = nil,
                 absoluteError: Swift.Double? = nil,
                 percentageError: Swift.Double? = nil,
                 naiveAbsoluteError: Swift.Double? = nil,
-                scoredAt: Swift.String? = nil
+                scoredAt: Foundation.Date? = nil
             ) {
                 self.pair = pair
-                self.intervalSeconds = intervalSeconds
+                self.interval = interval
                 self.targetOpenTime = targetOpenTime
                 self.predictedClose = predictedClose
                 self.lastClose = lastClose
                 self.modelName = modelName
                 self.modelVersion = modelVersion
                 self.datasetVersion = datasetVersion
-                self.stale = stale
                 self.producedAt = producedAt
+                self.stale = stale
                 self.actualClose = actualClose
                 self.error = error
                 self.absoluteError = absoluteError
@@ -229,21 +241,171 @@ extension Components {
             }
             public enum CodingKeys: String, CodingKey {
                 case pair
-                case intervalSeconds = "interval_seconds"
+                case interval
                 case targetOpenTime = "target_open_time"
                 case predictedClose = "predicted_close"
                 case lastClose = "last_close"
                 case modelName = "model_name"
                 case modelVersion = "model_version"
                 case datasetVersion = "dataset_version"
-                case stale
                 case producedAt = "produced_at"
+                case stale
                 case actualClose = "actual_close"
                 case error
                 case absoluteError = "absolute_error"
                 case percentageError = "percentage_error"
                 case naiveAbsoluteError = "naive_absolute_error"
                 case scoredAt = "scored_at"
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/PredictRequest`.
+        public struct PredictRequest: Codable, Hashable, Sendable {
+            /// null is the default
+            ///
+            /// - Remark: Generated from `#/components/schemas/PredictRequest/pair`.
+            public var pair: Swift.String?
+            /// null is the default
+            ///
+            /// - Remark: Generated from `#/components/schemas/PredictRequest/interval`.
+            @frozen public enum IntervalPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case _1m = "1m"
+                case _5m = "5m"
+                case _15m = "15m"
+                case _30m = "30m"
+                case _1h = "1h"
+                case _4h = "4h"
+                case _1d = "1d"
+                case _1w = "1w"
+                case _15d = "15d"
+                case _empty_ = ""
+            }
+            /// null is the default
+            ///
+            /// - Remark: Generated from `#/components/schemas/PredictRequest/interval`.
+            public var interval: Components.Schemas.PredictRequest.IntervalPayload?
+            /// positive closes in USD, oldest first: exactly the champion's window (GET /v1/model), else 409
+            ///
+            /// - Remark: Generated from `#/components/schemas/PredictRequest/closes`.
+            public var closes: [Swift.Double]
+            /// Creates a new `PredictRequest`.
+            ///
+            /// - Parameters:
+            ///   - pair: null is the default
+            ///   - interval: null is the default
+            ///   - closes: positive closes in USD, oldest first: exactly the champion's window (GET /v1/model), else 409
+            public init(
+                pair: Swift.String? = nil,
+                interval: Components.Schemas.PredictRequest.IntervalPayload? = nil,
+                closes: [Swift.Double]
+            ) {
+                self.pair = pair
+                self.interval = interval
+                self.closes = closes
+            }
+            public enum CodingKeys: String, CodingKey {
+                case pair
+                case interval
+                case closes
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/Prediction`.
+        public struct Prediction: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/Prediction/pair`.
+            public var pair: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Prediction/interval`.
+            public var interval: Components.Schemas.Interval
+            /// - Remark: Generated from `#/components/schemas/Prediction/predicted_close`.
+            public var predictedClose: Swift.Double
+            /// - Remark: Generated from `#/components/schemas/Prediction/last_close`.
+            public var lastClose: Swift.Double
+            /// - Remark: Generated from `#/components/schemas/Prediction/model_name`.
+            public var modelName: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Prediction/model_version`.
+            public var modelVersion: Swift.Int
+            /// Creates a new `Prediction`.
+            ///
+            /// - Parameters:
+            ///   - pair:
+            ///   - interval:
+            ///   - predictedClose:
+            ///   - lastClose:
+            ///   - modelName:
+            ///   - modelVersion:
+            public init(
+                pair: Swift.String,
+                interval: Components.Schemas.Interval,
+                predictedClose: Swift.Double,
+                lastClose: Swift.Double,
+                modelName: Swift.String,
+                modelVersion: Swift.Int
+            ) {
+                self.pair = pair
+                self.interval = interval
+                self.predictedClose = predictedClose
+                self.lastClose = lastClose
+                self.modelName = modelName
+                self.modelVersion = modelVersion
+            }
+            public enum CodingKeys: String, CodingKey {
+                case pair
+                case interval
+                case predictedClose = "predicted_close"
+                case lastClose = "last_close"
+                case modelName = "model_name"
+                case modelVersion = "model_version"
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/Champion`.
+        public struct Champion: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/Champion/model_name`.
+            public var modelName: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Champion/model_version`.
+            public var modelVersion: Swift.Int
+            /// how many closes POST /v1/predict takes
+            ///
+            /// - Remark: Generated from `#/components/schemas/Champion/window`.
+            public var window: Swift.Int
+            /// what the model predicts: log_return, return or close
+            ///
+            /// - Remark: Generated from `#/components/schemas/Champion/target`.
+            public var target: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Champion/epochs_run`.
+            public var epochsRun: Swift.Int
+            /// when the registry stored this version
+            ///
+            /// - Remark: Generated from `#/components/schemas/Champion/created_at`.
+            public var createdAt: Foundation.Date
+            /// Creates a new `Champion`.
+            ///
+            /// - Parameters:
+            ///   - modelName:
+            ///   - modelVersion:
+            ///   - window: how many closes POST /v1/predict takes
+            ///   - target: what the model predicts: log_return, return or close
+            ///   - epochsRun:
+            ///   - createdAt: when the registry stored this version
+            public init(
+                modelName: Swift.String,
+                modelVersion: Swift.Int,
+                window: Swift.Int,
+                target: Swift.String,
+                epochsRun: Swift.Int,
+                createdAt: Foundation.Date
+            ) {
+                self.modelName = modelName
+                self.modelVersion = modelVersion
+                self.window = window
+                self.target = target
+                self.epochsRun = epochsRun
+                self.createdAt = createdAt
+            }
+            public enum CodingKeys: String, CodingKey {
+                case modelName = "model_name"
+                case modelVersion = "model_version"
+                case window
+                case target
+                case epochsRun = "epochs_run"
+                case createdAt = "created_at"
             }
         }
     }

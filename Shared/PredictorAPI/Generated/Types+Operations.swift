@@ -20,9 +20,9 @@ public enum Operations {
     /// The newest forecast (served from memory)
     ///
     /// - Remark: HTTP `GET /v1/forecasts/latest`.
-    /// - Remark: Generated from `#/paths//v1/forecasts/latest/get`.
-    public enum GetV1ForecastsLatest {
-        public static let id: Swift.String = "get/v1/forecasts/latest"
+    /// - Remark: Generated from `#/paths//v1/forecasts/latest/get(getLatestForecast)`.
+    public enum GetLatestForecast {
+        public static let id: Swift.String = "getLatestForecast"
         public struct Input: Sendable, Hashable {
             /// - Remark: Generated from `#/paths/v1/forecasts/latest/GET/query`.
             public struct Query: Sendable, Hashable {
@@ -45,27 +45,27 @@ public enum Operations {
                     self.interval = interval
                 }
             }
-            public var query: Operations.GetV1ForecastsLatest.Input.Query
+            public var query: Operations.GetLatestForecast.Input.Query
             /// - Remark: Generated from `#/paths/v1/forecasts/latest/GET/header`.
             public struct Headers: Sendable, Hashable {
-                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetV1ForecastsLatest.AcceptableContentType>]
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetLatestForecast.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
                 ///   - accept:
-                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetV1ForecastsLatest.AcceptableContentType>] = .defaultValues()) {
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetLatestForecast.AcceptableContentType>] = .defaultValues()) {
                     self.accept = accept
                 }
             }
-            public var headers: Operations.GetV1ForecastsLatest.Input.Headers
+            public var headers: Operations.GetLatestForecast.Input.Headers
             /// Creates a new `Input`.
             ///
             /// - Parameters:
             ///   - query:
             ///   - headers:
             public init(
-                query: Operations.GetV1ForecastsLatest.Input.Query = .init(),
-                headers: Operations.GetV1ForecastsLatest.Input.Headers = .init()
+                query: Operations.GetLatestForecast.Input.Query = .init(),
+                headers: Operations.GetLatestForecast.Input.Headers = .init()
             ) {
                 self.query = query
                 self.headers = headers
@@ -91,26 +91,26 @@ public enum Operations {
                     }
                 }
                 /// Received HTTP response body
-                public var body: Operations.GetV1ForecastsLatest.Output.Ok.Body
+                public var body: Operations.GetLatestForecast.Output.Ok.Body
                 /// Creates a new `Ok`.
                 ///
                 /// - Parameters:
                 ///   - body: Received HTTP response body
-                public init(body: Operations.GetV1ForecastsLatest.Output.Ok.Body) {
+                public init(body: Operations.GetLatestForecast.Output.Ok.Body) {
                     self.body = body
                 }
             }
             /// the forecast
             ///
-            /// - Remark: Generated from `#/paths//v1/forecasts/latest/get/responses/200`.
+            /// - Remark: Generated from `#/paths//v1/forecasts/latest/get(getLatestForecast)/responses/200`.
             ///
             /// HTTP response code: `200 ok`.
-            case ok(Operations.GetV1ForecastsLatest.Output.Ok)
+            case ok(Operations.GetLatestForecast.Output.Ok)
             /// The associated value of the enum case if `self` is `.ok`.
             ///
             /// - Throws: An error if `self` is not `.ok`.
             /// - SeeAlso: `.ok`.
-            public var ok: Operations.GetV1ForecastsLatest.Output.Ok {
+            public var ok: Operations.GetLatestForecast.Output.Ok {
                 get throws {
                     switch self {
                     case let .ok(response):
@@ -125,7 +125,7 @@ public enum Operations {
             }
             /// a parameter outside what this document allows
             ///
-            /// - Remark: Generated from `#/paths//v1/forecasts/latest/get/responses/400`.
+            /// - Remark: Generated from `#/paths//v1/forecasts/latest/get(getLatestForecast)/responses/400`.
             ///
             /// HTTP response code: `400 badRequest`.
             case badRequest(Components.Responses.BadRequest)
@@ -148,7 +148,7 @@ public enum Operations {
             }
             /// nothing yet
             ///
-            /// - Remark: Generated from `#/paths//v1/forecasts/latest/get/responses/404`.
+            /// - Remark: Generated from `#/paths//v1/forecasts/latest/get(getLatestForecast)/responses/404`.
             ///
             /// HTTP response code: `404 notFound`.
             case notFound(Components.Responses.NotFound)
@@ -205,9 +205,9 @@ public enum Operations {
     /// The newest `limit` forecasts with `from` <= target_open_time <= `to`, oldest first. `from` after `to` is a 400.
     ///
     /// - Remark: HTTP `GET /v1/forecasts`.
-    /// - Remark: Generated from `#/paths//v1/forecasts/get`.
-    public enum GetV1Forecasts {
-        public static let id: Swift.String = "get/v1/forecasts"
+    /// - Remark: Generated from `#/paths//v1/forecasts/get(listForecasts)`.
+    public enum ListForecasts {
+        public static let id: Swift.String = "listForecasts"
         public struct Input: Sendable, Hashable {
             /// - Remark: Generated from `#/paths/v1/forecasts/GET/query`.
             public struct Query: Sendable, Hashable {
@@ -217,14 +217,14 @@ public enum Operations {
                 public var pair: Components.Parameters.Pair?
                 /// - Remark: Generated from `#/paths/v1/forecasts/GET/query/interval`.
                 public var interval: Components.Parameters.Interval?
-                /// unix seconds
+                /// RFC 3339 date or timestamp (from 1970 to 2100); default: the earliest
                 ///
                 /// - Remark: Generated from `#/paths/v1/forecasts/GET/query/from`.
-                public var from: Swift.Int64?
-                /// unix seconds
+                public var from: Components.Parameters.From?
+                /// RFC 3339 date (the whole day) or timestamp (from 1970 to 2100); default: the latest
                 ///
                 /// - Remark: Generated from `#/paths/v1/forecasts/GET/query/to`.
-                public var to: Swift.Int64?
+                public var to: Components.Parameters.To?
                 /// - Remark: Generated from `#/paths/v1/forecasts/GET/query/limit`.
                 public var limit: Swift.Int?
                 /// Creates a new `Query`.
@@ -232,14 +232,14 @@ public enum Operations {
                 /// - Parameters:
                 ///   - pair: Kraken pair, case-insensitive
                 ///   - interval:
-                ///   - from: unix seconds
-                ///   - to: unix seconds
+                ///   - from: RFC 3339 date or timestamp (from 1970 to 2100); default: the earliest
+                ///   - to: RFC 3339 date (the whole day) or timestamp (from 1970 to 2100); default: the latest
                 ///   - limit:
                 public init(
                     pair: Components.Parameters.Pair? = nil,
                     interval: Components.Parameters.Interval? = nil,
-                    from: Swift.Int64? = nil,
-                    to: Swift.Int64? = nil,
+                    from: Components.Parameters.From? = nil,
+                    to: Components.Parameters.To? = nil,
                     limit: Swift.Int? = nil
                 ) {
                     self.pair = pair
@@ -249,27 +249,27 @@ public enum Operations {
                     self.limit = limit
                 }
             }
-            public var query: Operations.GetV1Forecasts.Input.Query
+            public var query: Operations.ListForecasts.Input.Query
             /// - Remark: Generated from `#/paths/v1/forecasts/GET/header`.
             public struct Headers: Sendable, Hashable {
-                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetV1Forecasts.AcceptableContentType>]
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ListForecasts.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
                 ///   - accept:
-                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetV1Forecasts.AcceptableContentType>] = .defaultValues()) {
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ListForecasts.AcceptableContentType>] = .defaultValues()) {
                     self.accept = accept
                 }
             }
-            public var headers: Operations.GetV1Forecasts.Input.Headers
+            public var headers: Operations.ListForecasts.Input.Headers
             /// Creates a new `Input`.
             ///
             /// - Parameters:
             ///   - query:
             ///   - headers:
             public init(
-                query: Operations.GetV1Forecasts.Input.Query = .init(),
-                headers: Operations.GetV1Forecasts.Input.Headers = .init()
+                query: Operations.ListForecasts.Input.Query = .init(),
+                headers: Operations.ListForecasts.Input.Headers = .init()
             ) {
                 self.query = query
                 self.headers = headers
@@ -295,26 +295,26 @@ public enum Operations {
                     }
                 }
                 /// Received HTTP response body
-                public var body: Operations.GetV1Forecasts.Output.Ok.Body
+                public var body: Operations.ListForecasts.Output.Ok.Body
                 /// Creates a new `Ok`.
                 ///
                 /// - Parameters:
                 ///   - body: Received HTTP response body
-                public init(body: Operations.GetV1Forecasts.Output.Ok.Body) {
+                public init(body: Operations.ListForecasts.Output.Ok.Body) {
                     self.body = body
                 }
             }
             /// forecasts
             ///
-            /// - Remark: Generated from `#/paths//v1/forecasts/get/responses/200`.
+            /// - Remark: Generated from `#/paths//v1/forecasts/get(listForecasts)/responses/200`.
             ///
             /// HTTP response code: `200 ok`.
-            case ok(Operations.GetV1Forecasts.Output.Ok)
+            case ok(Operations.ListForecasts.Output.Ok)
             /// The associated value of the enum case if `self` is `.ok`.
             ///
             /// - Throws: An error if `self` is not `.ok`.
             /// - SeeAlso: `.ok`.
-            public var ok: Operations.GetV1Forecasts.Output.Ok {
+            public var ok: Operations.ListForecasts.Output.Ok {
                 get throws {
                     switch self {
                     case let .ok(response):
@@ -346,26 +346,26 @@ public enum Operations {
                     }
                 }
                 /// Received HTTP response body
-                public var body: Operations.GetV1Forecasts.Output.BadRequest.Body
+                public var body: Operations.ListForecasts.Output.BadRequest.Body
                 /// Creates a new `BadRequest`.
                 ///
                 /// - Parameters:
                 ///   - body: Received HTTP response body
-                public init(body: Operations.GetV1Forecasts.Output.BadRequest.Body) {
+                public init(body: Operations.ListForecasts.Output.BadRequest.Body) {
                     self.body = body
                 }
             }
             /// a parameter outside what this document allows, or from after to
             ///
-            /// - Remark: Generated from `#/paths//v1/forecasts/get/responses/400`.
+            /// - Remark: Generated from `#/paths//v1/forecasts/get(listForecasts)/responses/400`.
             ///
             /// HTTP response code: `400 badRequest`.
-            case badRequest(Operations.GetV1Forecasts.Output.BadRequest)
+            case badRequest(Operations.ListForecasts.Output.BadRequest)
             /// The associated value of the enum case if `self` is `.badRequest`.
             ///
             /// - Throws: An error if `self` is not `.badRequest`.
             /// - SeeAlso: `.badRequest`.
-            public var badRequest: Operations.GetV1Forecasts.Output.BadRequest {
+            public var badRequest: Operations.ListForecasts.Output.BadRequest {
                 get throws {
                     switch self {
                     case let .badRequest(response):
@@ -412,86 +412,36 @@ public enum Operations {
     /// Forecast the next close from a supplied window of closes (oldest first)
     ///
     /// - Remark: HTTP `POST /v1/predict`.
-    /// - Remark: Generated from `#/paths//v1/predict/post`.
-    public enum PostV1Predict {
-        public static let id: Swift.String = "post/v1/predict"
+    /// - Remark: Generated from `#/paths//v1/predict/post(predict)`.
+    public enum Predict {
+        public static let id: Swift.String = "predict"
         public struct Input: Sendable, Hashable {
             /// - Remark: Generated from `#/paths/v1/predict/POST/header`.
             public struct Headers: Sendable, Hashable {
-                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.PostV1Predict.AcceptableContentType>]
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.Predict.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
                 ///   - accept:
-                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.PostV1Predict.AcceptableContentType>] = .defaultValues()) {
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.Predict.AcceptableContentType>] = .defaultValues()) {
                     self.accept = accept
                 }
             }
-            public var headers: Operations.PostV1Predict.Input.Headers
+            public var headers: Operations.Predict.Input.Headers
             /// - Remark: Generated from `#/paths/v1/predict/POST/requestBody`.
             @frozen public enum Body: Sendable, Hashable {
-                /// - Remark: Generated from `#/paths/v1/predict/POST/requestBody/json`.
-                public struct JsonPayload: Codable, Hashable, Sendable {
-                    /// null is the default
-                    ///
-                    /// - Remark: Generated from `#/paths/v1/predict/POST/requestBody/json/pair`.
-                    public var pair: Swift.String?
-                    /// null is the default
-                    ///
-                    /// - Remark: Generated from `#/paths/v1/predict/POST/requestBody/json/interval`.
-                    @frozen public enum IntervalPayload: String, Codable, Hashable, Sendable, CaseIterable {
-                        case _1m = "1m"
-                        case _5m = "5m"
-                        case _15m = "15m"
-                        case _30m = "30m"
-                        case _1h = "1h"
-                        case _4h = "4h"
-                        case _1d = "1d"
-                        case _1w = "1w"
-                        case _15d = "15d"
-                        case _empty_ = ""
-                    }
-                    /// null is the default
-                    ///
-                    /// - Remark: Generated from `#/paths/v1/predict/POST/requestBody/json/interval`.
-                    public var interval: Operations.PostV1Predict.Input.Body.JsonPayload.IntervalPayload?
-                    /// positive closes in USD, oldest first: exactly the champion's window (GET /v1/model), else 409
-                    ///
-                    /// - Remark: Generated from `#/paths/v1/predict/POST/requestBody/json/closes`.
-                    public var closes: [Swift.Double]
-                    /// Creates a new `JsonPayload`.
-                    ///
-                    /// - Parameters:
-                    ///   - pair: null is the default
-                    ///   - interval: null is the default
-                    ///   - closes: positive closes in USD, oldest first: exactly the champion's window (GET /v1/model), else 409
-                    public init(
-                        pair: Swift.String? = nil,
-                        interval: Operations.PostV1Predict.Input.Body.JsonPayload.IntervalPayload? = nil,
-                        closes: [Swift.Double]
-                    ) {
-                        self.pair = pair
-                        self.interval = interval
-                        self.closes = closes
-                    }
-                    public enum CodingKeys: String, CodingKey {
-                        case pair
-                        case interval
-                        case closes
-                    }
-                }
                 /// - Remark: Generated from `#/paths/v1/predict/POST/requestBody/content/application\/json`.
-                case json(Operations.PostV1Predict.Input.Body.JsonPayload)
+                case json(Components.Schemas.PredictRequest)
             }
-            public var body: Operations.PostV1Predict.Input.Body
+            public var body: Operations.Predict.Input.Body
             /// Creates a new `Input`.
             ///
             /// - Parameters:
             ///   - headers:
             ///   - body:
             public init(
-                headers: Operations.PostV1Predict.Input.Headers = .init(),
-                body: Operations.PostV1Predict.Input.Body
+                headers: Operations.Predict.Input.Headers = .init(),
+                body: Operations.Predict.Input.Body
             ) {
                 self.headers = headers
                 self.body = body
@@ -501,60 +451,13 @@ public enum Operations {
             public struct Ok: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/v1/predict/POST/responses/200/content`.
                 @frozen public enum Body: Sendable, Hashable {
-                    /// - Remark: Generated from `#/paths/v1/predict/POST/responses/200/content/json`.
-                    public struct JsonPayload: Codable, Hashable, Sendable {
-                        /// - Remark: Generated from `#/paths/v1/predict/POST/responses/200/content/json/pair`.
-                        public var pair: Swift.String
-                        /// - Remark: Generated from `#/paths/v1/predict/POST/responses/200/content/json/interval`.
-                        public var interval: Swift.String
-                        /// - Remark: Generated from `#/paths/v1/predict/POST/responses/200/content/json/predicted_close`.
-                        public var predictedClose: Swift.Double
-                        /// - Remark: Generated from `#/paths/v1/predict/POST/responses/200/content/json/last_close`.
-                        public var lastClose: Swift.Double
-                        /// - Remark: Generated from `#/paths/v1/predict/POST/responses/200/content/json/model_name`.
-                        public var modelName: Swift.String
-                        /// - Remark: Generated from `#/paths/v1/predict/POST/responses/200/content/json/model_version`.
-                        public var modelVersion: Swift.Int
-                        /// Creates a new `JsonPayload`.
-                        ///
-                        /// - Parameters:
-                        ///   - pair:
-                        ///   - interval:
-                        ///   - predictedClose:
-                        ///   - lastClose:
-                        ///   - modelName:
-                        ///   - modelVersion:
-                        public init(
-                            pair: Swift.String,
-                            interval: Swift.String,
-                            predictedClose: Swift.Double,
-                            lastClose: Swift.Double,
-                            modelName: Swift.String,
-                            modelVersion: Swift.Int
-                        ) {
-                            self.pair = pair
-                            self.interval = interval
-                            self.predictedClose = predictedClose
-                            self.lastClose = lastClose
-                            self.modelName = modelName
-                            self.modelVersion = modelVersion
-                        }
-                        public enum CodingKeys: String, CodingKey {
-                            case pair
-                            case interval
-                            case predictedClose = "predicted_close"
-                            case lastClose = "last_close"
-                            case modelName = "model_name"
-                            case modelVersion = "model_version"
-                        }
-                    }
                     /// - Remark: Generated from `#/paths/v1/predict/POST/responses/200/content/application\/json`.
-                    case json(Operations.PostV1Predict.Output.Ok.Body.JsonPayload)
+                    case json(Components.Schemas.Prediction)
                     /// The associated value of the enum case if `self` is `.json`.
                     ///
                     /// - Throws: An error if `self` is not `.json`.
                     /// - SeeAlso: `.json`.
-                    public var json: Operations.PostV1Predict.Output.Ok.Body.JsonPayload {
+                    public var json: Components.Schemas.Prediction {
                         get throws {
                             switch self {
                             case let .json(body):
@@ -564,26 +467,26 @@ public enum Operations {
                     }
                 }
                 /// Received HTTP response body
-                public var body: Operations.PostV1Predict.Output.Ok.Body
+                public var body: Operations.Predict.Output.Ok.Body
                 /// Creates a new `Ok`.
                 ///
                 /// - Parameters:
                 ///   - body: Received HTTP response body
-                public init(body: Operations.PostV1Predict.Output.Ok.Body) {
+                public init(body: Operations.Predict.Output.Ok.Body) {
                     self.body = body
                 }
             }
             /// the forecast
             ///
-            /// - Remark: Generated from `#/paths//v1/predict/post/responses/200`.
+            /// - Remark: Generated from `#/paths//v1/predict/post(predict)/responses/200`.
             ///
             /// HTTP response code: `200 ok`.
-            case ok(Operations.PostV1Predict.Output.Ok)
+            case ok(Operations.Predict.Output.Ok)
             /// The associated value of the enum case if `self` is `.ok`.
             ///
             /// - Throws: An error if `self` is not `.ok`.
             /// - SeeAlso: `.ok`.
-            public var ok: Operations.PostV1Predict.Output.Ok {
+            public var ok: Operations.Predict.Output.Ok {
                 get throws {
                     switch self {
                     case let .ok(response):
@@ -598,7 +501,7 @@ public enum Operations {
             }
             /// a parameter outside what this document allows
             ///
-            /// - Remark: Generated from `#/paths//v1/predict/post/responses/400`.
+            /// - Remark: Generated from `#/paths//v1/predict/post(predict)/responses/400`.
             ///
             /// HTTP response code: `400 badRequest`.
             case badRequest(Components.Responses.BadRequest)
@@ -638,26 +541,26 @@ public enum Operations {
                     }
                 }
                 /// Received HTTP response body
-                public var body: Operations.PostV1Predict.Output.NotFound.Body
+                public var body: Operations.Predict.Output.NotFound.Body
                 /// Creates a new `NotFound`.
                 ///
                 /// - Parameters:
                 ///   - body: Received HTTP response body
-                public init(body: Operations.PostV1Predict.Output.NotFound.Body) {
+                public init(body: Operations.Predict.Output.NotFound.Body) {
                     self.body = body
                 }
             }
             /// no champion model for the pair and interval yet
             ///
-            /// - Remark: Generated from `#/paths//v1/predict/post/responses/404`.
+            /// - Remark: Generated from `#/paths//v1/predict/post(predict)/responses/404`.
             ///
             /// HTTP response code: `404 notFound`.
-            case notFound(Operations.PostV1Predict.Output.NotFound)
+            case notFound(Operations.Predict.Output.NotFound)
             /// The associated value of the enum case if `self` is `.notFound`.
             ///
             /// - Throws: An error if `self` is not `.notFound`.
             /// - SeeAlso: `.notFound`.
-            public var notFound: Operations.PostV1Predict.Output.NotFound {
+            public var notFound: Operations.Predict.Output.NotFound {
                 get throws {
                     switch self {
                     case let .notFound(response):
@@ -689,26 +592,26 @@ public enum Operations {
                     }
                 }
                 /// Received HTTP response body
-                public var body: Operations.PostV1Predict.Output.Conflict.Body
+                public var body: Operations.Predict.Output.Conflict.Body
                 /// Creates a new `Conflict`.
                 ///
                 /// - Parameters:
                 ///   - body: Received HTTP response body
-                public init(body: Operations.PostV1Predict.Output.Conflict.Body) {
+                public init(body: Operations.Predict.Output.Conflict.Body) {
                     self.body = body
                 }
             }
             /// the champion takes another number of closes (see GET /v1/model), or gives no finite forecast for these
             ///
-            /// - Remark: Generated from `#/paths//v1/predict/post/responses/409`.
+            /// - Remark: Generated from `#/paths//v1/predict/post(predict)/responses/409`.
             ///
             /// HTTP response code: `409 conflict`.
-            case conflict(Operations.PostV1Predict.Output.Conflict)
+            case conflict(Operations.Predict.Output.Conflict)
             /// The associated value of the enum case if `self` is `.conflict`.
             ///
             /// - Throws: An error if `self` is not `.conflict`.
             /// - SeeAlso: `.conflict`.
-            public var conflict: Operations.PostV1Predict.Output.Conflict {
+            public var conflict: Operations.Predict.Output.Conflict {
                 get throws {
                     switch self {
                     case let .conflict(response):
@@ -740,26 +643,26 @@ public enum Operations {
                     }
                 }
                 /// Received HTTP response body
-                public var body: Operations.PostV1Predict.Output.ContentTooLarge.Body
+                public var body: Operations.Predict.Output.ContentTooLarge.Body
                 /// Creates a new `ContentTooLarge`.
                 ///
                 /// - Parameters:
                 ///   - body: Received HTTP response body
-                public init(body: Operations.PostV1Predict.Output.ContentTooLarge.Body) {
+                public init(body: Operations.Predict.Output.ContentTooLarge.Body) {
                     self.body = body
                 }
             }
             /// body larger than 256 KiB
             ///
-            /// - Remark: Generated from `#/paths//v1/predict/post/responses/413`.
+            /// - Remark: Generated from `#/paths//v1/predict/post(predict)/responses/413`.
             ///
             /// HTTP response code: `413 contentTooLarge`.
-            case contentTooLarge(Operations.PostV1Predict.Output.ContentTooLarge)
+            case contentTooLarge(Operations.Predict.Output.ContentTooLarge)
             /// The associated value of the enum case if `self` is `.contentTooLarge`.
             ///
             /// - Throws: An error if `self` is not `.contentTooLarge`.
             /// - SeeAlso: `.contentTooLarge`.
-            public var contentTooLarge: Operations.PostV1Predict.Output.ContentTooLarge {
+            public var contentTooLarge: Operations.Predict.Output.ContentTooLarge {
                 get throws {
                     switch self {
                     case let .contentTooLarge(response):
@@ -767,6 +670,57 @@ public enum Operations {
                     default:
                         try throwUnexpectedResponseStatus(
                             expectedStatus: "contentTooLarge",
+                            response: self
+                        )
+                    }
+                }
+            }
+            public struct UnsupportedMediaType: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/v1/predict/POST/responses/415/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/v1/predict/POST/responses/415/content/application\/json`.
+                    case json(Components.Schemas._Error)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    public var json: Components.Schemas._Error {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.Predict.Output.UnsupportedMediaType.Body
+                /// Creates a new `UnsupportedMediaType`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                public init(body: Operations.Predict.Output.UnsupportedMediaType.Body) {
+                    self.body = body
+                }
+            }
+            /// a body that is not application/json
+            ///
+            /// - Remark: Generated from `#/paths//v1/predict/post(predict)/responses/415`.
+            ///
+            /// HTTP response code: `415 unsupportedMediaType`.
+            case unsupportedMediaType(Operations.Predict.Output.UnsupportedMediaType)
+            /// The associated value of the enum case if `self` is `.unsupportedMediaType`.
+            ///
+            /// - Throws: An error if `self` is not `.unsupportedMediaType`.
+            /// - SeeAlso: `.unsupportedMediaType`.
+            public var unsupportedMediaType: Operations.Predict.Output.UnsupportedMediaType {
+                get throws {
+                    switch self {
+                    case let .unsupportedMediaType(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unsupportedMediaType",
                             response: self
                         )
                     }
@@ -806,9 +760,9 @@ public enum Operations {
     /// The champion model in use
     ///
     /// - Remark: HTTP `GET /v1/model`.
-    /// - Remark: Generated from `#/paths//v1/model/get`.
-    public enum GetV1Model {
-        public static let id: Swift.String = "get/v1/model"
+    /// - Remark: Generated from `#/paths//v1/model/get(getChampion)`.
+    public enum GetChampion {
+        public static let id: Swift.String = "getChampion"
         public struct Input: Sendable, Hashable {
             /// - Remark: Generated from `#/paths/v1/model/GET/query`.
             public struct Query: Sendable, Hashable {
@@ -831,27 +785,27 @@ public enum Operations {
                     self.interval = interval
                 }
             }
-            public var query: Operations.GetV1Model.Input.Query
+            public var query: Operations.GetChampion.Input.Query
             /// - Remark: Generated from `#/paths/v1/model/GET/header`.
             public struct Headers: Sendable, Hashable {
-                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetV1Model.AcceptableContentType>]
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetChampion.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
                 ///   - accept:
-                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetV1Model.AcceptableContentType>] = .defaultValues()) {
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetChampion.AcceptableContentType>] = .defaultValues()) {
                     self.accept = accept
                 }
             }
-            public var headers: Operations.GetV1Model.Input.Headers
+            public var headers: Operations.GetChampion.Input.Headers
             /// Creates a new `Input`.
             ///
             /// - Parameters:
             ///   - query:
             ///   - headers:
             public init(
-                query: Operations.GetV1Model.Input.Query = .init(),
-                headers: Operations.GetV1Model.Input.Headers = .init()
+                query: Operations.GetChampion.Input.Query = .init(),
+                headers: Operations.GetChampion.Input.Headers = .init()
             ) {
                 self.query = query
                 self.headers = headers
@@ -861,62 +815,13 @@ public enum Operations {
             public struct Ok: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/v1/model/GET/responses/200/content`.
                 @frozen public enum Body: Sendable, Hashable {
-                    /// - Remark: Generated from `#/paths/v1/model/GET/responses/200/content/json`.
-                    public struct JsonPayload: Codable, Hashable, Sendable {
-                        /// - Remark: Generated from `#/paths/v1/model/GET/responses/200/content/json/model_name`.
-                        public var modelName: Swift.String
-                        /// - Remark: Generated from `#/paths/v1/model/GET/responses/200/content/json/model_version`.
-                        public var modelVersion: Swift.Int
-                        /// how many closes POST /v1/predict takes
-                        ///
-                        /// - Remark: Generated from `#/paths/v1/model/GET/responses/200/content/json/window`.
-                        public var window: Swift.Int
-                        /// - Remark: Generated from `#/paths/v1/model/GET/responses/200/content/json/target`.
-                        public var target: Swift.String
-                        /// - Remark: Generated from `#/paths/v1/model/GET/responses/200/content/json/epochs_run`.
-                        public var epochsRun: Swift.Int?
-                        /// - Remark: Generated from `#/paths/v1/model/GET/responses/200/content/json/created_at`.
-                        public var createdAt: Foundation.Date?
-                        /// Creates a new `JsonPayload`.
-                        ///
-                        /// - Parameters:
-                        ///   - modelName:
-                        ///   - modelVersion:
-                        ///   - window: how many closes POST /v1/predict takes
-                        ///   - target:
-                        ///   - epochsRun:
-                        ///   - createdAt:
-                        public init(
-                            modelName: Swift.String,
-                            modelVersion: Swift.Int,
-                            window: Swift.Int,
-                            target: Swift.String,
-                            epochsRun: Swift.Int? = nil,
-                            createdAt: Foundation.Date? = nil
-                        ) {
-                            self.modelName = modelName
-                            self.modelVersion = modelVersion
-                            self.window = window
-                            self.target = target
-                            self.epochsRun = epochsRun
-                            self.createdAt = createdAt
-                        }
-                        public enum CodingKeys: String, CodingKey {
-                            case modelName = "model_name"
-                            case modelVersion = "model_version"
-                            case window
-                            case target
-                            case epochsRun = "epochs_run"
-                            case createdAt = "created_at"
-                        }
-                    }
                     /// - Remark: Generated from `#/paths/v1/model/GET/responses/200/content/application\/json`.
-                    case json(Operations.GetV1Model.Output.Ok.Body.JsonPayload)
+                    case json(Components.Schemas.Champion)
                     /// The associated value of the enum case if `self` is `.json`.
                     ///
                     /// - Throws: An error if `self` is not `.json`.
                     /// - SeeAlso: `.json`.
-                    public var json: Operations.GetV1Model.Output.Ok.Body.JsonPayload {
+                    public var json: Components.Schemas.Champion {
                         get throws {
                             switch self {
                             case let .json(body):
@@ -926,26 +831,26 @@ public enum Operations {
                     }
                 }
                 /// Received HTTP response body
-                public var body: Operations.GetV1Model.Output.Ok.Body
+                public var body: Operations.GetChampion.Output.Ok.Body
                 /// Creates a new `Ok`.
                 ///
                 /// - Parameters:
                 ///   - body: Received HTTP response body
-                public init(body: Operations.GetV1Model.Output.Ok.Body) {
+                public init(body: Operations.GetChampion.Output.Ok.Body) {
                     self.body = body
                 }
             }
             /// the champion
             ///
-            /// - Remark: Generated from `#/paths//v1/model/get/responses/200`.
+            /// - Remark: Generated from `#/paths//v1/model/get(getChampion)/responses/200`.
             ///
             /// HTTP response code: `200 ok`.
-            case ok(Operations.GetV1Model.Output.Ok)
+            case ok(Operations.GetChampion.Output.Ok)
             /// The associated value of the enum case if `self` is `.ok`.
             ///
             /// - Throws: An error if `self` is not `.ok`.
             /// - SeeAlso: `.ok`.
-            public var ok: Operations.GetV1Model.Output.Ok {
+            public var ok: Operations.GetChampion.Output.Ok {
                 get throws {
                     switch self {
                     case let .ok(response):
@@ -960,7 +865,7 @@ public enum Operations {
             }
             /// a parameter outside what this document allows
             ///
-            /// - Remark: Generated from `#/paths//v1/model/get/responses/400`.
+            /// - Remark: Generated from `#/paths//v1/model/get(getChampion)/responses/400`.
             ///
             /// HTTP response code: `400 badRequest`.
             case badRequest(Components.Responses.BadRequest)
@@ -1000,26 +905,26 @@ public enum Operations {
                     }
                 }
                 /// Received HTTP response body
-                public var body: Operations.GetV1Model.Output.NotFound.Body
+                public var body: Operations.GetChampion.Output.NotFound.Body
                 /// Creates a new `NotFound`.
                 ///
                 /// - Parameters:
                 ///   - body: Received HTTP response body
-                public init(body: Operations.GetV1Model.Output.NotFound.Body) {
+                public init(body: Operations.GetChampion.Output.NotFound.Body) {
                     self.body = body
                 }
             }
             /// no champion yet
             ///
-            /// - Remark: Generated from `#/paths//v1/model/get/responses/404`.
+            /// - Remark: Generated from `#/paths//v1/model/get(getChampion)/responses/404`.
             ///
             /// HTTP response code: `404 notFound`.
-            case notFound(Operations.GetV1Model.Output.NotFound)
+            case notFound(Operations.GetChampion.Output.NotFound)
             /// The associated value of the enum case if `self` is `.notFound`.
             ///
             /// - Throws: An error if `self` is not `.notFound`.
             /// - SeeAlso: `.notFound`.
-            public var notFound: Operations.GetV1Model.Output.NotFound {
+            public var notFound: Operations.GetChampion.Output.NotFound {
                 get throws {
                     switch self {
                     case let .notFound(response):

@@ -20,25 +20,25 @@ public protocol APIProtocol: Sendable {
     /// The newest forecast (served from memory)
     ///
     /// - Remark: HTTP `GET /v1/forecasts/latest`.
-    /// - Remark: Generated from `#/paths//v1/forecasts/latest/get`.
-    func getV1ForecastsLatest(_ input: Operations.GetV1ForecastsLatest.Input) async throws -> Operations.GetV1ForecastsLatest.Output
+    /// - Remark: Generated from `#/paths//v1/forecasts/latest/get(getLatestForecast)`.
+    func getLatestForecast(_ input: Operations.GetLatestForecast.Input) async throws -> Operations.GetLatestForecast.Output
     /// Forecast history with realized errors, by target time
     ///
     /// The newest `limit` forecasts with `from` <= target_open_time <= `to`, oldest first. `from` after `to` is a 400.
     ///
     /// - Remark: HTTP `GET /v1/forecasts`.
-    /// - Remark: Generated from `#/paths//v1/forecasts/get`.
-    func getV1Forecasts(_ input: Operations.GetV1Forecasts.Input) async throws -> Operations.GetV1Forecasts.Output
+    /// - Remark: Generated from `#/paths//v1/forecasts/get(listForecasts)`.
+    func listForecasts(_ input: Operations.ListForecasts.Input) async throws -> Operations.ListForecasts.Output
     /// Forecast the next close from a supplied window of closes (oldest first)
     ///
     /// - Remark: HTTP `POST /v1/predict`.
-    /// - Remark: Generated from `#/paths//v1/predict/post`.
-    func postV1Predict(_ input: Operations.PostV1Predict.Input) async throws -> Operations.PostV1Predict.Output
+    /// - Remark: Generated from `#/paths//v1/predict/post(predict)`.
+    func predict(_ input: Operations.Predict.Input) async throws -> Operations.Predict.Output
     /// The champion model in use
     ///
     /// - Remark: HTTP `GET /v1/model`.
-    /// - Remark: Generated from `#/paths//v1/model/get`.
-    func getV1Model(_ input: Operations.GetV1Model.Input) async throws -> Operations.GetV1Model.Output
+    /// - Remark: Generated from `#/paths//v1/model/get(getChampion)`.
+    func getChampion(_ input: Operations.GetChampion.Input) async throws -> Operations.GetChampion.Output
 }
 
 /// Convenience overloads for operation inputs.
@@ -46,12 +46,12 @@ extension APIProtocol {
     /// The newest forecast (served from memory)
     ///
     /// - Remark: HTTP `GET /v1/forecasts/latest`.
-    /// - Remark: Generated from `#/paths//v1/forecasts/latest/get`.
-    public func getV1ForecastsLatest(
-        query: Operations.GetV1ForecastsLatest.Input.Query = .init(),
-        headers: Operations.GetV1ForecastsLatest.Input.Headers = .init()
-    ) async throws -> Operations.GetV1ForecastsLatest.Output {
-        try await getV1ForecastsLatest(Operations.GetV1ForecastsLatest.Input(
+    /// - Remark: Generated from `#/paths//v1/forecasts/latest/get(getLatestForecast)`.
+    public func getLatestForecast(
+        query: Operations.GetLatestForecast.Input.Query = .init(),
+        headers: Operations.GetLatestForecast.Input.Headers = .init()
+    ) async throws -> Operations.GetLatestForecast.Output {
+        try await getLatestForecast(Operations.GetLatestForecast.Input(
             query: query,
             headers: headers
         ))
@@ -61,12 +61,12 @@ extension APIProtocol {
     /// The newest `limit` forecasts with `from` <= target_open_time <= `to`, oldest first. `from` after `to` is a 400.
     ///
     /// - Remark: HTTP `GET /v1/forecasts`.
-    /// - Remark: Generated from `#/paths//v1/forecasts/get`.
-    public func getV1Forecasts(
-        query: Operations.GetV1Forecasts.Input.Query = .init(),
-        headers: Operations.GetV1Forecasts.Input.Headers = .init()
-    ) async throws -> Operations.GetV1Forecasts.Output {
-        try await getV1Forecasts(Operations.GetV1Forecasts.Input(
+    /// - Remark: Generated from `#/paths//v1/forecasts/get(listForecasts)`.
+    public func listForecasts(
+        query: Operations.ListForecasts.Input.Query = .init(),
+        headers: Operations.ListForecasts.Input.Headers = .init()
+    ) async throws -> Operations.ListForecasts.Output {
+        try await listForecasts(Operations.ListForecasts.Input(
             query: query,
             headers: headers
         ))
@@ -74,12 +74,12 @@ extension APIProtocol {
     /// Forecast the next close from a supplied window of closes (oldest first)
     ///
     /// - Remark: HTTP `POST /v1/predict`.
-    /// - Remark: Generated from `#/paths//v1/predict/post`.
-    public func postV1Predict(
-        headers: Operations.PostV1Predict.Input.Headers = .init(),
-        body: Operations.PostV1Predict.Input.Body
-    ) async throws -> Operations.PostV1Predict.Output {
-        try await postV1Predict(Operations.PostV1Predict.Input(
+    /// - Remark: Generated from `#/paths//v1/predict/post(predict)`.
+    public func predict(
+        headers: Operations.Predict.Input.Headers = .init(),
+        body: Operations.Predict.Input.Body
+    ) async throws -> Operations.Predict.Output {
+        try await predict(Operations.Predict.Input(
             headers: headers,
             body: body
         ))
@@ -87,12 +87,12 @@ extension APIProtocol {
     /// The champion model in use
     ///
     /// - Remark: HTTP `GET /v1/model`.
-    /// - Remark: Generated from `#/paths//v1/model/get`.
-    public func getV1Model(
-        query: Operations.GetV1Model.Input.Query = .init(),
-        headers: Operations.GetV1Model.Input.Headers = .init()
-    ) async throws -> Operations.GetV1Model.Output {
-        try await getV1Model(Operations.GetV1Model.Input(
+    /// - Remark: Generated from `#/paths//v1/model/get(getChampion)`.
+    public func getChampion(
+        query: Operations.GetChampion.Input.Query = .init(),
+        headers: Operations.GetChampion.Input.Headers = .init()
+    ) async throws -> Operations.GetChampion.Output {
+        try await getChampion(Operations.GetChampion.Input(
             query: query,
             headers: headers
         ))

@@ -17,13 +17,15 @@ public import struct Foundation.Data
 public import struct Foundation.Date
 import HTTPTypes
 /// Experiments, runs with metric histories, model versions with lineage (run and dataset version), aliases
-/// (`champion`, `challenger`) with the history of every move, artifact download, sweeps, promotion and
-/// rollback. Reads are open; writes need `Authorization: Bearer <CANDLECAST_REGISTRY_TOKEN>`.
+/// (`champion`, `challenger`) with the history of every move, artifact upload and download, sweeps, promotion
+/// and rollback. Reads are open; writes need `Authorization: Bearer <CANDLECAST_REGISTRY_TOKEN>`.
+/// Conventions: an interval is written as the APIs name it (`"1d"`); timestamps are RFC 3339 in UTC
+/// (`2024-01-01T00:00:00Z`); list filters `from`/`to` take RFC 3339 timestamps (any offset).
 /// Errors are JSON `{"error": {"message": "..."}}` with 400 (bad input: a parameter or body outside what this
 /// document allows), 401 (no or wrong token), 403 (writes disabled: no token configured), 404, 409 (conflict)
-/// or 413 (body over 64 KiB). A path asked with a method it does not list is answered 405 with `Allow`.
-/// Parameters are strict: absent takes the default, present must be valid (never clamped or replaced); in
-/// request bodies, `null` is the same as absent.
+/// or 413 (body over 64 KiB; a model file over 64 MiB). A path asked with a method it does not list is answered
+/// 405 with `Allow`. Parameters are strict: absent takes the default, present must be valid (never clamped or
+/// replaced); in request bodies, `null` is the same as absent. Fields that have no value are left out.
 ///
 public struct Client: APIProtocol {
     /// The underlying HTTP client.
@@ -90,7 +92,7 @@ public struct Client: APIProtocol {
                     switch chosenContentType {
                     case "application/json":
                         body = try await converter.getResponseBodyAsJSON(
-                            [OpenAPIRuntime.OpenAPIObjectContainer].self,
+                            [Components.Schemas.Experiment].self,
                             from: responseBody,
                             transforming: { value in
                                 .json(value)
@@ -136,6 +138,20 @@ public struct Client: APIProtocol {
                     explode: true,
                     name: "experiment",
                     value: input.query.experiment
+                )
+                try converter.setQueryItemAsURI(
+                    in: &request,
+                    style: .form,
+                    explode: true,
+                    name: "from",
+                    value: input.query.from
+                )
+                try converter.setQueryItemAsURI(
+                    in: &request,
+                    style: .form,
+                    explode: true,
+                    name: "to",
+                    value: input.query.to
                 )
                 try converter.setQueryItemAsURI(
                     in: &request,
@@ -314,6 +330,248 @@ public struct Client: APIProtocol {
             }
         )
     }
+    /// Store the model file of a training job's run (the trainer, before it publishes training.completed)
+    ///
+    /// Idempotent: the same bytes again answer 200; different bytes for a run that already has a model file
+    /// are a 409. The header X-Checksum-SHA256 must be the body's SHA-256 (else 400). At most 64 MiB.
+    ///
+    ///
+    /// - Remark: HTTP `PUT /v1/jobs/{job_id}/artifact`.
+    /// - Remark: Generated from `#/paths//v1/jobs/{job_id}/artifact/put`.
+    public func putV1JobsJobIdArtifact(_ input: Operations.PutV1JobsJobIdArtifact.Input) async throws -> Operations.PutV1JobsJobIdArtifact.Output {
+        try await client.send(
+            input: input,
+            forOperation: Operations.PutV1JobsJobIdArtifact.id,
+            serializer: { input in
+                let path = try converter.renderedPath(
+                    template: "/v1/jobs/{}/artifact",
+                    parameters: [
+                        input.path.jobId
+                    ]
+                )
+                var request: HTTPTypes.HTTPRequest = .init(
+                    soar_path: path,
+                    method: .put
+                )
+                suppressMutabilityWarning(&request)
+                try converter.setHeaderFieldAsURI(
+                    in: &request.headerFields,
+                    name: "X-Checksum-SHA256",
+                    value: input.headers.xChecksumSHA256
+                )
+                converter.setAcceptHeader(
+                    in: &request.headerFields,
+                    contentTypes: input.headers.accept
+                )
+                let body: OpenAPIRuntime.HTTPBody?
+                switch input.body {
+                case let .binary(value):
+                    body = try converter.setRequiredRequestBodyAsBinary(
+                        value,
+                        headerFields: &request.headerFields,
+                        contentType: "application/octet-stream"
+                    )
+                }
+                return (request, body)
+            },
+            deserializer: { response, responseBody in
+                switch response.status.code {
+                case 200:
+                    let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
+                    let body: Operations.PutV1JobsJobIdArtifact.Output.Ok.Body
+                    let chosenContentType = try converter.bestContentType(
+                        received: contentType,
+                        options: [
+                            "application/json"
+                        ]
+                    )
+                    switch chosenContentType {
+                    case "application/json":
+                        body = try await converter.getResponseBodyAsJSON(
+                            Components.Schemas.Artifact.self,
+                            from: responseBody,
+                            transforming: { value in
+                                .json(value)
+                            }
+                        )
+                    default:
+                        preconditionFailure("bestContentType chose an invalid content type.")
+                    }
+                    return .ok(.init(body: body))
+                case 201:
+                    let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
+                    let body: Operations.PutV1JobsJobIdArtifact.Output.Created.Body
+                    let chosenContentType = try converter.bestContentType(
+                        received: contentType,
+                        options: [
+                            "application/json"
+                        ]
+                    )
+                    switch chosenContentType {
+                    case "application/json":
+                        body = try await converter.getResponseBodyAsJSON(
+                            Components.Schemas.Artifact.self,
+                            from: responseBody,
+                            transforming: { value in
+                                .json(value)
+                            }
+                        )
+                    default:
+                        preconditionFailure("bestContentType chose an invalid content type.")
+                    }
+                    return .created(.init(body: body))
+                case 400:
+                    let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
+                    let body: Components.Responses.BadRequest.Body
+                    let chosenContentType = try converter.bestContentType(
+                        received: contentType,
+                        options: [
+                            "application/json"
+                        ]
+                    )
+                    switch chosenContentType {
+                    case "application/json":
+                        body = try await converter.getResponseBodyAsJSON(
+                            Components.Schemas._Error.self,
+                            from: responseBody,
+                            transforming: { value in
+                                .json(value)
+                            }
+                        )
+                    default:
+                        preconditionFailure("bestContentType chose an invalid content type.")
+                    }
+                    return .badRequest(.init(body: body))
+                case 401:
+                    let headers: Components.Responses.Unauthorized.Headers = .init(wwwAuthenticate: try converter.getOptionalHeaderFieldAsURI(
+                        in: response.headerFields,
+                        name: "WWW-Authenticate",
+                        as: Components.Headers.WWWAuthenticate.self
+                    ))
+                    let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
+                    let body: Components.Responses.Unauthorized.Body
+                    let chosenContentType = try converter.bestContentType(
+                        received: contentType,
+                        options: [
+                            "application/json"
+                        ]
+                    )
+                    switch chosenContentType {
+                    case "application/json":
+                        body = try await converter.getResponseBodyAsJSON(
+                            Components.Schemas._Error.self,
+                            from: responseBody,
+                            transforming: { value in
+                                .json(value)
+                            }
+                        )
+                    default:
+                        preconditionFailure("bestContentType chose an invalid content type.")
+                    }
+                    return .unauthorized(.init(
+                        headers: headers,
+                        body: body
+                    ))
+                case 403:
+                    let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
+                    let body: Components.Responses.Forbidden.Body
+                    let chosenContentType = try converter.bestContentType(
+                        received: contentType,
+                        options: [
+                            "application/json"
+                        ]
+                    )
+                    switch chosenContentType {
+                    case "application/json":
+                        body = try await converter.getResponseBodyAsJSON(
+                            Components.Schemas._Error.self,
+                            from: responseBody,
+                            transforming: { value in
+                                .json(value)
+                            }
+                        )
+                    default:
+                        preconditionFailure("bestContentType chose an invalid content type.")
+                    }
+                    return .forbidden(.init(body: body))
+                case 404:
+                    let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
+                    let body: Operations.PutV1JobsJobIdArtifact.Output.NotFound.Body
+                    let chosenContentType = try converter.bestContentType(
+                        received: contentType,
+                        options: [
+                            "application/json"
+                        ]
+                    )
+                    switch chosenContentType {
+                    case "application/json":
+                        body = try await converter.getResponseBodyAsJSON(
+                            Components.Schemas._Error.self,
+                            from: responseBody,
+                            transforming: { value in
+                                .json(value)
+                            }
+                        )
+                    default:
+                        preconditionFailure("bestContentType chose an invalid content type.")
+                    }
+                    return .notFound(.init(body: body))
+                case 409:
+                    let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
+                    let body: Operations.PutV1JobsJobIdArtifact.Output.Conflict.Body
+                    let chosenContentType = try converter.bestContentType(
+                        received: contentType,
+                        options: [
+                            "application/json"
+                        ]
+                    )
+                    switch chosenContentType {
+                    case "application/json":
+                        body = try await converter.getResponseBodyAsJSON(
+                            Components.Schemas._Error.self,
+                            from: responseBody,
+                            transforming: { value in
+                                .json(value)
+                            }
+                        )
+                    default:
+                        preconditionFailure("bestContentType chose an invalid content type.")
+                    }
+                    return .conflict(.init(body: body))
+                case 413:
+                    let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
+                    let body: Components.Responses.TooLarge.Body
+                    let chosenContentType = try converter.bestContentType(
+                        received: contentType,
+                        options: [
+                            "application/json"
+                        ]
+                    )
+                    switch chosenContentType {
+                    case "application/json":
+                        body = try await converter.getResponseBodyAsJSON(
+                            Components.Schemas._Error.self,
+                            from: responseBody,
+                            transforming: { value in
+                                .json(value)
+                            }
+                        )
+                    default:
+                        preconditionFailure("bestContentType chose an invalid content type.")
+                    }
+                    return .contentTooLarge(.init(body: body))
+                default:
+                    return .undocumented(
+                        statusCode: response.status.code,
+                        .init(
+                            headerFields: response.headerFields,
+                            body: responseBody
+                        )
+                    )
+                }
+            }
+        )
+    }
     /// Start a sweep (one training job per grid point) on a dataset version
     ///
     /// The grid holds lists of values per parameter; the sweep trains every combination, at most 256 (the
@@ -366,7 +624,7 @@ public struct Client: APIProtocol {
                     switch chosenContentType {
                     case "application/json":
                         body = try await converter.getResponseBodyAsJSON(
-                            Operations.PostV1Sweeps.Output.Created.Body.JsonPayload.self,
+                            Components.Schemas.SweepStarted.self,
                             from: responseBody,
                             transforming: { value in
                                 .json(value)
@@ -399,6 +657,11 @@ public struct Client: APIProtocol {
                     }
                     return .badRequest(.init(body: body))
                 case 401:
+                    let headers: Components.Responses.Unauthorized.Headers = .init(wwwAuthenticate: try converter.getOptionalHeaderFieldAsURI(
+                        in: response.headerFields,
+                        name: "WWW-Authenticate",
+                        as: Components.Headers.WWWAuthenticate.self
+                    ))
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
                     let body: Components.Responses.Unauthorized.Body
                     let chosenContentType = try converter.bestContentType(
@@ -419,7 +682,10 @@ public struct Client: APIProtocol {
                     default:
                         preconditionFailure("bestContentType chose an invalid content type.")
                     }
-                    return .unauthorized(.init(body: body))
+                    return .unauthorized(.init(
+                        headers: headers,
+                        body: body
+                    ))
                 case 403:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
                     let body: Components.Responses.Forbidden.Body
@@ -560,7 +826,7 @@ public struct Client: APIProtocol {
                     switch chosenContentType {
                     case "application/json":
                         body = try await converter.getResponseBodyAsJSON(
-                            OpenAPIRuntime.OpenAPIObjectContainer.self,
+                            Components.Schemas.Sweep.self,
                             from: responseBody,
                             transforming: { value in
                                 .json(value)
@@ -664,7 +930,7 @@ public struct Client: APIProtocol {
                     switch chosenContentType {
                     case "application/json":
                         body = try await converter.getResponseBodyAsJSON(
-                            [OpenAPIRuntime.OpenAPIObjectContainer].self,
+                            [Components.Schemas.RegisteredModel].self,
                             from: responseBody,
                             transforming: { value in
                                 .json(value)
@@ -930,14 +1196,19 @@ public struct Client: APIProtocol {
                 switch response.status.code {
                 case 200:
                     let headers: Operations.GetV1ModelsNameVersionsVersionArtifact.Output.Ok.Headers = .init(
-                        xChecksumSHA256: try converter.getOptionalHeaderFieldAsURI(
+                        xChecksumSHA256: try converter.getRequiredHeaderFieldAsURI(
                             in: response.headerFields,
                             name: "X-Checksum-SHA256",
-                            as: Swift.String.self
+                            as: Components.Schemas.Sha256.self
                         ),
-                        reprDigest: try converter.getOptionalHeaderFieldAsURI(
+                        reprDigest: try converter.getRequiredHeaderFieldAsURI(
                             in: response.headerFields,
                             name: "Repr-Digest",
+                            as: Swift.String.self
+                        ),
+                        contentDisposition: try converter.getOptionalHeaderFieldAsURI(
+                            in: response.headerFields,
+                            name: "Content-Disposition",
                             as: Swift.String.self
                         )
                     )
@@ -1061,7 +1332,7 @@ public struct Client: APIProtocol {
                     switch chosenContentType {
                     case "application/json":
                         body = try await converter.getResponseBodyAsJSON(
-                            Operations.GetV1ModelsNameAliases.Output.Ok.Body.JsonPayload.self,
+                            Components.Schemas.Aliases.self,
                             from: responseBody,
                             transforming: { value in
                                 .json(value)
@@ -1176,7 +1447,7 @@ public struct Client: APIProtocol {
                     switch chosenContentType {
                     case "application/json":
                         body = try await converter.getResponseBodyAsJSON(
-                            Operations.PostV1ModelsNamePromote.Output.Ok.Body.JsonPayload.self,
+                            Components.Schemas.ChampionMoved.self,
                             from: responseBody,
                             transforming: { value in
                                 .json(value)
@@ -1209,6 +1480,11 @@ public struct Client: APIProtocol {
                     }
                     return .badRequest(.init(body: body))
                 case 401:
+                    let headers: Components.Responses.Unauthorized.Headers = .init(wwwAuthenticate: try converter.getOptionalHeaderFieldAsURI(
+                        in: response.headerFields,
+                        name: "WWW-Authenticate",
+                        as: Components.Headers.WWWAuthenticate.self
+                    ))
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
                     let body: Components.Responses.Unauthorized.Body
                     let chosenContentType = try converter.bestContentType(
@@ -1229,7 +1505,10 @@ public struct Client: APIProtocol {
                     default:
                         preconditionFailure("bestContentType chose an invalid content type.")
                     }
-                    return .unauthorized(.init(body: body))
+                    return .unauthorized(.init(
+                        headers: headers,
+                        body: body
+                    ))
                 case 403:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
                     let body: Components.Responses.Forbidden.Body
@@ -1357,7 +1636,7 @@ public struct Client: APIProtocol {
                     switch chosenContentType {
                     case "application/json":
                         body = try await converter.getResponseBodyAsJSON(
-                            Operations.PostV1ModelsNameRollback.Output.Ok.Body.JsonPayload.self,
+                            Components.Schemas.ChampionMoved.self,
                             from: responseBody,
                             transforming: { value in
                                 .json(value)
@@ -1390,6 +1669,11 @@ public struct Client: APIProtocol {
                     }
                     return .badRequest(.init(body: body))
                 case 401:
+                    let headers: Components.Responses.Unauthorized.Headers = .init(wwwAuthenticate: try converter.getOptionalHeaderFieldAsURI(
+                        in: response.headerFields,
+                        name: "WWW-Authenticate",
+                        as: Components.Headers.WWWAuthenticate.self
+                    ))
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
                     let body: Components.Responses.Unauthorized.Body
                     let chosenContentType = try converter.bestContentType(
@@ -1410,7 +1694,10 @@ public struct Client: APIProtocol {
                     default:
                         preconditionFailure("bestContentType chose an invalid content type.")
                     }
-                    return .unauthorized(.init(body: body))
+                    return .unauthorized(.init(
+                        headers: headers,
+                        body: body
+                    ))
                 case 403:
                     let contentType = converter.extractContentTypeIfPresent(in: response.headerFields)
                     let body: Components.Responses.Forbidden.Body

@@ -17,5 +17,10 @@ public import struct Foundation.Data
 public import struct Foundation.Date
 extension Components {
     /// Types generated from the `#/components/headers` section of the OpenAPI document.
-    public enum Headers {}
+    public enum Headers {
+        /// `Bearer`
+        ///
+        /// - Remark: Generated from `#/components/headers/WWW-Authenticate`.
+        public typealias WWWAuthenticate = Swift.String
+    }
 }

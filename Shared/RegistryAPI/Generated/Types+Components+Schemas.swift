@@ -22,22 +22,40 @@ extension Components {
         public typealias Name = Swift.String
         /// - Remark: Generated from `#/components/schemas/Version`.
         public typealias Version = Swift.Int
+        /// - Remark: Generated from `#/components/schemas/Interval`.
+        @frozen public enum Interval: String, Codable, Hashable, Sendable, CaseIterable {
+            case _1m = "1m"
+            case _5m = "5m"
+            case _15m = "15m"
+            case _30m = "30m"
+            case _1h = "1h"
+            case _4h = "4h"
+            case _1d = "1d"
+            case _1w = "1w"
+            case _15d = "15d"
+        }
+        /// SHA-256 of a model file (64 lowercase hex digits)
+        ///
+        /// - Remark: Generated from `#/components/schemas/Sha256`.
+        public typealias Sha256 = Swift.String
         /// why (kept in the alias history); no NUL
         ///
         /// - Remark: Generated from `#/components/schemas/Reason`.
         public typealias Reason = Swift.String
+        /// test metrics in USD (MASE against the naive forecast)
+        ///
         /// - Remark: Generated from `#/components/schemas/Scores`.
         public struct Scores: Codable, Hashable, Sendable {
             /// - Remark: Generated from `#/components/schemas/Scores/rmse`.
-            public var rmse: Swift.Double?
+            public var rmse: Swift.Double
             /// - Remark: Generated from `#/components/schemas/Scores/mae`.
-            public var mae: Swift.Double?
+            public var mae: Swift.Double
             /// - Remark: Generated from `#/components/schemas/Scores/mape`.
-            public var mape: Swift.Double?
+            public var mape: Swift.Double
             /// - Remark: Generated from `#/components/schemas/Scores/r2`.
-            public var r2: Swift.Double?
+            public var r2: Swift.Double
             /// - Remark: Generated from `#/components/schemas/Scores/mase`.
-            public var mase: Swift.Double?
+            public var mase: Swift.Double
             /// Creates a new `Scores`.
             ///
             /// - Parameters:
@@ -47,11 +65,11 @@ extension Components {
             ///   - r2:
             ///   - mase:
             public init(
-                rmse: Swift.Double? = nil,
-                mae: Swift.Double? = nil,
-                mape: Swift.Double? = nil,
-                r2: Swift.Double? = nil,
-                mase: Swift.Double? = nil
+                rmse: Swift.Double,
+                mae: Swift.Double,
+                mape: Swift.Double,
+                r2: Swift.Double,
+                mase: Swift.Double
             ) {
                 self.rmse = rmse
                 self.mae = mae
@@ -67,10 +85,184 @@ extension Components {
                 case mase
             }
         }
+        /// one grid point of a sweep
+        ///
+        /// - Remark: Generated from `#/components/schemas/TrainingParameters`.
+        public struct TrainingParameters: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/TrainingParameters/units`.
+            public var units: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/TrainingParameters/layers`.
+            public var layers: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/TrainingParameters/activation`.
+            public var activation: Swift.String
+            /// - Remark: Generated from `#/components/schemas/TrainingParameters/target`.
+            public var target: Swift.String
+            /// - Remark: Generated from `#/components/schemas/TrainingParameters/window`.
+            public var window: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/TrainingParameters/batch_size`.
+            public var batchSize: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/TrainingParameters/learning_rate`.
+            public var learningRate: Swift.Double
+            /// - Remark: Generated from `#/components/schemas/TrainingParameters/epochs`.
+            public var epochs: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/TrainingParameters/patience`.
+            public var patience: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/TrainingParameters/seed`.
+            public var seed: Swift.Int64
+            /// Creates a new `TrainingParameters`.
+            ///
+            /// - Parameters:
+            ///   - units:
+            ///   - layers:
+            ///   - activation:
+            ///   - target:
+            ///   - window:
+            ///   - batchSize:
+            ///   - learningRate:
+            ///   - epochs:
+            ///   - patience:
+            ///   - seed:
+            public init(
+                units: Swift.Int,
+                layers: Swift.Int,
+                activation: Swift.String,
+                target: Swift.String,
+                window: Swift.Int,
+                batchSize: Swift.Int,
+                learningRate: Swift.Double,
+                epochs: Swift.Int,
+                patience: Swift.Int,
+                seed: Swift.Int64
+            ) {
+                self.units = units
+                self.layers = layers
+                self.activation = activation
+                self.target = target
+                self.window = window
+                self.batchSize = batchSize
+                self.learningRate = learningRate
+                self.epochs = epochs
+                self.patience = patience
+                self.seed = seed
+            }
+            public enum CodingKeys: String, CodingKey {
+                case units
+                case layers
+                case activation
+                case target
+                case window
+                case batchSize = "batch_size"
+                case learningRate = "learning_rate"
+                case epochs
+                case patience
+                case seed
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/Experiment`.
+        public struct Experiment: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/Experiment/name`.
+            public var name: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Experiment/pair`.
+            public var pair: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Experiment/interval`.
+            public var interval: Components.Schemas.Interval
+            /// - Remark: Generated from `#/components/schemas/Experiment/created_at`.
+            public var createdAt: Foundation.Date
+            /// Creates a new `Experiment`.
+            ///
+            /// - Parameters:
+            ///   - name:
+            ///   - pair:
+            ///   - interval:
+            ///   - createdAt:
+            public init(
+                name: Swift.String,
+                pair: Swift.String,
+                interval: Components.Schemas.Interval,
+                createdAt: Foundation.Date
+            ) {
+                self.name = name
+                self.pair = pair
+                self.interval = interval
+                self.createdAt = createdAt
+            }
+            public enum CodingKeys: String, CodingKey {
+                case name
+                case pair
+                case interval
+                case createdAt = "created_at"
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/Artifact`.
+        public struct Artifact: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/Artifact/name`.
+            public var name: Swift.String
+            /// size of the model file
+            ///
+            /// - Remark: Generated from `#/components/schemas/Artifact/bytes`.
+            public var bytes: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/Artifact/sha256`.
+            public var sha256: Components.Schemas.Sha256
+            /// Creates a new `Artifact`.
+            ///
+            /// - Parameters:
+            ///   - name:
+            ///   - bytes: size of the model file
+            ///   - sha256:
+            public init(
+                name: Swift.String,
+                bytes: Swift.Int,
+                sha256: Components.Schemas.Sha256
+            ) {
+                self.name = name
+                self.bytes = bytes
+                self.sha256 = sha256
+            }
+            public enum CodingKeys: String, CodingKey {
+                case name
+                case bytes
+                case sha256
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/MetricPoint`.
+        public struct MetricPoint: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/MetricPoint/key`.
+            public var key: Swift.String
+            /// - Remark: Generated from `#/components/schemas/MetricPoint/step`.
+            public var step: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/MetricPoint/value`.
+            public var value: Swift.Double
+            /// - Remark: Generated from `#/components/schemas/MetricPoint/time`.
+            public var time: Foundation.Date
+            /// Creates a new `MetricPoint`.
+            ///
+            /// - Parameters:
+            ///   - key:
+            ///   - step:
+            ///   - value:
+            ///   - time:
+            public init(
+                key: Swift.String,
+                step: Swift.Int,
+                value: Swift.Double,
+                time: Foundation.Date
+            ) {
+                self.key = key
+                self.step = step
+                self.value = value
+                self.time = time
+            }
+            public enum CodingKeys: String, CodingKey {
+                case key
+                case step
+                case value
+                case time
+            }
+        }
         /// - Remark: Generated from `#/components/schemas/Run`.
         public struct Run: Codable, Hashable, Sendable {
             /// - Remark: Generated from `#/components/schemas/Run/id`.
-            public var id: Swift.Int
+            public var id: Swift.Int64
             /// - Remark: Generated from `#/components/schemas/Run/job_id`.
             public var jobId: Swift.String
             /// - Remark: Generated from `#/components/schemas/Run/sweep_id`.
@@ -92,7 +284,7 @@ extension Components {
             /// - Remark: Generated from `#/components/schemas/Run/status`.
             public var status: Components.Schemas.Run.StatusPayload
             /// - Remark: Generated from `#/components/schemas/Run/params`.
-            public var params: OpenAPIRuntime.OpenAPIObjectContainer
+            public var params: Components.Schemas.TrainingParameters
             /// - Remark: Generated from `#/components/schemas/Run/dataset_version`.
             public var datasetVersion: Swift.Int
             /// - Remark: Generated from `#/components/schemas/Run/trainer`.
@@ -101,63 +293,40 @@ extension Components {
             public var error: Swift.String?
             /// - Remark: Generated from `#/components/schemas/Run/epochs_run`.
             public var epochsRun: Swift.Int?
+            /// - Remark: Generated from `#/components/schemas/Run/best_epoch`.
+            public var bestEpoch: Swift.Int?
             /// - Remark: Generated from `#/components/schemas/Run/validation_loss`.
             public var validationLoss: Swift.Double?
             /// - Remark: Generated from `#/components/schemas/Run/test_metrics`.
             public var testMetrics: Components.Schemas.Scores?
             /// - Remark: Generated from `#/components/schemas/Run/naive_metrics`.
             public var naiveMetrics: Components.Schemas.Scores?
+            /// - Remark: Generated from `#/components/schemas/Run/train_seconds`.
+            public var trainSeconds: Swift.Double?
             /// times the run was started (a lost trainer's run is requeued up to CANDLECAST_TRAINING_MAX_ATTEMPTS)
             ///
             /// - Remark: Generated from `#/components/schemas/Run/attempts`.
-            public var attempts: Swift.Int?
+            public var attempts: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/Run/queued_at`.
+            public var queuedAt: Foundation.Date
+            /// - Remark: Generated from `#/components/schemas/Run/started_at`.
+            public var startedAt: Foundation.Date?
+            /// - Remark: Generated from `#/components/schemas/Run/ended_at`.
+            public var endedAt: Foundation.Date?
             /// last epoch metric of its trainer
             ///
             /// - Remark: Generated from `#/components/schemas/Run/heartbeat_at`.
-            public var heartbeatAt: Swift.String?
+            public var heartbeatAt: Foundation.Date?
             /// when a running run without a heartbeat counts as lost
             ///
             /// - Remark: Generated from `#/components/schemas/Run/lease_expires_at`.
-            public var leaseExpiresAt: Swift.String?
-            /// - Remark: Generated from `#/components/schemas/Run/MetricHistoryPayload`.
-            public struct MetricHistoryPayloadPayload: Codable, Hashable, Sendable {
-                /// - Remark: Generated from `#/components/schemas/Run/MetricHistoryPayload/key`.
-                public var key: Swift.String?
-                /// - Remark: Generated from `#/components/schemas/Run/MetricHistoryPayload/step`.
-                public var step: Swift.Int?
-                /// - Remark: Generated from `#/components/schemas/Run/MetricHistoryPayload/value`.
-                public var value: Swift.Double?
-                /// - Remark: Generated from `#/components/schemas/Run/MetricHistoryPayload/time`.
-                public var time: Swift.String?
-                /// Creates a new `MetricHistoryPayloadPayload`.
-                ///
-                /// - Parameters:
-                ///   - key:
-                ///   - step:
-                ///   - value:
-                ///   - time:
-                public init(
-                    key: Swift.String? = nil,
-                    step: Swift.Int? = nil,
-                    value: Swift.Double? = nil,
-                    time: Swift.String? = nil
-                ) {
-                    self.key = key
-                    self.step = step
-                    self.value = value
-                    self.time = time
-                }
-                public enum CodingKeys: String, CodingKey {
-                    case key
-                    case step
-                    case value
-                    case time
-                }
-            }
+            public var leaseExpiresAt: Foundation.Date?
+            /// only in GET /v1/runs/{id}
+            ///
             /// - Remark: Generated from `#/components/schemas/Run/metric_history`.
-            public typealias MetricHistoryPayload = [Components.Schemas.Run.MetricHistoryPayloadPayload]
-            /// - Remark: Generated from `#/components/schemas/Run/metric_history`.
-            public var metricHistory: Components.Schemas.Run.MetricHistoryPayload?
+            public var metricHistory: [Components.Schemas.MetricPoint]?
+            /// - Remark: Generated from `#/components/schemas/Run/artifact`.
+            public var artifact: Components.Schemas.Artifact?
             /// Creates a new `Run`.
             ///
             /// - Parameters:
@@ -171,31 +340,43 @@ extension Components {
             ///   - trainer:
             ///   - error:
             ///   - epochsRun:
+            ///   - bestEpoch:
             ///   - validationLoss:
             ///   - testMetrics:
             ///   - naiveMetrics:
+            ///   - trainSeconds:
             ///   - attempts: times the run was started (a lost trainer's run is requeued up to CANDLECAST_TRAINING_MAX_ATTEMPTS)
+            ///   - queuedAt:
+            ///   - startedAt:
+            ///   - endedAt:
             ///   - heartbeatAt: last epoch metric of its trainer
             ///   - leaseExpiresAt: when a running run without a heartbeat counts as lost
-            ///   - metricHistory:
+            ///   - metricHistory: only in GET /v1/runs/{id}
+            ///   - artifact:
             public init(
-                id: Swift.Int,
+                id: Swift.Int64,
                 jobId: Swift.String,
                 sweepId: Swift.String,
                 experiment: Swift.String,
                 status: Components.Schemas.Run.StatusPayload,
-                params: OpenAPIRuntime.OpenAPIObjectContainer,
+                params: Components.Schemas.TrainingParameters,
                 datasetVersion: Swift.Int,
                 trainer: Swift.String? = nil,
                 error: Swift.String? = nil,
                 epochsRun: Swift.Int? = nil,
+                bestEpoch: Swift.Int? = nil,
                 validationLoss: Swift.Double? = nil,
                 testMetrics: Components.Schemas.Scores? = nil,
                 naiveMetrics: Components.Schemas.Scores? = nil,
-                attempts: Swift.Int? = nil,
-                heartbeatAt: Swift.String? = nil,
-                leaseExpiresAt: Swift.String? = nil,
-                metricHistory: Components.Schemas.Run.MetricHistoryPayload? = nil
+                trainSeconds: Swift.Double? = nil,
+                attempts: Swift.Int,
+                queuedAt: Foundation.Date,
+                startedAt: Foundation.Date? = nil,
+                endedAt: Foundation.Date? = nil,
+                heartbeatAt: Foundation.Date? = nil,
+                leaseExpiresAt: Foundation.Date? = nil,
+                metricHistory: [Components.Schemas.MetricPoint]? = nil,
+                artifact: Components.Schemas.Artifact? = nil
             ) {
                 self.id = id
                 self.jobId = jobId
@@ -207,13 +388,19 @@ extension Components {
                 self.trainer = trainer
                 self.error = error
                 self.epochsRun = epochsRun
+                self.bestEpoch = bestEpoch
                 self.validationLoss = validationLoss
                 self.testMetrics = testMetrics
                 self.naiveMetrics = naiveMetrics
+                self.trainSeconds = trainSeconds
                 self.attempts = attempts
+                self.queuedAt = queuedAt
+                self.startedAt = startedAt
+                self.endedAt = endedAt
                 self.heartbeatAt = heartbeatAt
                 self.leaseExpiresAt = leaseExpiresAt
                 self.metricHistory = metricHistory
+                self.artifact = artifact
             }
             public enum CodingKeys: String, CodingKey {
                 case id
@@ -226,13 +413,351 @@ extension Components {
                 case trainer
                 case error
                 case epochsRun = "epochs_run"
+                case bestEpoch = "best_epoch"
                 case validationLoss = "validation_loss"
                 case testMetrics = "test_metrics"
                 case naiveMetrics = "naive_metrics"
+                case trainSeconds = "train_seconds"
                 case attempts
+                case queuedAt = "queued_at"
+                case startedAt = "started_at"
+                case endedAt = "ended_at"
                 case heartbeatAt = "heartbeat_at"
                 case leaseExpiresAt = "lease_expires_at"
                 case metricHistory = "metric_history"
+                case artifact
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/SweepRun`.
+        public struct SweepRun: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SweepRun/id`.
+            public var id: Swift.Int64
+            /// - Remark: Generated from `#/components/schemas/SweepRun/job_id`.
+            public var jobId: Swift.String
+            /// - Remark: Generated from `#/components/schemas/SweepRun/status`.
+            @frozen public enum StatusPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case queued = "queued"
+                case running = "running"
+                case finished = "finished"
+                case failed = "failed"
+                case superseded = "superseded"
+            }
+            /// - Remark: Generated from `#/components/schemas/SweepRun/status`.
+            public var status: Components.Schemas.SweepRun.StatusPayload
+            /// - Remark: Generated from `#/components/schemas/SweepRun/trainer`.
+            public var trainer: Swift.String?
+            /// Creates a new `SweepRun`.
+            ///
+            /// - Parameters:
+            ///   - id:
+            ///   - jobId:
+            ///   - status:
+            ///   - trainer:
+            public init(
+                id: Swift.Int64,
+                jobId: Swift.String,
+                status: Components.Schemas.SweepRun.StatusPayload,
+                trainer: Swift.String? = nil
+            ) {
+                self.id = id
+                self.jobId = jobId
+                self.status = status
+                self.trainer = trainer
+            }
+            public enum CodingKeys: String, CodingKey {
+                case id
+                case jobId = "job_id"
+                case status
+                case trainer
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/GateDecision`.
+        public struct GateDecision: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/GateDecision/challenger_version`.
+            public var challengerVersion: Swift.Int?
+            /// - Remark: Generated from `#/components/schemas/GateDecision/champion_version`.
+            public var championVersion: Swift.Int?
+            /// - Remark: Generated from `#/components/schemas/GateDecision/promoted`.
+            public var promoted: Swift.Bool
+            /// - Remark: Generated from `#/components/schemas/GateDecision/reason`.
+            public var reason: Swift.String
+            /// - Remark: Generated from `#/components/schemas/GateDecision/challenger_rmse`.
+            public var challengerRmse: Swift.Double?
+            /// - Remark: Generated from `#/components/schemas/GateDecision/champion_rmse`.
+            public var championRmse: Swift.Double?
+            /// - Remark: Generated from `#/components/schemas/GateDecision/challenger_mase`.
+            public var challengerMase: Swift.Double?
+            /// - Remark: Generated from `#/components/schemas/GateDecision/decided_at`.
+            public var decidedAt: Foundation.Date
+            /// Creates a new `GateDecision`.
+            ///
+            /// - Parameters:
+            ///   - challengerVersion:
+            ///   - championVersion:
+            ///   - promoted:
+            ///   - reason:
+            ///   - challengerRmse:
+            ///   - championRmse:
+            ///   - challengerMase:
+            ///   - decidedAt:
+            public init(
+                challengerVersion: Swift.Int? = nil,
+                championVersion: Swift.Int? = nil,
+                promoted: Swift.Bool,
+                reason: Swift.String,
+                challengerRmse: Swift.Double? = nil,
+                championRmse: Swift.Double? = nil,
+                challengerMase: Swift.Double? = nil,
+                decidedAt: Foundation.Date
+            ) {
+                self.challengerVersion = challengerVersion
+                self.championVersion = championVersion
+                self.promoted = promoted
+                self.reason = reason
+                self.challengerRmse = challengerRmse
+                self.championRmse = championRmse
+                self.challengerMase = challengerMase
+                self.decidedAt = decidedAt
+            }
+            public enum CodingKeys: String, CodingKey {
+                case challengerVersion = "challenger_version"
+                case championVersion = "champion_version"
+                case promoted
+                case reason
+                case challengerRmse = "challenger_rmse"
+                case championRmse = "champion_rmse"
+                case challengerMase = "challenger_mase"
+                case decidedAt = "decided_at"
+            }
+        }
+        /// lists of values per parameter; a missing, null or empty list takes the reference value
+        ///
+        /// - Remark: Generated from `#/components/schemas/SweepGrid`.
+        public struct SweepGrid: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/units`.
+            public var units: [Swift.Int]?
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/layers`.
+            public var layers: [Swift.Int]?
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/ActivationPayload`.
+            @frozen public enum ActivationPayloadPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case relu = "relu"
+                case tanh = "tanh"
+            }
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/activation`.
+            public typealias ActivationPayload = [Components.Schemas.SweepGrid.ActivationPayloadPayload]
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/activation`.
+            public var activation: Components.Schemas.SweepGrid.ActivationPayload?
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/TargetPayload`.
+            @frozen public enum TargetPayloadPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case nextScaledClose = "next-scaled-close"
+                case logReturn = "log-return"
+                case scaledDifference = "scaled-difference"
+            }
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/target`.
+            public typealias TargetPayload = [Components.Schemas.SweepGrid.TargetPayloadPayload]
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/target`.
+            public var target: Components.Schemas.SweepGrid.TargetPayload?
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/window`.
+            public var window: [Swift.Int]?
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/batch_size`.
+            public var batchSize: [Swift.Int]?
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/learning_rate`.
+            public var learningRate: [Swift.Double]?
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/epochs`.
+            public var epochs: [Swift.Int]?
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/patience`.
+            public var patience: [Swift.Int]?
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/seed`.
+            public var seed: [Swift.Int64]?
+            /// Creates a new `SweepGrid`.
+            ///
+            /// - Parameters:
+            ///   - units:
+            ///   - layers:
+            ///   - activation:
+            ///   - target:
+            ///   - window:
+            ///   - batchSize:
+            ///   - learningRate:
+            ///   - epochs:
+            ///   - patience:
+            ///   - seed:
+            public init(
+                units: [Swift.Int]? = nil,
+                layers: [Swift.Int]? = nil,
+                activation: Components.Schemas.SweepGrid.ActivationPayload? = nil,
+                target: Components.Schemas.SweepGrid.TargetPayload? = nil,
+                window: [Swift.Int]? = nil,
+                batchSize: [Swift.Int]? = nil,
+                learningRate: [Swift.Double]? = nil,
+                epochs: [Swift.Int]? = nil,
+                patience: [Swift.Int]? = nil,
+                seed: [Swift.Int64]? = nil
+            ) {
+                self.units = units
+                self.layers = layers
+                self.activation = activation
+                self.target = target
+                self.window = window
+                self.batchSize = batchSize
+                self.learningRate = learningRate
+                self.epochs = epochs
+                self.patience = patience
+                self.seed = seed
+            }
+            public enum CodingKeys: String, CodingKey {
+                case units
+                case layers
+                case activation
+                case target
+                case window
+                case batchSize = "batch_size"
+                case learningRate = "learning_rate"
+                case epochs
+                case patience
+                case seed
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/Sweep`.
+        public struct Sweep: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/Sweep/id`.
+            public var id: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Sweep/experiment`.
+            public var experiment: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Sweep/model_name`.
+            public var modelName: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Sweep/dataset_version`.
+            public var datasetVersion: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/Sweep/grid`.
+            public var grid: Components.Schemas.SweepGrid?
+            /// dataset.ready (automatic) or api
+            ///
+            /// - Remark: Generated from `#/components/schemas/Sweep/trigger`.
+            public var trigger: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Sweep/job_count`.
+            public var jobCount: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/Sweep/created_at`.
+            public var createdAt: Foundation.Date
+            /// - Remark: Generated from `#/components/schemas/Sweep/decided_at`.
+            public var decidedAt: Foundation.Date?
+            /// - Remark: Generated from `#/components/schemas/Sweep/decision`.
+            public var decision: Components.Schemas.GateDecision?
+            /// - Remark: Generated from `#/components/schemas/Sweep/runs`.
+            public var runs: [Components.Schemas.SweepRun]
+            /// Creates a new `Sweep`.
+            ///
+            /// - Parameters:
+            ///   - id:
+            ///   - experiment:
+            ///   - modelName:
+            ///   - datasetVersion:
+            ///   - grid:
+            ///   - trigger: dataset.ready (automatic) or api
+            ///   - jobCount:
+            ///   - createdAt:
+            ///   - decidedAt:
+            ///   - decision:
+            ///   - runs:
+            public init(
+                id: Swift.String,
+                experiment: Swift.String,
+                modelName: Swift.String,
+                datasetVersion: Swift.Int,
+                grid: Components.Schemas.SweepGrid? = nil,
+                trigger: Swift.String,
+                jobCount: Swift.Int,
+                createdAt: Foundation.Date,
+                decidedAt: Foundation.Date? = nil,
+                decision: Components.Schemas.GateDecision? = nil,
+                runs: [Components.Schemas.SweepRun]
+            ) {
+                self.id = id
+                self.experiment = experiment
+                self.modelName = modelName
+                self.datasetVersion = datasetVersion
+                self.grid = grid
+                self.trigger = trigger
+                self.jobCount = jobCount
+                self.createdAt = createdAt
+                self.decidedAt = decidedAt
+                self.decision = decision
+                self.runs = runs
+            }
+            public enum CodingKeys: String, CodingKey {
+                case id
+                case experiment
+                case modelName = "model_name"
+                case datasetVersion = "dataset_version"
+                case grid
+                case trigger
+                case jobCount = "job_count"
+                case createdAt = "created_at"
+                case decidedAt = "decided_at"
+                case decision
+                case runs
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/RegisteredModel`.
+        public struct RegisteredModel: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/RegisteredModel/name`.
+            public var name: Swift.String
+            /// - Remark: Generated from `#/components/schemas/RegisteredModel/experiment`.
+            public var experiment: Swift.String
+            /// - Remark: Generated from `#/components/schemas/RegisteredModel/created_at`.
+            public var createdAt: Foundation.Date
+            /// alias -> version
+            ///
+            /// - Remark: Generated from `#/components/schemas/RegisteredModel/aliases`.
+            public struct AliasesPayload: Codable, Hashable, Sendable {
+                /// A container of undocumented properties.
+                public var additionalProperties: [String: Swift.Int]
+                /// Creates a new `AliasesPayload`.
+                ///
+                /// - Parameters:
+                ///   - additionalProperties: A container of undocumented properties.
+                public init(additionalProperties: [String: Swift.Int] = .init()) {
+                    self.additionalProperties = additionalProperties
+                }
+                public init(from decoder: any Swift.Decoder) throws {
+                    additionalProperties = try decoder.decodeAdditionalProperties(knownKeys: [])
+                }
+                public func encode(to encoder: any Swift.Encoder) throws {
+                    try encoder.encodeAdditionalProperties(additionalProperties)
+                }
+            }
+            /// alias -> version
+            ///
+            /// - Remark: Generated from `#/components/schemas/RegisteredModel/aliases`.
+            public var aliases: Components.Schemas.RegisteredModel.AliasesPayload
+            /// - Remark: Generated from `#/components/schemas/RegisteredModel/versions`.
+            public var versions: Swift.Int
+            /// Creates a new `RegisteredModel`.
+            ///
+            /// - Parameters:
+            ///   - name:
+            ///   - experiment:
+            ///   - createdAt:
+            ///   - aliases: alias -> version
+            ///   - versions:
+            public init(
+                name: Swift.String,
+                experiment: Swift.String,
+                createdAt: Foundation.Date,
+                aliases: Components.Schemas.RegisteredModel.AliasesPayload,
+                versions: Swift.Int
+            ) {
+                self.name = name
+                self.experiment = experiment
+                self.createdAt = createdAt
+                self.aliases = aliases
+                self.versions = versions
+            }
+            public enum CodingKeys: String, CodingKey {
+                case name
+                case experiment
+                case createdAt = "created_at"
+                case aliases
+                case versions
             }
         }
         /// - Remark: Generated from `#/components/schemas/ModelVersion`.
@@ -242,21 +767,27 @@ extension Components {
             /// - Remark: Generated from `#/components/schemas/ModelVersion/version`.
             public var version: Swift.Int
             /// - Remark: Generated from `#/components/schemas/ModelVersion/run_id`.
-            public var runId: Swift.Int
+            public var runId: Swift.Int64
             /// - Remark: Generated from `#/components/schemas/ModelVersion/dataset_version`.
             public var datasetVersion: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/ModelVersion/created_at`.
+            public var createdAt: Foundation.Date
             /// - Remark: Generated from `#/components/schemas/ModelVersion/aliases`.
             public var aliases: [Swift.String]
+            /// - Remark: Generated from `#/components/schemas/ModelVersion/params`.
+            public var params: Components.Schemas.TrainingParameters
+            /// - Remark: Generated from `#/components/schemas/ModelVersion/trainer`.
+            public var trainer: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/ModelVersion/validation_loss`.
+            public var validationLoss: Swift.Double?
             /// - Remark: Generated from `#/components/schemas/ModelVersion/test_metrics`.
             public var testMetrics: Components.Schemas.Scores?
             /// - Remark: Generated from `#/components/schemas/ModelVersion/naive_metrics`.
             public var naiveMetrics: Components.Schemas.Scores?
             /// - Remark: Generated from `#/components/schemas/ModelVersion/artifact_bytes`.
             public var artifactBytes: Swift.Int?
-            /// SHA-256 of the model file (hex)
-            ///
             /// - Remark: Generated from `#/components/schemas/ModelVersion/artifact_sha256`.
-            public var artifactSha256: Swift.String?
+            public var artifactSha256: Components.Schemas.Sha256?
             /// Creates a new `ModelVersion`.
             ///
             /// - Parameters:
@@ -264,27 +795,39 @@ extension Components {
             ///   - version:
             ///   - runId:
             ///   - datasetVersion:
+            ///   - createdAt:
             ///   - aliases:
+            ///   - params:
+            ///   - trainer:
+            ///   - validationLoss:
             ///   - testMetrics:
             ///   - naiveMetrics:
             ///   - artifactBytes:
-            ///   - artifactSha256: SHA-256 of the model file (hex)
+            ///   - artifactSha256:
             public init(
                 modelName: Swift.String,
                 version: Swift.Int,
-                runId: Swift.Int,
+                runId: Swift.Int64,
                 datasetVersion: Swift.Int,
+                createdAt: Foundation.Date,
                 aliases: [Swift.String],
+                params: Components.Schemas.TrainingParameters,
+                trainer: Swift.String? = nil,
+                validationLoss: Swift.Double? = nil,
                 testMetrics: Components.Schemas.Scores? = nil,
                 naiveMetrics: Components.Schemas.Scores? = nil,
                 artifactBytes: Swift.Int? = nil,
-                artifactSha256: Swift.String? = nil
+                artifactSha256: Components.Schemas.Sha256? = nil
             ) {
                 self.modelName = modelName
                 self.version = version
                 self.runId = runId
                 self.datasetVersion = datasetVersion
+                self.createdAt = createdAt
                 self.aliases = aliases
+                self.params = params
+                self.trainer = trainer
+                self.validationLoss = validationLoss
                 self.testMetrics = testMetrics
                 self.naiveMetrics = naiveMetrics
                 self.artifactBytes = artifactBytes
@@ -295,11 +838,178 @@ extension Components {
                 case version
                 case runId = "run_id"
                 case datasetVersion = "dataset_version"
+                case createdAt = "created_at"
                 case aliases
+                case params
+                case trainer
+                case validationLoss = "validation_loss"
                 case testMetrics = "test_metrics"
                 case naiveMetrics = "naive_metrics"
                 case artifactBytes = "artifact_bytes"
                 case artifactSha256 = "artifact_sha256"
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/Alias`.
+        public struct Alias: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/Alias/model_name`.
+            public var modelName: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Alias/alias`.
+            public var alias: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Alias/version`.
+            public var version: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/Alias/updated_at`.
+            public var updatedAt: Foundation.Date
+            /// Creates a new `Alias`.
+            ///
+            /// - Parameters:
+            ///   - modelName:
+            ///   - alias:
+            ///   - version:
+            ///   - updatedAt:
+            public init(
+                modelName: Swift.String,
+                alias: Swift.String,
+                version: Swift.Int,
+                updatedAt: Foundation.Date
+            ) {
+                self.modelName = modelName
+                self.alias = alias
+                self.version = version
+                self.updatedAt = updatedAt
+            }
+            public enum CodingKeys: String, CodingKey {
+                case modelName = "model_name"
+                case alias
+                case version
+                case updatedAt = "updated_at"
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/AliasMove`.
+        public struct AliasMove: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/AliasMove/id`.
+            public var id: Swift.Int64
+            /// - Remark: Generated from `#/components/schemas/AliasMove/model_name`.
+            public var modelName: Swift.String
+            /// - Remark: Generated from `#/components/schemas/AliasMove/alias`.
+            public var alias: Swift.String
+            /// - Remark: Generated from `#/components/schemas/AliasMove/from_version`.
+            public var fromVersion: Swift.Int?
+            /// - Remark: Generated from `#/components/schemas/AliasMove/to_version`.
+            public var toVersion: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/AliasMove/actor`.
+            public var actor: Swift.String
+            /// - Remark: Generated from `#/components/schemas/AliasMove/reason`.
+            public var reason: Swift.String
+            /// - Remark: Generated from `#/components/schemas/AliasMove/moved_at`.
+            public var movedAt: Foundation.Date
+            /// Creates a new `AliasMove`.
+            ///
+            /// - Parameters:
+            ///   - id:
+            ///   - modelName:
+            ///   - alias:
+            ///   - fromVersion:
+            ///   - toVersion:
+            ///   - actor:
+            ///   - reason:
+            ///   - movedAt:
+            public init(
+                id: Swift.Int64,
+                modelName: Swift.String,
+                alias: Swift.String,
+                fromVersion: Swift.Int? = nil,
+                toVersion: Swift.Int,
+                actor: Swift.String,
+                reason: Swift.String,
+                movedAt: Foundation.Date
+            ) {
+                self.id = id
+                self.modelName = modelName
+                self.alias = alias
+                self.fromVersion = fromVersion
+                self.toVersion = toVersion
+                self.actor = actor
+                self.reason = reason
+                self.movedAt = movedAt
+            }
+            public enum CodingKeys: String, CodingKey {
+                case id
+                case modelName = "model_name"
+                case alias
+                case fromVersion = "from_version"
+                case toVersion = "to_version"
+                case actor
+                case reason
+                case movedAt = "moved_at"
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/Aliases`.
+        public struct Aliases: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/Aliases/aliases`.
+            public var aliases: [Components.Schemas.Alias]
+            /// - Remark: Generated from `#/components/schemas/Aliases/history`.
+            public var history: [Components.Schemas.AliasMove]
+            /// Creates a new `Aliases`.
+            ///
+            /// - Parameters:
+            ///   - aliases:
+            ///   - history:
+            public init(
+                aliases: [Components.Schemas.Alias],
+                history: [Components.Schemas.AliasMove]
+            ) {
+                self.aliases = aliases
+                self.history = history
+            }
+            public enum CodingKeys: String, CodingKey {
+                case aliases
+                case history
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/SweepStarted`.
+        public struct SweepStarted: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SweepStarted/sweep_id`.
+            public var sweepId: Swift.String
+            /// - Remark: Generated from `#/components/schemas/SweepStarted/jobs`.
+            public var jobs: Swift.Int
+            /// Creates a new `SweepStarted`.
+            ///
+            /// - Parameters:
+            ///   - sweepId:
+            ///   - jobs:
+            public init(
+                sweepId: Swift.String,
+                jobs: Swift.Int
+            ) {
+                self.sweepId = sweepId
+                self.jobs = jobs
+            }
+            public enum CodingKeys: String, CodingKey {
+                case sweepId = "sweep_id"
+                case jobs
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/ChampionMoved`.
+        public struct ChampionMoved: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/ChampionMoved/model`.
+            public var model: Swift.String
+            /// - Remark: Generated from `#/components/schemas/ChampionMoved/champion`.
+            public var champion: Swift.Int
+            /// Creates a new `ChampionMoved`.
+            ///
+            /// - Parameters:
+            ///   - model:
+            ///   - champion:
+            public init(
+                model: Swift.String,
+                champion: Swift.Int
+            ) {
+                self.model = model
+                self.champion = champion
+            }
+            public enum CodingKeys: String, CodingKey {
+                case model
+                case champion
             }
         }
         /// - Remark: Generated from `#/components/schemas/Error`.

@@ -49,12 +49,12 @@ public enum Operations {
                 /// - Remark: Generated from `#/paths/v1/experiments/GET/responses/200/content`.
                 @frozen public enum Body: Sendable, Hashable {
                     /// - Remark: Generated from `#/paths/v1/experiments/GET/responses/200/content/application\/json`.
-                    case json([OpenAPIRuntime.OpenAPIObjectContainer])
+                    case json([Components.Schemas.Experiment])
                     /// The associated value of the enum case if `self` is `.json`.
                     ///
                     /// - Throws: An error if `self` is not `.json`.
                     /// - SeeAlso: `.json`.
-                    public var json: [OpenAPIRuntime.OpenAPIObjectContainer] {
+                    public var json: [Components.Schemas.Experiment] {
                         get throws {
                             switch self {
                             case let .json(body):
@@ -140,18 +140,32 @@ public enum Operations {
                 ///
                 /// - Remark: Generated from `#/paths/v1/runs/GET/query/experiment`.
                 public var experiment: Components.Schemas.Name?
+                /// runs queued at or after (RFC 3339)
+                ///
+                /// - Remark: Generated from `#/paths/v1/runs/GET/query/from`.
+                public var from: Foundation.Date?
+                /// runs queued before (RFC 3339)
+                ///
+                /// - Remark: Generated from `#/paths/v1/runs/GET/query/to`.
+                public var to: Foundation.Date?
                 /// - Remark: Generated from `#/paths/v1/runs/GET/query/limit`.
                 public var limit: Swift.Int?
                 /// Creates a new `Query`.
                 ///
                 /// - Parameters:
                 ///   - experiment: e.g. xbtusd-1d
+                ///   - from: runs queued at or after (RFC 3339)
+                ///   - to: runs queued before (RFC 3339)
                 ///   - limit:
                 public init(
                     experiment: Components.Schemas.Name? = nil,
+                    from: Foundation.Date? = nil,
+                    to: Foundation.Date? = nil,
                     limit: Swift.Int? = nil
                 ) {
                     self.experiment = experiment
+                    self.from = from
+                    self.to = to
                     self.limit = limit
                 }
             }
@@ -461,6 +475,399 @@ public enum Operations {
             }
         }
     }
+    /// Store the model file of a training job's run (the trainer, before it publishes training.completed)
+    ///
+    /// Idempotent: the same bytes again answer 200; different bytes for a run that already has a model file
+    /// are a 409. The header X-Checksum-SHA256 must be the body's SHA-256 (else 400). At most 64 MiB.
+    ///
+    ///
+    /// - Remark: HTTP `PUT /v1/jobs/{job_id}/artifact`.
+    /// - Remark: Generated from `#/paths//v1/jobs/{job_id}/artifact/put`.
+    public enum PutV1JobsJobIdArtifact {
+        public static let id: Swift.String = "put/v1/jobs/{job_id}/artifact"
+        public struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/v1/jobs/{job_id}/artifact/PUT/path`.
+            public struct Path: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/v1/jobs/{job_id}/artifact/PUT/path/job_id`.
+                public var jobId: Swift.String
+                /// Creates a new `Path`.
+                ///
+                /// - Parameters:
+                ///   - jobId:
+                public init(jobId: Swift.String) {
+                    self.jobId = jobId
+                }
+            }
+            public var path: Operations.PutV1JobsJobIdArtifact.Input.Path
+            /// - Remark: Generated from `#/paths/v1/jobs/{job_id}/artifact/PUT/header`.
+            public struct Headers: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/v1/jobs/{job_id}/artifact/PUT/header/X-Checksum-SHA256`.
+                public var xChecksumSHA256: Components.Schemas.Sha256
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.PutV1JobsJobIdArtifact.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - xChecksumSHA256:
+                ///   - accept:
+                public init(
+                    xChecksumSHA256: Components.Schemas.Sha256,
+                    accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.PutV1JobsJobIdArtifact.AcceptableContentType>] = .defaultValues()
+                ) {
+                    self.xChecksumSHA256 = xChecksumSHA256
+                    self.accept = accept
+                }
+            }
+            public var headers: Operations.PutV1JobsJobIdArtifact.Input.Headers
+            /// - Remark: Generated from `#/paths/v1/jobs/{job_id}/artifact/PUT/requestBody`.
+            @frozen public enum Body: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/v1/jobs/{job_id}/artifact/PUT/requestBody/content/application\/octet-stream`.
+                case binary(OpenAPIRuntime.HTTPBody)
+            }
+            public var body: Operations.PutV1JobsJobIdArtifact.Input.Body
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - path:
+            ///   - headers:
+            ///   - body:
+            public init(
+                path: Operations.PutV1JobsJobIdArtifact.Input.Path,
+                headers: Operations.PutV1JobsJobIdArtifact.Input.Headers,
+                body: Operations.PutV1JobsJobIdArtifact.Input.Body
+            ) {
+                self.path = path
+                self.headers = headers
+                self.body = body
+            }
+        }
+        @frozen public enum Output: Sendable, Hashable {
+            public struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/v1/jobs/{job_id}/artifact/PUT/responses/200/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/v1/jobs/{job_id}/artifact/PUT/responses/200/content/application\/json`.
+                    case json(Components.Schemas.Artifact)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    public var json: Components.Schemas.Artifact {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.PutV1JobsJobIdArtifact.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                public init(body: Operations.PutV1JobsJobIdArtifact.Output.Ok.Body) {
+                    self.body = body
+                }
+            }
+            /// already stored with the same bytes
+            ///
+            /// - Remark: Generated from `#/paths//v1/jobs/{job_id}/artifact/put/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.PutV1JobsJobIdArtifact.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            public var ok: Operations.PutV1JobsJobIdArtifact.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            public struct Created: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/v1/jobs/{job_id}/artifact/PUT/responses/201/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/v1/jobs/{job_id}/artifact/PUT/responses/201/content/application\/json`.
+                    case json(Components.Schemas.Artifact)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    public var json: Components.Schemas.Artifact {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.PutV1JobsJobIdArtifact.Output.Created.Body
+                /// Creates a new `Created`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                public init(body: Operations.PutV1JobsJobIdArtifact.Output.Created.Body) {
+                    self.body = body
+                }
+            }
+            /// stored
+            ///
+            /// - Remark: Generated from `#/paths//v1/jobs/{job_id}/artifact/put/responses/201`.
+            ///
+            /// HTTP response code: `201 created`.
+            case created(Operations.PutV1JobsJobIdArtifact.Output.Created)
+            /// The associated value of the enum case if `self` is `.created`.
+            ///
+            /// - Throws: An error if `self` is not `.created`.
+            /// - SeeAlso: `.created`.
+            public var created: Operations.PutV1JobsJobIdArtifact.Output.Created {
+                get throws {
+                    switch self {
+                    case let .created(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "created",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// a parameter or body outside what this document allows
+            ///
+            /// - Remark: Generated from `#/paths//v1/jobs/{job_id}/artifact/put/responses/400`.
+            ///
+            /// HTTP response code: `400 badRequest`.
+            case badRequest(Components.Responses.BadRequest)
+            /// The associated value of the enum case if `self` is `.badRequest`.
+            ///
+            /// - Throws: An error if `self` is not `.badRequest`.
+            /// - SeeAlso: `.badRequest`.
+            public var badRequest: Components.Responses.BadRequest {
+                get throws {
+                    switch self {
+                    case let .badRequest(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "badRequest",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// missing or wrong token
+            ///
+            /// - Remark: Generated from `#/paths//v1/jobs/{job_id}/artifact/put/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            public var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// writes disabled: no token configured
+            ///
+            /// - Remark: Generated from `#/paths//v1/jobs/{job_id}/artifact/put/responses/403`.
+            ///
+            /// HTTP response code: `403 forbidden`.
+            case forbidden(Components.Responses.Forbidden)
+            /// The associated value of the enum case if `self` is `.forbidden`.
+            ///
+            /// - Throws: An error if `self` is not `.forbidden`.
+            /// - SeeAlso: `.forbidden`.
+            public var forbidden: Components.Responses.Forbidden {
+                get throws {
+                    switch self {
+                    case let .forbidden(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "forbidden",
+                            response: self
+                        )
+                    }
+                }
+            }
+            public struct NotFound: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/v1/jobs/{job_id}/artifact/PUT/responses/404/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/v1/jobs/{job_id}/artifact/PUT/responses/404/content/application\/json`.
+                    case json(Components.Schemas._Error)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    public var json: Components.Schemas._Error {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.PutV1JobsJobIdArtifact.Output.NotFound.Body
+                /// Creates a new `NotFound`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                public init(body: Operations.PutV1JobsJobIdArtifact.Output.NotFound.Body) {
+                    self.body = body
+                }
+            }
+            /// no run for this job
+            ///
+            /// - Remark: Generated from `#/paths//v1/jobs/{job_id}/artifact/put/responses/404`.
+            ///
+            /// HTTP response code: `404 notFound`.
+            case notFound(Operations.PutV1JobsJobIdArtifact.Output.NotFound)
+            /// The associated value of the enum case if `self` is `.notFound`.
+            ///
+            /// - Throws: An error if `self` is not `.notFound`.
+            /// - SeeAlso: `.notFound`.
+            public var notFound: Operations.PutV1JobsJobIdArtifact.Output.NotFound {
+                get throws {
+                    switch self {
+                    case let .notFound(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notFound",
+                            response: self
+                        )
+                    }
+                }
+            }
+            public struct Conflict: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/v1/jobs/{job_id}/artifact/PUT/responses/409/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/v1/jobs/{job_id}/artifact/PUT/responses/409/content/application\/json`.
+                    case json(Components.Schemas._Error)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    public var json: Components.Schemas._Error {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.PutV1JobsJobIdArtifact.Output.Conflict.Body
+                /// Creates a new `Conflict`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                public init(body: Operations.PutV1JobsJobIdArtifact.Output.Conflict.Body) {
+                    self.body = body
+                }
+            }
+            /// the run already has a different model file
+            ///
+            /// - Remark: Generated from `#/paths//v1/jobs/{job_id}/artifact/put/responses/409`.
+            ///
+            /// HTTP response code: `409 conflict`.
+            case conflict(Operations.PutV1JobsJobIdArtifact.Output.Conflict)
+            /// The associated value of the enum case if `self` is `.conflict`.
+            ///
+            /// - Throws: An error if `self` is not `.conflict`.
+            /// - SeeAlso: `.conflict`.
+            public var conflict: Operations.PutV1JobsJobIdArtifact.Output.Conflict {
+                get throws {
+                    switch self {
+                    case let .conflict(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "conflict",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// body larger than allowed
+            ///
+            /// - Remark: Generated from `#/paths//v1/jobs/{job_id}/artifact/put/responses/413`.
+            ///
+            /// HTTP response code: `413 contentTooLarge`.
+            case contentTooLarge(Components.Responses.TooLarge)
+            /// The associated value of the enum case if `self` is `.contentTooLarge`.
+            ///
+            /// - Throws: An error if `self` is not `.contentTooLarge`.
+            /// - SeeAlso: `.contentTooLarge`.
+            public var contentTooLarge: Components.Responses.TooLarge {
+                get throws {
+                    switch self {
+                    case let .contentTooLarge(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "contentTooLarge",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Undocumented response.
+            ///
+            /// A response with a code that is not documented in the OpenAPI document.
+            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
+        }
+        @frozen public enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            public init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            public var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            public static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
     /// Start a sweep (one training job per grid point) on a dataset version
     ///
     /// The grid holds lists of values per parameter; the sweep trains every combination, at most 256 (the
@@ -492,109 +899,11 @@ public enum Operations {
                     /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/pair`.
                     public var pair: Swift.String
                     /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/interval`.
-                    @frozen public enum IntervalPayload: String, Codable, Hashable, Sendable, CaseIterable {
-                        case _1m = "1m"
-                        case _5m = "5m"
-                        case _15m = "15m"
-                        case _30m = "30m"
-                        case _1h = "1h"
-                        case _4h = "4h"
-                        case _1d = "1d"
-                        case _1w = "1w"
-                        case _15d = "15d"
-                    }
-                    /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/interval`.
-                    public var interval: Operations.PostV1Sweeps.Input.Body.JsonPayload.IntervalPayload
+                    public var interval: Components.Schemas.Interval
                     /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/dataset_version`.
                     public var datasetVersion: Components.Schemas.Version
                     /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid`.
-                    public struct GridPayload: Codable, Hashable, Sendable {
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid/units`.
-                        public var units: [Swift.Int]?
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid/layers`.
-                        public var layers: [Swift.Int]?
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid/ActivationPayload`.
-                        @frozen public enum ActivationPayloadPayload: String, Codable, Hashable, Sendable, CaseIterable {
-                            case relu = "relu"
-                            case tanh = "tanh"
-                        }
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid/activation`.
-                        public typealias ActivationPayload = [Operations.PostV1Sweeps.Input.Body.JsonPayload.GridPayload.ActivationPayloadPayload]
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid/activation`.
-                        public var activation: Operations.PostV1Sweeps.Input.Body.JsonPayload.GridPayload.ActivationPayload?
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid/TargetPayload`.
-                        @frozen public enum TargetPayloadPayload: String, Codable, Hashable, Sendable, CaseIterable {
-                            case nextScaledClose = "next-scaled-close"
-                            case logReturn = "log-return"
-                            case scaledDifference = "scaled-difference"
-                        }
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid/target`.
-                        public typealias TargetPayload = [Operations.PostV1Sweeps.Input.Body.JsonPayload.GridPayload.TargetPayloadPayload]
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid/target`.
-                        public var target: Operations.PostV1Sweeps.Input.Body.JsonPayload.GridPayload.TargetPayload?
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid/window`.
-                        public var window: [Swift.Int]?
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid/batch_size`.
-                        public var batchSize: [Swift.Int]?
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid/learning_rate`.
-                        public var learningRate: [Swift.Double]?
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid/epochs`.
-                        public var epochs: [Swift.Int]?
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid/patience`.
-                        public var patience: [Swift.Int]?
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid/seed`.
-                        public var seed: [Swift.Int64]?
-                        /// Creates a new `GridPayload`.
-                        ///
-                        /// - Parameters:
-                        ///   - units:
-                        ///   - layers:
-                        ///   - activation:
-                        ///   - target:
-                        ///   - window:
-                        ///   - batchSize:
-                        ///   - learningRate:
-                        ///   - epochs:
-                        ///   - patience:
-                        ///   - seed:
-                        public init(
-                            units: [Swift.Int]? = nil,
-                            layers: [Swift.Int]? = nil,
-                            activation: Operations.PostV1Sweeps.Input.Body.JsonPayload.GridPayload.ActivationPayload? = nil,
-                            target: Operations.PostV1Sweeps.Input.Body.JsonPayload.GridPayload.TargetPayload? = nil,
-                            window: [Swift.Int]? = nil,
-                            batchSize: [Swift.Int]? = nil,
-                            learningRate: [Swift.Double]? = nil,
-                            epochs: [Swift.Int]? = nil,
-                            patience: [Swift.Int]? = nil,
-                            seed: [Swift.Int64]? = nil
-                        ) {
-                            self.units = units
-                            self.layers = layers
-                            self.activation = activation
-                            self.target = target
-                            self.window = window
-                            self.batchSize = batchSize
-                            self.learningRate = learningRate
-                            self.epochs = epochs
-                            self.patience = patience
-                            self.seed = seed
-                        }
-                        public enum CodingKeys: String, CodingKey {
-                            case units
-                            case layers
-                            case activation
-                            case target
-                            case window
-                            case batchSize = "batch_size"
-                            case learningRate = "learning_rate"
-                            case epochs
-                            case patience
-                            case seed
-                        }
-                    }
-                    /// - Remark: Generated from `#/paths/v1/sweeps/POST/requestBody/json/grid`.
-                    public var grid: Operations.PostV1Sweeps.Input.Body.JsonPayload.GridPayload?
+                    public var grid: Components.Schemas.SweepGrid?
                     /// Creates a new `JsonPayload`.
                     ///
                     /// - Parameters:
@@ -604,9 +913,9 @@ public enum Operations {
                     ///   - grid:
                     public init(
                         pair: Swift.String,
-                        interval: Operations.PostV1Sweeps.Input.Body.JsonPayload.IntervalPayload,
+                        interval: Components.Schemas.Interval,
                         datasetVersion: Components.Schemas.Version,
-                        grid: Operations.PostV1Sweeps.Input.Body.JsonPayload.GridPayload? = nil
+                        grid: Components.Schemas.SweepGrid? = nil
                     ) {
                         self.pair = pair
                         self.interval = interval
@@ -641,36 +950,13 @@ public enum Operations {
             public struct Created: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/v1/sweeps/POST/responses/201/content`.
                 @frozen public enum Body: Sendable, Hashable {
-                    /// - Remark: Generated from `#/paths/v1/sweeps/POST/responses/201/content/json`.
-                    public struct JsonPayload: Codable, Hashable, Sendable {
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/responses/201/content/json/sweep_id`.
-                        public var sweepId: Swift.String
-                        /// - Remark: Generated from `#/paths/v1/sweeps/POST/responses/201/content/json/jobs`.
-                        public var jobs: Swift.Int
-                        /// Creates a new `JsonPayload`.
-                        ///
-                        /// - Parameters:
-                        ///   - sweepId:
-                        ///   - jobs:
-                        public init(
-                            sweepId: Swift.String,
-                            jobs: Swift.Int
-                        ) {
-                            self.sweepId = sweepId
-                            self.jobs = jobs
-                        }
-                        public enum CodingKeys: String, CodingKey {
-                            case sweepId = "sweep_id"
-                            case jobs
-                        }
-                    }
                     /// - Remark: Generated from `#/paths/v1/sweeps/POST/responses/201/content/application\/json`.
-                    case json(Operations.PostV1Sweeps.Output.Created.Body.JsonPayload)
+                    case json(Components.Schemas.SweepStarted)
                     /// The associated value of the enum case if `self` is `.json`.
                     ///
                     /// - Throws: An error if `self` is not `.json`.
                     /// - SeeAlso: `.json`.
-                    public var json: Operations.PostV1Sweeps.Output.Created.Body.JsonPayload {
+                    public var json: Components.Schemas.SweepStarted {
                         get throws {
                             switch self {
                             case let .json(body):
@@ -883,7 +1169,7 @@ public enum Operations {
                     }
                 }
             }
-            /// body larger than 64 KiB
+            /// body larger than allowed
             ///
             /// - Remark: Generated from `#/paths//v1/sweeps/post/responses/413`.
             ///
@@ -987,12 +1273,12 @@ public enum Operations {
                 /// - Remark: Generated from `#/paths/v1/sweeps/{id}/GET/responses/200/content`.
                 @frozen public enum Body: Sendable, Hashable {
                     /// - Remark: Generated from `#/paths/v1/sweeps/{id}/GET/responses/200/content/application\/json`.
-                    case json(OpenAPIRuntime.OpenAPIObjectContainer)
+                    case json(Components.Schemas.Sweep)
                     /// The associated value of the enum case if `self` is `.json`.
                     ///
                     /// - Throws: An error if `self` is not `.json`.
                     /// - SeeAlso: `.json`.
-                    public var json: OpenAPIRuntime.OpenAPIObjectContainer {
+                    public var json: Components.Schemas.Sweep {
                         get throws {
                             switch self {
                             case let .json(body):
@@ -1143,12 +1429,12 @@ public enum Operations {
                 /// - Remark: Generated from `#/paths/v1/models/GET/responses/200/content`.
                 @frozen public enum Body: Sendable, Hashable {
                     /// - Remark: Generated from `#/paths/v1/models/GET/responses/200/content/application\/json`.
-                    case json([OpenAPIRuntime.OpenAPIObjectContainer])
+                    case json([Components.Schemas.RegisteredModel])
                     /// The associated value of the enum case if `self` is `.json`.
                     ///
                     /// - Throws: An error if `self` is not `.json`.
                     /// - SeeAlso: `.json`.
-                    public var json: [OpenAPIRuntime.OpenAPIObjectContainer] {
+                    public var json: [Components.Schemas.RegisteredModel] {
                         get throws {
                             switch self {
                             case let .json(body):
@@ -1632,25 +1918,32 @@ public enum Operations {
             public struct Ok: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/v1/models/{name}/versions/{version}/artifact/GET/responses/200/headers`.
                 public struct Headers: Sendable, Hashable {
-                    /// SHA-256 of the body recorded when the artifact was stored (64 hex digits)
+                    /// SHA-256 of the body recorded when the artifact was stored
                     ///
                     /// - Remark: Generated from `#/paths/v1/models/{name}/versions/{version}/artifact/GET/responses/200/headers/X-Checksum-SHA256`.
-                    public var xChecksumSHA256: Swift.String?
+                    public var xChecksumSHA256: Components.Schemas.Sha256
                     /// RFC 9530: sha-256=:<base64 of the same digest>:
                     ///
                     /// - Remark: Generated from `#/paths/v1/models/{name}/versions/{version}/artifact/GET/responses/200/headers/Repr-Digest`.
-                    public var reprDigest: Swift.String?
+                    public var reprDigest: Swift.String
+                    /// attachment; filename="<name>-v<version>.cclstm"
+                    ///
+                    /// - Remark: Generated from `#/paths/v1/models/{name}/versions/{version}/artifact/GET/responses/200/headers/Content-Disposition`.
+                    public var contentDisposition: Swift.String?
                     /// Creates a new `Headers`.
                     ///
                     /// - Parameters:
-                    ///   - xChecksumSHA256: SHA-256 of the body recorded when the artifact was stored (64 hex digits)
+                    ///   - xChecksumSHA256: SHA-256 of the body recorded when the artifact was stored
                     ///   - reprDigest: RFC 9530: sha-256=:<base64 of the same digest>:
+                    ///   - contentDisposition: attachment; filename="<name>-v<version>.cclstm"
                     public init(
-                        xChecksumSHA256: Swift.String? = nil,
-                        reprDigest: Swift.String? = nil
+                        xChecksumSHA256: Components.Schemas.Sha256,
+                        reprDigest: Swift.String,
+                        contentDisposition: Swift.String? = nil
                     ) {
                         self.xChecksumSHA256 = xChecksumSHA256
                         self.reprDigest = reprDigest
+                        self.contentDisposition = contentDisposition
                     }
                 }
                 /// Received HTTP response headers
@@ -1680,7 +1973,7 @@ public enum Operations {
                 ///   - headers: Received HTTP response headers
                 ///   - body: Received HTTP response body
                 public init(
-                    headers: Operations.GetV1ModelsNameVersionsVersionArtifact.Output.Ok.Headers = .init(),
+                    headers: Operations.GetV1ModelsNameVersionsVersionArtifact.Output.Ok.Headers,
                     body: Operations.GetV1ModelsNameVersionsVersionArtifact.Output.Ok.Body
                 ) {
                     self.headers = headers
@@ -1842,36 +2135,13 @@ public enum Operations {
             public struct Ok: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/v1/models/{name}/aliases/GET/responses/200/content`.
                 @frozen public enum Body: Sendable, Hashable {
-                    /// - Remark: Generated from `#/paths/v1/models/{name}/aliases/GET/responses/200/content/json`.
-                    public struct JsonPayload: Codable, Hashable, Sendable {
-                        /// - Remark: Generated from `#/paths/v1/models/{name}/aliases/GET/responses/200/content/json/aliases`.
-                        public var aliases: OpenAPIRuntime.OpenAPIArrayContainer
-                        /// - Remark: Generated from `#/paths/v1/models/{name}/aliases/GET/responses/200/content/json/history`.
-                        public var history: OpenAPIRuntime.OpenAPIArrayContainer
-                        /// Creates a new `JsonPayload`.
-                        ///
-                        /// - Parameters:
-                        ///   - aliases:
-                        ///   - history:
-                        public init(
-                            aliases: OpenAPIRuntime.OpenAPIArrayContainer,
-                            history: OpenAPIRuntime.OpenAPIArrayContainer
-                        ) {
-                            self.aliases = aliases
-                            self.history = history
-                        }
-                        public enum CodingKeys: String, CodingKey {
-                            case aliases
-                            case history
-                        }
-                    }
                     /// - Remark: Generated from `#/paths/v1/models/{name}/aliases/GET/responses/200/content/application\/json`.
-                    case json(Operations.GetV1ModelsNameAliases.Output.Ok.Body.JsonPayload)
+                    case json(Components.Schemas.Aliases)
                     /// The associated value of the enum case if `self` is `.json`.
                     ///
                     /// - Throws: An error if `self` is not `.json`.
                     /// - SeeAlso: `.json`.
-                    public var json: Operations.GetV1ModelsNameAliases.Output.Ok.Body.JsonPayload {
+                    public var json: Components.Schemas.Aliases {
                         get throws {
                             switch self {
                             case let .json(body):
@@ -2071,36 +2341,13 @@ public enum Operations {
             public struct Ok: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/v1/models/{name}/promote/POST/responses/200/content`.
                 @frozen public enum Body: Sendable, Hashable {
-                    /// - Remark: Generated from `#/paths/v1/models/{name}/promote/POST/responses/200/content/json`.
-                    public struct JsonPayload: Codable, Hashable, Sendable {
-                        /// - Remark: Generated from `#/paths/v1/models/{name}/promote/POST/responses/200/content/json/model`.
-                        public var model: Swift.String
-                        /// - Remark: Generated from `#/paths/v1/models/{name}/promote/POST/responses/200/content/json/champion`.
-                        public var champion: Swift.Int
-                        /// Creates a new `JsonPayload`.
-                        ///
-                        /// - Parameters:
-                        ///   - model:
-                        ///   - champion:
-                        public init(
-                            model: Swift.String,
-                            champion: Swift.Int
-                        ) {
-                            self.model = model
-                            self.champion = champion
-                        }
-                        public enum CodingKeys: String, CodingKey {
-                            case model
-                            case champion
-                        }
-                    }
                     /// - Remark: Generated from `#/paths/v1/models/{name}/promote/POST/responses/200/content/application\/json`.
-                    case json(Operations.PostV1ModelsNamePromote.Output.Ok.Body.JsonPayload)
+                    case json(Components.Schemas.ChampionMoved)
                     /// The associated value of the enum case if `self` is `.json`.
                     ///
                     /// - Throws: An error if `self` is not `.json`.
                     /// - SeeAlso: `.json`.
-                    public var json: Operations.PostV1ModelsNamePromote.Output.Ok.Body.JsonPayload {
+                    public var json: Components.Schemas.ChampionMoved {
                         get throws {
                             switch self {
                             case let .json(body):
@@ -2262,7 +2509,7 @@ public enum Operations {
                     }
                 }
             }
-            /// body larger than 64 KiB
+            /// body larger than allowed
             ///
             /// - Remark: Generated from `#/paths//v1/models/{name}/promote/post/responses/413`.
             ///
@@ -2399,36 +2646,13 @@ public enum Operations {
             public struct Ok: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/v1/models/{name}/rollback/POST/responses/200/content`.
                 @frozen public enum Body: Sendable, Hashable {
-                    /// - Remark: Generated from `#/paths/v1/models/{name}/rollback/POST/responses/200/content/json`.
-                    public struct JsonPayload: Codable, Hashable, Sendable {
-                        /// - Remark: Generated from `#/paths/v1/models/{name}/rollback/POST/responses/200/content/json/model`.
-                        public var model: Swift.String
-                        /// - Remark: Generated from `#/paths/v1/models/{name}/rollback/POST/responses/200/content/json/champion`.
-                        public var champion: Swift.Int
-                        /// Creates a new `JsonPayload`.
-                        ///
-                        /// - Parameters:
-                        ///   - model:
-                        ///   - champion:
-                        public init(
-                            model: Swift.String,
-                            champion: Swift.Int
-                        ) {
-                            self.model = model
-                            self.champion = champion
-                        }
-                        public enum CodingKeys: String, CodingKey {
-                            case model
-                            case champion
-                        }
-                    }
                     /// - Remark: Generated from `#/paths/v1/models/{name}/rollback/POST/responses/200/content/application\/json`.
-                    case json(Operations.PostV1ModelsNameRollback.Output.Ok.Body.JsonPayload)
+                    case json(Components.Schemas.ChampionMoved)
                     /// The associated value of the enum case if `self` is `.json`.
                     ///
                     /// - Throws: An error if `self` is not `.json`.
                     /// - SeeAlso: `.json`.
-                    public var json: Operations.PostV1ModelsNameRollback.Output.Ok.Body.JsonPayload {
+                    public var json: Components.Schemas.ChampionMoved {
                         get throws {
                             switch self {
                             case let .json(body):
@@ -2641,7 +2865,7 @@ public enum Operations {
                     }
                 }
             }
-            /// body larger than 64 KiB
+            /// body larger than allowed
             ///
             /// - Remark: Generated from `#/paths//v1/models/{name}/rollback/post/responses/413`.
             ///

@@ -32,6 +32,15 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `GET /v1/runs/{id}`.
     /// - Remark: Generated from `#/paths//v1/runs/{id}/get`.
     func getV1RunsId(_ input: Operations.GetV1RunsId.Input) async throws -> Operations.GetV1RunsId.Output
+    /// Store the model file of a training job's run (the trainer, before it publishes training.completed)
+    ///
+    /// Idempotent: the same bytes again answer 200; different bytes for a run that already has a model file
+    /// are a 409. The header X-Checksum-SHA256 must be the body's SHA-256 (else 400). At most 64 MiB.
+    ///
+    ///
+    /// - Remark: HTTP `PUT /v1/jobs/{job_id}/artifact`.
+    /// - Remark: Generated from `#/paths//v1/jobs/{job_id}/artifact/put`.
+    func putV1JobsJobIdArtifact(_ input: Operations.PutV1JobsJobIdArtifact.Input) async throws -> Operations.PutV1JobsJobIdArtifact.Output
     /// Start a sweep (one training job per grid point) on a dataset version
     ///
     /// The grid holds lists of values per parameter; the sweep trains every combination, at most 256 (the
@@ -117,6 +126,25 @@ extension APIProtocol {
         try await getV1RunsId(Operations.GetV1RunsId.Input(
             path: path,
             headers: headers
+        ))
+    }
+    /// Store the model file of a training job's run (the trainer, before it publishes training.completed)
+    ///
+    /// Idempotent: the same bytes again answer 200; different bytes for a run that already has a model file
+    /// are a 409. The header X-Checksum-SHA256 must be the body's SHA-256 (else 400). At most 64 MiB.
+    ///
+    ///
+    /// - Remark: HTTP `PUT /v1/jobs/{job_id}/artifact`.
+    /// - Remark: Generated from `#/paths//v1/jobs/{job_id}/artifact/put`.
+    public func putV1JobsJobIdArtifact(
+        path: Operations.PutV1JobsJobIdArtifact.Input.Path,
+        headers: Operations.PutV1JobsJobIdArtifact.Input.Headers,
+        body: Operations.PutV1JobsJobIdArtifact.Input.Body
+    ) async throws -> Operations.PutV1JobsJobIdArtifact.Output {
+        try await putV1JobsJobIdArtifact(Operations.PutV1JobsJobIdArtifact.Input(
+            path: path,
+            headers: headers,
+            body: body
         ))
     }
     /// Start a sweep (one training job per grid point) on a dataset version
