@@ -1,4 +1,5 @@
 import Contracts
+import Forecasting
 import Foundation
 import Messaging
 import ServiceKit
@@ -91,22 +92,33 @@ struct Predictions: Sendable {
     private func score(pair: String, interval: CandleInterval, openTime: Int64, actual: Double, on connection: PostgresConnection) throws
         -> [ForecastScored]
     {
+        // The errors come from the shared rule (ScoredError in Forecasting), as the trainer's, the gate's and the
+        // monitor's do; the rows are already serialised by the target's advisory lock.
         let rows = try connection.query(
             """
-            UPDATE predictions.forecasts SET actual_close = \(actual), error = predicted_close - \(actual),
-                absolute_error = abs(predicted_close - \(actual)), percentage_error = abs(predicted_close - \(actual)) / \(actual) * 100,
-                naive_absolute_error = abs(last_close - \(actual)), scored_at = now()
+            SELECT model_name, model_version, predicted_close, last_close FROM predictions.forecasts
             WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) AND target_open_time = \(openTime)
                 AND actual_close IS DISTINCT FROM \(actual)
-            RETURNING model_name, model_version, predicted_close, error, absolute_error, percentage_error, naive_absolute_error
+            ORDER BY model_name, model_version
             """)
         var scores: [ForecastScored] = []
         for row in rows {
+            let modelName = try row.decode(0, as: String.self)
+            let modelVersion = try row.decode(1, as: Int.self)
+            let predicted = try row.decode(2, as: Double.self)
+            let errors = ScoredError(predicted: predicted, actual: actual, previous: try row.decode(3, as: Double.self))
+            try connection.execute(
+                """
+                UPDATE predictions.forecasts SET actual_close = \(actual), error = \(predicted - actual),
+                    absolute_error = \(errors.absoluteError), percentage_error = \(errors.percentageError),
+                    naive_absolute_error = \(errors.naiveAbsoluteError), scored_at = now()
+                WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) AND target_open_time = \(openTime)
+                    AND model_name = \(modelName) AND model_version = \(modelVersion)
+                """)
             let score = ForecastScored(
-                pair: pair, interval: interval, targetOpenTime: openTime, modelName: try row.decode(0, as: String.self),
-                modelVersion: try row.decode(1, as: Int.self), predictedClose: try row.decode(2, as: Double.self), actualClose: actual,
-                error: try row.decode(3, as: Double.self), absoluteError: try row.decode(4, as: Double.self),
-                percentageError: try row.decode(5, as: Double.self), naiveAbsoluteError: try row.decode(6, as: Double.self))
+                pair: pair, interval: interval, targetOpenTime: openTime, modelName: modelName, modelVersion: modelVersion,
+                predictedClose: predicted, actualClose: actual, error: predicted - actual, absoluteError: errors.absoluteError,
+                percentageError: errors.percentageError, naiveAbsoluteError: errors.naiveAbsoluteError)
             try Outbox.enqueue(
                 Envelope(payload: score), routingKey: score.routingKey, exchange: Exchange.events, schema: PredictionsSchema.name,
                 on: connection)

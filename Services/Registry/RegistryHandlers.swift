@@ -54,13 +54,14 @@ struct RegistryHandlers: APIProtocol {
     func getV1Runs(_ input: Operations.GetV1Runs.Input) async throws -> Operations.GetV1Runs.Output {
         let experiment = try input.query.experiment.map { try HTTPInput.modelName($0, field: "query parameter experiment") }
         let limit = try HTTPInput.integer(input.query.limit ?? 100, "query parameter limit", in: 1...1000)
-        let rows = try await runs(id: nil, experiment: experiment, from: input.query.from, to: input.query.to, limit: limit)
+        let queued = try HTTPInput.timeRange(from: input.query.from, to: input.query.to)
+        let rows = try await runs(id: nil, experiment: experiment, queued: queued, limit: limit)
         return .ok(.init(body: .json(try rows.map(Self.run))))
     }
 
     func getV1RunsId(_ input: Operations.GetV1RunsId.Input) async throws -> Operations.GetV1RunsId.Output {
         let id = try HTTPInput.integer(input.path.id, "path parameter id", in: 1...Int64.max)
-        guard let row = try await runs(id: id, experiment: nil, from: nil, to: nil, limit: 1).first else {
+        guard let row = try await runs(id: id, experiment: nil, queued: nil, limit: 1).first else {
             throw HTTPError(.notFound, message: "no run \(id)")
         }
         var run = try Self.run(row)
@@ -287,16 +288,20 @@ struct RegistryHandlers: APIProtocol {
 
     // MARK: Rows to typed values
 
-    /// Runs, newest first: one by `id`, or those of `experiment` queued in [`from`, `to`).
-    private func runs(id: Int64?, experiment: String?, from: Date?, to: Date?, limit: Int) async throws -> [PostgresRow] {
-        try await database.query(
+    /// Runs, newest first: one by `id`, or those of `experiment` queued within `queued` (unix seconds, whole
+    /// seconds included: `HTTPInput.timeRange`, the rule of every list's `from`/`to`).
+    private func runs(id: Int64?, experiment: String?, queued: ClosedRange<Int64>?, limit: Int) async throws -> [PostgresRow] {
+        let from = queued?.lowerBound
+        let before = queued.map { $0.upperBound + 1 }
+        return try await database.query(
             """
             SELECT id, job_id, sweep_id, experiment, status, params::text AS params, dataset_version, trainer, error, epochs_run,
                    best_epoch, validation_loss, test_metrics::text AS test_metrics, naive_metrics::text AS naive_metrics, train_seconds,
                    attempts, queued_at, started_at, ended_at, heartbeat_at, lease_expires_at
             FROM registry.runs
             WHERE (\(id)::bigint IS NULL OR id = \(id)) AND (\(experiment)::text IS NULL OR experiment = \(experiment))
-              AND (\(from)::timestamptz IS NULL OR queued_at >= \(from)) AND (\(to)::timestamptz IS NULL OR queued_at < \(to))
+              AND (\(from)::bigint IS NULL OR queued_at >= to_timestamp(\(from)::double precision))
+              AND (\(before)::bigint IS NULL OR queued_at < to_timestamp(\(before)::double precision))
             ORDER BY id DESC LIMIT \(limit)
             """)
     }

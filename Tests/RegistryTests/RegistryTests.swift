@@ -263,7 +263,9 @@ struct RegistryIntegrationTests {
         #expect(((run["metric_history"] as? [[String: Any]])?.first?["time"] as? String)?.hasSuffix("Z") == true)
         let queuedAt = try #require(run["queued_at"] as? String)
         #expect((await get("/v1/runs?from=\(queuedAt)").1 as? [Any])?.count == 1)
-        #expect((await get("/v1/runs?to=\(queuedAt)").1 as? [Any])?.count == 0)
+        #expect((await get("/v1/runs?to=\(queuedAt)").1 as? [Any])?.count == 1, "to includes its whole second")
+        #expect((await get("/v1/runs?to=2000-01-01").1 as? [Any])?.count == 0)
+        #expect(await get("/v1/runs?to=0001-01-01T00:00:00Z").0 == 400, "before 1970: refused, not a server error")
         #expect(
             (await get("/v1/runs?from=2000-01-01T00:00:00.5%2B01:00").1 as? [Any])?.count == 1, "fractions and offsets are RFC 3339 too")
         #expect(await get("/v1/runs?from=yesterday").0 == 400)

@@ -261,14 +261,14 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                         style: .form,
                         explode: true,
                         name: "from",
-                        as: Foundation.Date.self
+                        as: Components.Schemas.Instant.self
                     ),
                     to: try converter.getOptionalQueryItemAsURI(
                         in: request.soar_query,
                         style: .form,
                         explode: true,
                         name: "to",
-                        as: Foundation.Date.self
+                        as: Components.Schemas.Instant.self
                     ),
                     limit: try converter.getOptionalQueryItemAsURI(
                         in: request.soar_query,

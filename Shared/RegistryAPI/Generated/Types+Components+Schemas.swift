@@ -18,6 +18,10 @@ public import struct Foundation.Date
 extension Components {
     /// Types generated from the `#/components/schemas` section of the OpenAPI document.
     public enum Schemas {
+        /// an RFC 3339 date or timestamp: 2024-01-31, 2024-01-31T12:00:00Z, 2024-01-31T14:00:00.5+02:00
+        ///
+        /// - Remark: Generated from `#/components/schemas/Instant`.
+        public typealias Instant = Swift.String
         /// - Remark: Generated from `#/components/schemas/Name`.
         public typealias Name = Swift.String
         /// - Remark: Generated from `#/components/schemas/Version`.

@@ -140,27 +140,27 @@ public enum Operations {
                 ///
                 /// - Remark: Generated from `#/paths/v1/runs/GET/query/experiment`.
                 public var experiment: Components.Schemas.Name?
-                /// runs queued at or after (RFC 3339)
+                /// runs queued at or after this RFC 3339 date or timestamp (from 1970 to 2100)
                 ///
                 /// - Remark: Generated from `#/paths/v1/runs/GET/query/from`.
-                public var from: Foundation.Date?
-                /// runs queued before (RFC 3339)
+                public var from: Components.Schemas.Instant?
+                /// runs queued up to this RFC 3339 date (the whole day) or timestamp (from 1970 to 2100)
                 ///
                 /// - Remark: Generated from `#/paths/v1/runs/GET/query/to`.
-                public var to: Foundation.Date?
+                public var to: Components.Schemas.Instant?
                 /// - Remark: Generated from `#/paths/v1/runs/GET/query/limit`.
                 public var limit: Swift.Int?
                 /// Creates a new `Query`.
                 ///
                 /// - Parameters:
                 ///   - experiment: e.g. xbtusd-1d
-                ///   - from: runs queued at or after (RFC 3339)
-                ///   - to: runs queued before (RFC 3339)
+                ///   - from: runs queued at or after this RFC 3339 date or timestamp (from 1970 to 2100)
+                ///   - to: runs queued up to this RFC 3339 date (the whole day) or timestamp (from 1970 to 2100)
                 ///   - limit:
                 public init(
                     experiment: Components.Schemas.Name? = nil,
-                    from: Foundation.Date? = nil,
-                    to: Foundation.Date? = nil,
+                    from: Components.Schemas.Instant? = nil,
+                    to: Components.Schemas.Instant? = nil,
                     limit: Swift.Int? = nil
                 ) {
                     self.experiment = experiment
