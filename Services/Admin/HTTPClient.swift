@@ -122,20 +122,6 @@ struct ErrorAnswers: ClientMiddleware {
 
 }
 
-/// Sends the registry's write token (the document's `bearer` security scheme).
-struct BearerToken: ClientMiddleware {
-    let token: String
-
-    func intercept(
-        _ request: HTTPRequest, body: HTTPBody?, baseURL: URL, operationID: String,
-        next: @Sendable (HTTPRequest, HTTPBody?, URL) async throws -> (HTTPResponse, HTTPBody?)
-    ) async throws -> (HTTPResponse, HTTPBody?) {
-        var request = request
-        request.headerFields[.authorization] = "Bearer \(token)"
-        return try await next(request, body, baseURL)
-    }
-}
-
 /// Plain-text tables for the terminal.
 enum Table {
     static func render(_ header: [String], _ rows: [[String]]) -> String {

@@ -648,20 +648,4 @@ struct RegistryStore: Sendable {
 struct StoredArtifact: Sendable {
     var content: [UInt8]
     var sha256: String
-
-    /// RFC 9530 `Repr-Digest` value: `sha-256=:<base64 of the digest>:`.
-    var reprDigest: String {
-        var digest: [UInt8] = []
-        var high: UInt8?
-        for character in sha256.utf8 {
-            guard let nibble = UInt8(String(UnicodeScalar(character)), radix: 16) else { continue }
-            if let value = high {
-                digest.append(value << 4 | nibble)
-                high = nil
-            } else {
-                high = nibble
-            }
-        }
-        return "sha-256=:\(Data(digest).base64EncodedString()):"
-    }
 }
