@@ -149,6 +149,7 @@ let package = Package(
             path: "Services/Monitor"),
 
         .executableTarget(name: "LSTMBench", dependencies: ["Forecasting", "KrakenFormat"], path: "Benchmarks/LSTMBench"),
+        .executableTarget(name: "ForecastEval", dependencies: ["Forecasting", "KrakenFormat"], path: "Benchmarks/ForecastEval"),
         .executableTarget(name: "blas-kernel", dependencies: ["Forecasting"], path: "Benchmarks/BLASKernel"),
         .executableTarget(
             name: "ForecastLatencyBench", dependencies: ["Messaging", "Contracts", .product(name: "Logging", package: "swift-log")],
@@ -191,7 +192,9 @@ let package = Package(
             path: "Tests/RegistryTests"),
         .testTarget(
             name: "MonitorTests",
-            dependencies: ["Monitor", "Ingestor", "KrakenFake", "TestSupport", "ServiceKit", "Contracts", "Messaging", "Storage"],
+            dependencies: [
+                "Monitor", "Ingestor", "KrakenFake", "TestSupport", "ServiceKit", "Contracts", "Messaging", "Storage", "Forecasting",
+            ],
             path: "Tests/MonitorTests"),
         .testTarget(
             name: "PredictorTests",
@@ -200,7 +203,9 @@ let package = Package(
                 "PredictorAPI", .product(name: "Hummingbird", package: "hummingbird"),
             ],
             path: "Tests/PredictorTests"),
-        .target(name: "FuzzTargets", dependencies: ["KrakenFormat", "Contracts", "Messaging", "TestSupport"], path: "Tests/FuzzTargets"),
+        .target(
+            name: "FuzzTargets", dependencies: ["KrakenFormat", "Contracts", "Messaging", "TestSupport", "Forecasting"],
+            path: "Tests/FuzzTargets"),
         .executableTarget(name: "Fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz"),
         .testTarget(
             name: "FuzzTests", dependencies: ["FuzzTargets", "KrakenFormat", "Contracts", "TestSupport", "Ingestor"],

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs Candlecast end to end on this machine, no Docker: installs what is missing (Debian packages),
 # starts RabbitMQ and PostgreSQL (scripts/servers.sh), builds in release mode, starts the six services (two
-# trainers), loads history, waits for the first sweep and promotion, prints the champion's test metrics next
-# to the naive forecast's and the first forecast, then keeps forecasting new candles as they close.
+# trainers), loads history, waits for the first sweep (LSTM grid points and the naive baseline, all candidates
+# alike) and the gate's decision, prints the champion the gate chose (its family, test MASE and 80% interval
+# score next to the naive baseline's) and the first forecast, then keeps forecasting new candles as they close.
+# Nothing is promoted by hand: when no LSTM beats the naive forecast, the naive baseline is the champion.
 #
 #   scripts/run.sh                      history from data/ (2013-2023), then live from Kraken's REST API when it
 #                                       answers (2024 from data/ too, the rest from Kraken); without network,
@@ -11,21 +13,19 @@
 #   scripts/run.sh --history FILE --replay FILE2 [--tick-seconds S]
 #                                       then FILE2 replayed day by day through the fake Kraken server (one
 #                                       candle every S seconds, 3): the live path, watchable
-#   --keep-gate-decision                do not promote the best challenger when the gate refuses every model
 #
 # Ctrl-C stops every process it started (the servers keep running: scripts/servers.sh stop). Service logs go
 # to .local/logs/, never to this script's output. CANDLECAST_PORT_OFFSET (0) moves every service port
 # (8081-8087, the fake Kraken's 8799) by that much; CANDLECAST_AMQP_PORT and CANDLECAST_PG_PORT pick the servers'.
 set -euo pipefail
 started=$(date +%s)
-history="" replay="" tick_seconds=3 demo_promotion=1 extra_history=""
+history="" replay="" tick_seconds=3 extra_history=""
 usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --history) history=${2:?--history needs a file}; shift 2 ;;
     --replay) replay=${2:?--replay needs a file}; shift 2 ;;
     --tick-seconds) tick_seconds=${2:?--tick-seconds needs a number}; shift 2 ;;
-    --keep-gate-decision) demo_promotion=0; shift ;;
     -h|--help) usage ;;
     *) echo "unknown option $1" >&2; usage ;;
   esac
@@ -158,28 +158,26 @@ rows, train = v['row_count'], v['training_end']
 test = rows - train
 print(f\"==> dataset version {v['version']}: {rows} daily candles, {day(v['first_open_time'])} .. {day(v['last_open_time'])}\")
 share = f\"the last {v['validation_fraction']:.0%} of them\" if 'validation_fraction' in v else 'their most recent part'
-print(f\"    training split: the first {train} candles ({share} validates the models: the lowest validation loss picks the challenger)\")
+print(f\"    training split: the first {train} candles ({share} validates the models: the lowest validation MASE picks the challenger)\")
 test_start = (when(v['last_open_time']) - datetime.timedelta(days=test - 1)).date()
 print(f\"    test split: the last {test} candles, {test_start} .. {day(v['last_open_time'])}\")"
 
-# The registry's runs with the validation loss that ranks them (the lowest is the sweep's challenger).
+# The registry's runs with the validation MASE that ranks them (the lowest is the sweep's challenger).
 runs_table() {
   curl -fs "$CANDLECAST_REGISTRY_URL/v1/runs?limit=${1:-10}" | python3 -c "
 import json, sys
 runs = json.load(sys.stdin)
 sweep = runs[0]['sweep_id'] if runs else None
 runs = [r for r in runs if r['sweep_id'] == sweep]
-losses = [r['validation_loss'] for r in runs if r.get('validation_loss') is not None]
-best = min(losses) if losses else None
 fmt = lambda x, f: '-' if x is None else format(x, f)
-rows = [('run', 'status', 'trainer', 'batch', 'units', 'validation loss', 'test MASE', 'naive RMSE', 'test RMSE', 'seconds', '')]
-for r in runs:
-    p, m, n = r.get('params') or {}, r.get('test_metrics') or {}, r.get('naive_metrics') or {}
-    seconds = next((h['value'] for h in r.get('metric_history') or [] if h.get('key') == 'train_seconds'), None)
-    rows.append((str(r['id']), r['status'], r.get('trainer') or '-', str(p.get('batch_size', '-')), str(p.get('units', '-')),
-                 fmt(r.get('validation_loss'), '.6f'), fmt(m.get('mase'), '.3f'), fmt(n.get('rmse'), ',.0f'), fmt(m.get('rmse'), ',.0f'),
-                 fmt(r.get('train_seconds', seconds), '.0f'),
-                 'challenger (lowest validation loss)' if best is not None and r.get('validation_loss') == best else ''))
+winkler = lambda d: next((i['winkler'] for i in (d or {}).get('intervals', []) if i['level'] == 0.8), None)
+rows = [('run', 'model', 'status', 'trainer', 'batch', 'units', 'valid. MASE', 'test MASE', 'test 80% Winkler', 'test RMSE', 'seconds')]
+for r in sorted(runs, key=lambda r: r['id']):
+    p, m, v = r.get('params') or {}, r.get('test_metrics') or {}, r.get('validation_metrics') or {}
+    lstm = r.get('model', 'lstm') == 'lstm'
+    rows.append((str(r['id']), r.get('model', 'lstm'), r['status'], r.get('trainer') or '-', str(p.get('batch_size', '-')) if lstm else '-',
+                 str(p.get('units', '-')) if lstm else '-', fmt(v.get('mase'), '.4f'), fmt(m.get('mase'), '.4f'),
+                 fmt(winkler(r.get('test_distribution')), ',.0f'), fmt(m.get('rmse'), ',.0f'), fmt(r.get('train_seconds'), '.0f')))
 widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
 for row in rows:
     print('    ' + '  '.join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())"
@@ -212,25 +210,30 @@ import json, sys
 d = json.load(sys.stdin).get('decision') or {}
 print(('PROMOTED' if d.get('promoted') else 'REFUSED') + ': ' + str(d.get('reason', 'no decision recorded')))")
   say "promotion gate: $decision"
-  if [[ $decision == REFUSED* ]]; then
-    if [ "$demo_promotion" = 1 ]; then
-      best=$(curl -fs "$CANDLECAST_REGISTRY_URL/v1/models/lstm-xbtusd-1d/versions" | python3 -c "
-import json, sys
-versions = [v for v in json.load(sys.stdin) if v.get('test_metrics')]
-print(min(versions, key=lambda v: v['test_metrics']['mase'])['version'])")
-      say "no model beat the naive forecast, so the gate kept them all as challengers. For this demo the best one"
-      say "(v$best) is promoted by hand, recorded as such in the alias history; --keep-gate-decision skips this."
-      cli models promote "$best" --reason "demo: promoted by scripts/run.sh although the gate refused it ($decision)" | sed 's/^/    /'
-    else
-      say "no champion: the predictor keeps the windows until a model is promoted (candlecast models promote)"
-    fi
-  fi
 fi
 
-if curl -fs "$CANDLECAST_REGISTRY_URL/v1/models/lstm-xbtusd-1d/versions" >/dev/null 2>&1; then
-  say "the champion's test metrics (the test split above) next to the naive forecast's"
-  cli models show | awk 'NR==1 || /champion/' | sed 's/^/    /'
-fi
+# The champion as the gate chose it: family, test figures next to the naive baseline's on the same rows.
+champion_summary=$(curl -fs "$CANDLECAST_REGISTRY_URL/v1/models/lstm-xbtusd-1d/versions" 2>/dev/null | python3 -c "
+import json, sys
+versions = json.load(sys.stdin)
+v = next((v for v in versions if 'champion' in v.get('aliases', [])), None)
+if v is None:
+    print('    no champion: the gate refused every candidate (see its decision above); the predictor waits for one')
+    sys.exit()
+m, n = v.get('test_metrics') or {}, v.get('naive_metrics') or {}
+winkler = lambda d, level: next((i for i in (d or {}).get('intervals', []) if i['level'] == level), None)
+print(f\"    v{v['version']} ({v.get('model', 'lstm')}): test MASE {m.get('mase', float('nan')):.4f}, RMSE {m.get('rmse', float('nan')):,.0f} USD\"
+      f\" (naive RMSE {n.get('rmse', float('nan')):,.0f})\")
+for level in (0.8, 0.95):
+    a, b = winkler(v.get('test_distribution'), level), winkler(v.get('naive_distribution'), level)
+    if a:
+        beside = f\" (naive {b['coverage']:.1%}, {b['winkler']:,.0f})\" if b else ''
+        print(f\"    {level:.0%} interval: coverage {a['coverage']:.1%}, Winkler {a['winkler']:,.0f} USD{beside}\")
+if not v.get('test_distribution'):
+    print('    (a model from before intervals: no coverage figures)')
+") || champion_summary="    the registry did not answer"
+say "the champion the gate chose, on the test split above:"
+echo "$champion_summary"
 
 if [ -n "$replay" ]; then
   # The ticker notes how many replayed candles have closed; it ends by itself when this script does.
@@ -290,8 +293,24 @@ for _ in $(seq 1 30); do
   previous=$current
   sleep 3
 done
-made=$(curl -fs "$CANDLECAST_PREDICTOR_URL/v1/forecasts?pair=XBTUSD&interval=1d&$replayed_days&limit=10000" \
-  | python3 -c "import json, sys; print(len(json.load(sys.stdin)))" || echo "?")
+forecasts_json=$(curl -fs "$CANDLECAST_PREDICTOR_URL/v1/forecasts?pair=XBTUSD&interval=1d&$replayed_days&limit=10000" || echo "[]")
+made=$(python3 -c "import json, sys; print(len(json.loads(sys.argv[1])))" "$forecasts_json" || echo "?")
+# Interval coverage and Winkler over the replayed days, from the predictor's scored forecasts, beside the naive baseline's.
+coverage=$(python3 -c "
+import json, sys
+rows = [f for f in json.loads(sys.argv[1]) if any('hit' in i for i in f.get('intervals') or [])]
+if not rows:
+    print('not available (no scored forecast carries intervals)')
+else:
+    parts = []
+    for level in (0.8, 0.95):
+        its = [i for f in rows for i in f['intervals'] if i['level'] == level and 'hit' in i]
+        naive = [i for i in its if 'naive_hit' in i]
+        text = f\"{level:.0%} {sum(i['hit'] for i in its) / len(its):.1%} (Winkler {sum(i['winkler'] for i in its) / len(its):,.0f} USD\"
+        if naive:
+            text += f\"; naive {sum(i['naive_hit'] for i in naive) / len(naive):.1%}, {sum(i['naive_winkler'] for i in naive) / len(naive):,.0f}\"
+        parts.append(text + ')')
+    print(f'{len(rows)} scored: ' + ', '.join(parts))" "$forecasts_json" || echo "?")
 say "the replay of $(basename "$replay") has ended ($(file_span "$replay"), $(elapsed) after the start):"
 summary | python3 -c "
 import json, sys
@@ -305,7 +324,6 @@ if a.get('count'):
     print(f\"    (model MAE {a['mae']:,.0f} USD, naive MAE {a['naive_mae']:,.0f} USD: it {verdict} naive)\")
 else:
     print('    no forecast has been scored yet (the monitor does not answer, or has not heard the scores)')
-missing = 'not available (the forecasts carry no prediction interval yet)'
-print('    interval coverage: ' + (f\"{a['coverage']:.1%}\" if 'coverage' in a else missing))"
+print('    interval coverage: $coverage')"
 say "still serving (the dashboard, API and metrics above); no more candles will close. Ctrl-C stops."
 wait

@@ -299,17 +299,29 @@ struct Runs: AsyncParsableCommand {
     }
 }
 
-/// A forecast as the CLI prints it, whether it came from the predictor's history or from the broker.
+/// A forecast as the CLI prints it, whether it came from the predictor's history, its latest forecast or the broker.
 extension ForecastCreated {
     init(_ stored: PredictorAPI.Components.Schemas.ScoredForecast) throws {
-        guard let interval = CandleInterval(stored.interval.rawValue) else {
-            throw CommandFailure(.undocumentedAnswer, "interval \(stored.interval.rawValue)")
+        try self.init(
+            PredictorAPI.Components.Schemas.Forecast(
+                pair: stored.pair, interval: stored.interval, targetOpenTime: stored.targetOpenTime, predictedClose: stored.predictedClose,
+                lastClose: stored.lastClose, modelName: stored.modelName, modelVersion: stored.modelVersion,
+                datasetVersion: stored.datasetVersion, producedAt: stored.producedAt, stale: stored.stale,
+                intervals: stored.intervals?.map { .init(level: $0.level, lower: $0.lower, upper: $0.upper) },
+                probabilityUp: stored.probabilityUp))
+    }
+
+    init(_ latest: PredictorAPI.Components.Schemas.Forecast) throws {
+        guard let interval = CandleInterval(latest.interval.rawValue) else {
+            throw CommandFailure(.undocumentedAnswer, "interval \(latest.interval.rawValue)")
         }
         self.init(
-            pair: stored.pair, interval: interval, targetOpenTime: Int64(stored.targetOpenTime.timeIntervalSince1970),
-            predictedClose: stored.predictedClose, lastClose: stored.lastClose, modelName: stored.modelName,
-            modelVersion: stored.modelVersion,
-            datasetVersion: stored.datasetVersion, producedAt: stored.producedAt, stale: stored.stale)
+            pair: latest.pair, interval: interval, targetOpenTime: Int64(latest.targetOpenTime.timeIntervalSince1970),
+            predictedClose: latest.predictedClose, lastClose: latest.lastClose, modelName: latest.modelName,
+            modelVersion: latest.modelVersion,
+            datasetVersion: latest.datasetVersion, producedAt: latest.producedAt, stale: latest.stale,
+            intervals: latest.intervals?.map { ForecastInterval(level: $0.level, lower: $0.lower, upper: $0.upper) },
+            probabilityUp: latest.probabilityUp)
     }
 
     /// Which forecast this is: a target forecast again by another model version is another forecast.
@@ -323,7 +335,8 @@ extension ForecastCreated {
     }
 
     var line: String {
-        "\(pair) \(interval.name) close of \(utcDay(targetOpenTime)): \(Shown.usd(predictedClose)) USD "
+        "\(pair) \(interval.name) close of \(utcDay(targetOpenTime)): \(Shown.usd(predictedClose)) USD, "
+            + "\(Shown.uncertainty(intervals: intervals, probabilityUp: probabilityUp)) "
             + "(last close \(Shown.usd(lastClose)), "
             + "\(modelName) v\(modelVersion)\(stale ? ", stale model" : ""))"
     }
@@ -331,7 +344,26 @@ extension ForecastCreated {
 
 struct Forecasts: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Forecasts: the stored ones and new ones as they come.", subcommands: [Tail.self, List.self])
+        abstract: "Forecasts: the stored ones and new ones as they come.", subcommands: [Tail.self, List.self, Latest.self])
+
+    struct Latest: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The newest forecast: the close, its 80 % and 95 % ranges and the probability of an up move.")
+        @OptionGroup var series: SeriesOptions
+        @Flag(help: "One JSON object.") var json = false
+
+        func run() async throws {
+            let apiInterval = try series.predictorInterval()
+            try await reporting { services in
+                let predictor = try services.predictor()
+                let latest = try await services.fetch(
+                    "predictor", at: services.endpoints.predictor,
+                    { try await predictor.getLatestForecast(query: .init(pair: series.pair, interval: apiInterval)) }
+                ) { try ForecastCreated($0.ok.body.json) }
+                print(json ? try latest.jsonLine() : latest.line)
+            }
+        }
+    }
 
     struct Tail: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -460,13 +492,24 @@ struct Forecasts: AsyncParsableCommand {
                 }
                 print(
                     Table.render(
-                        ["target", "forecast", "last close", "actual", "error", "naive error", "model"],
+                        [
+                            "target", "forecast", "80% range", "95% range", "P(up)", "last close", "actual", "error", "naive error",
+                            "in 80%/95%", "Brier (naive)", "model",
+                        ],
                         stored.map { forecast in
-                            [
-                                Shown.time(forecast.targetOpenTime), Shown.usd(forecast.predictedClose), Shown.usd(forecast.lastClose),
+                            let ranges = IntervalLevels.all.map { level in
+                                forecast.intervals?.first { $0.level == level }.map { Shown.range($0.lower, $0.upper) } ?? "-"
+                            }
+                            let hits = IntervalLevels.all.map { level in
+                                forecast.intervals?.first { $0.level == level }?.hit.map { $0 ? "yes" : "no" } ?? "-"
+                            }
+                            let brier = forecast.brier.map { Shown.number($0) + " (\(Shown.number(forecast.naiveBrier)))" } ?? "-"
+                            return [
+                                Shown.time(forecast.targetOpenTime), Shown.usd(forecast.predictedClose), ranges[0], ranges[1],
+                                Shown.probability(forecast.probabilityUp), Shown.usd(forecast.lastClose),
                                 forecast.actualClose.map(Shown.usd) ?? "-", forecast.absoluteError.map(Shown.usd) ?? "-",
-                                forecast.naiveAbsoluteError.map(Shown.usd) ?? "-",
-                                "\(forecast.modelName) v\(forecast.modelVersion)\(forecast.stale ? " (stale)" : "")",
+                                forecast.naiveAbsoluteError.map(Shown.usd) ?? "-", hits.contains("-") ? "-" : hits.joined(separator: "/"),
+                                brier, "\(forecast.modelName) v\(forecast.modelVersion)\(forecast.stale ? " (stale)" : "")",
                             ]
                         }))
             }

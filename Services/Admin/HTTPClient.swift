@@ -1,3 +1,4 @@
+import Contracts
 import Foundation
 import HTTPTypes
 import OpenAPIRuntime
@@ -146,6 +147,17 @@ enum Shown {
     }
     static func integer(_ value: (some BinaryInteger)?) -> String { value.map { "\($0)" } ?? "-" }
     static func usd(_ value: Double) -> String { String(format: "%.2f", value) }
+    /// `41234.50-43210.00` (USD).
+    static func range(_ lower: Double, _ upper: Double) -> String { "\(usd(lower))-\(usd(upper))" }
+    /// `P(up)` as a percentage: `55.2%`.
+    static func probability(_ value: Double?) -> String { value.map { String(format: "%.1f%%", $0 * 100) } ?? "-" }
+    /// `80% 41234.50-43210.00, 95% 40100.00-44500.00, P(up) 55.2%`: a forecast's ranges and up probability, or
+    /// `no ranges (uncalibrated model)`.
+    static func uncertainty(intervals: [ForecastInterval]?, probabilityUp: Double?) -> String {
+        guard let intervals, !intervals.isEmpty else { return "no ranges (uncalibrated model)" }
+        let ranges = intervals.map { "\(Int(($0.level * 100).rounded()))% \(range($0.lower, $0.upper))" }
+        return (ranges + ["P(up) \(probability(probabilityUp))"]).joined(separator: ", ")
+    }
     /// `2024-01-31` at midnight UTC, else `2024-01-31 12:00 UTC`.
     static func time(_ date: Date?) -> String {
         guard let date else { return "-" }

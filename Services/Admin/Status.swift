@@ -76,7 +76,10 @@ struct Status: AsyncParsableCommand {
                     "latest forecast: \(latest.pair) \(latest.interval.rawValue) close of \(Shown.time(latest.targetOpenTime)): "
                         + "\(Shown.usd(latest.predictedClose)) USD by \(latest.modelName) v\(latest.modelVersion), "
                         + "made \(Shown.time(latest.producedAt))"
-                        + (latest.stale ? " (the model is older than CANDLECAST_MODEL_MAX_AGE_DAYS)" : ""))
+                        + (latest.stale ? " (the model is older than CANDLECAST_MODEL_MAX_AGE_DAYS)" : "") + "; "
+                        + Shown.uncertainty(
+                            intervals: latest.intervals?.map { ForecastInterval(level: $0.level, lower: $0.lower, upper: $0.upper) },
+                            probabilityUp: latest.probabilityUp))
             } else {
                 print("latest forecast: none yet for \(series.pair) \(interval.name)")
             }
@@ -101,7 +104,9 @@ struct Status: AsyncParsableCommand {
     ) -> String {
         let seconds = Double(interval.seconds)
         let closed = now.addingTimeInterval(-age)
-        let opened = closed.addingTimeInterval(-seconds)
+        // The age is measured when the monitor was scraped, not now: round to the candle boundary it stands for.
+        let offset = Double(interval.alignmentOffset)
+        let opened = Date(timeIntervalSince1970: ((closed.timeIntervalSince1970 - seconds - offset) / seconds).rounded() * seconds + offset)
         let head = "newest candle: \(pair) \(interval.name) of \(Shown.time(opened))"
         if age <= 2 * seconds { return "\(head), closed \(Self.duration(age)) ago: up to date" }
         let replaying =

@@ -18,12 +18,15 @@ extension DashboardData {
     /// `<script type="application/json" id="accuracy">…</script>` for its script to read.
     var accuracyJSON: String { Self.embeddableJSON(accuracy) }
 
-    static func embeddableJSON(_ accuracy: ForecastAccuracy?) -> String {
+    static func embeddableJSON(_ accuracy: ForecastAccuracy?) -> String { embeddableJSON(value: accuracy) }
+
+    /// Any figures as JSON safe to embed in a script element; `null` for none.
+    static func embeddableJSON<Value: Encodable>(value: Value?) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(
             positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-        guard let accuracy, let data = try? encoder.encode(accuracy) else { return "null" }
+        guard let value, let data = try? encoder.encode(value) else { return "null" }
         // `</` cannot end the script element early: JSON allows `<\/` for `</`.
         return String(decoding: data, as: UTF8.self).replacingOccurrences(of: "</", with: "<\\/")
     }

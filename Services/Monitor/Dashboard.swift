@@ -1,4 +1,5 @@
 import Contracts
+import Forecasting
 import Foundation
 import Hummingbird
 import Logging
@@ -61,7 +62,7 @@ struct Dashboard: APIProtocol {
                 ORDER BY open_time
                 """
             ).map { PricePoint(openTime: try $0.decode(0, as: Int64.self), close: try $0.decode(1, as: Double.self)) }
-        let forecasts = try await database.query(
+        var forecasts = try await database.query(
             """
             SELECT f.target_open_time, f.model_version, f.predicted_close, f.last_close, f.stale, s.actual_close, s.absolute_error,
                    s.naive_absolute_error
@@ -78,6 +79,33 @@ struct Dashboard: APIProtocol {
                 stale: try row.decode(4, as: Bool.self),
                 actualClose: try row.decode(5, as: Double?.self), absoluteError: try row.decode(6, as: Double?.self),
                 naiveAbsoluteError: try row.decode(7, as: Double?.self))
+        }
+        var bands: [ForecastKey: [ForecastInterval]] = [:]
+        for row in try await database.query(
+            """
+            SELECT target_open_time, model_version, level, lower, upper FROM monitor.forecast_intervals
+            WHERE pair = \(pair) AND interval_seconds = \(intervalSeconds)
+                AND target_open_time BETWEEN \(range.lowerBound) AND \(range.upperBound)
+            ORDER BY target_open_time, model_version, level
+            """)
+        {
+            let key = ForecastKey(targetOpenTime: try row.decode(0, as: Int64.self), modelVersion: try row.decode(1, as: Int.self))
+            let interval = ForecastInterval(
+                level: try row.decode(2, as: Double.self), lower: try row.decode(3, as: Double.self),
+                upper: try row.decode(4, as: Double.self))
+            bands[key, default: []].append(interval)
+        }
+        for index in forecasts.indices {
+            forecasts[index].intervals = bands[forecasts[index].key] ?? []
+        }
+        // The same figures as /metrics: the last scored forecasts of the version that made the newest scored interval.
+        let intervalScores = try await database.withConnection { connection -> RollingIntervalScores? in
+            guard let version = try Observations.newestVersionWithIntervals(pair: pair, interval: query.interval, on: connection) else {
+                return nil
+            }
+            let series = ModelSeries(pair: pair, interval: query.interval, modelVersion: version)
+            let scores = ReportedScores(try Observations.recentReportedScores(of: series, limit: Monitor.intervalWindow, on: connection))
+            return scores.map { RollingIntervalScores(modelVersion: version, window: Monitor.intervalWindow, scores: $0) }
         }
         let series = try await database.query("SELECT DISTINCT pair, interval_seconds FROM monitor.latest_candles ORDER BY 1, 2").map {
             "\(try $0.decode(0, as: String.self)) \(try CandleInterval(storedSeconds: try $0.decode(1, as: Int.self)).name)"
@@ -102,7 +130,7 @@ struct Dashboard: APIProtocol {
             query: query, range: range, prices: prices, forecasts: forecasts, modelName: name, champion: champion,
             aliasHistory: aliasHistory.reversed(), runs: recentRuns, registryNote: registryNote, knownSeries: series,
             candleCloseTimes: freshness.candleCloseTimes, forecastTimes: freshness.forecastTimes, deadLetters: freshness.deadLetters,
-            rollingWindow: rollingWindow, now: Date())
+            rollingWindow: rollingWindow, intervalScores: intervalScores, now: Date())
     }
 }
 
@@ -140,6 +168,11 @@ struct PricePoint: Sendable {
     var close: Double
 }
 
+struct ForecastKey: Hashable, Sendable {
+    var targetOpenTime: Int64
+    var modelVersion: Int
+}
+
 struct ForecastPoint: Sendable {
     var targetOpenTime: Int64
     var modelVersion: Int
@@ -149,6 +182,25 @@ struct ForecastPoint: Sendable {
     var actualClose: Double?
     var absoluteError: Double?
     var naiveAbsoluteError: Double?
+    /// The forecast's ranges by level (`IntervalLevels.all` order); none from a producer that sends none.
+    var intervals: [ForecastInterval] = []
+
+    var key: ForecastKey { ForecastKey(targetOpenTime: targetOpenTime, modelVersion: modelVersion) }
+
+    func interval(_ level: Double) -> ForecastInterval? { intervals.first { $0.level == level } }
+}
+
+/// The coverage card's figures, also embedded in the page as JSON (`#interval-scores`): the last `window` scored
+/// forecasts with intervals of one model version, as `/metrics` exports them.
+struct RollingIntervalScores: Sendable, Encodable {
+    var modelVersion: Int
+    var window: Int
+    var scores: ReportedScores
+
+    enum CodingKeys: String, CodingKey {
+        case window, scores
+        case modelVersion = "model_version"
+    }
 }
 
 struct DashboardData: Sendable {
@@ -166,5 +218,6 @@ struct DashboardData: Sendable {
     var forecastTimes: [Freshness.SeriesKey: Date]
     var deadLetters: [ServiceName: Int]
     var rollingWindow: Int
+    var intervalScores: RollingIntervalScores?
     var now: Date
 }

@@ -26,7 +26,7 @@ struct DashboardPage {
         <body>
         <header><h1>Candlecast</h1><span class="series">\(escape(data.query.pair)) · \(escape(data.query.interval.name))</span>\
         \(rangeControls())</header>
-        <section class="cards">\(championCard())\(latestForecastCard())\(accuracyCard())\(freshnessCard())</section>
+        <section class="cards">\(championCard())\(latestForecastCard())\(accuracyCard())\(coverageCard())\(freshnessCard())</section>
         <section><h2>Price and forecasts</h2>\(priceChart())</section>
         <section><h2>Error of each forecast next to the naive forecast's</h2>\(errorChart())\(forecastTable())</section>
         <section class="columns"><div><h2>Champion and alias history</h2>\(aliasTable())</div>\
@@ -86,6 +86,38 @@ struct DashboardPage {
                 detail: "MAE \(usd(accuracy.mae)) vs naive \(usd(accuracy.naiveMAE)) over \(accuracy.count) scored forecasts · \(verdict)")
     }
 
+    /// The rolling interval figures beside the naive baseline's (`/metrics` exports the same), also as JSON
+    /// (`#interval-scores`).
+    private func coverageCard() -> String {
+        let scores = data.intervalScores
+        let json = "<script type=\"application/json\" id=\"interval-scores\">\(DashboardData.embeddableJSON(value: scores))</script>"
+        guard let scores else {
+            return json + card(title: "Interval coverage", value: "–", detail: "no scored forecast with intervals yet")
+        }
+        let levels = IntervalLevels.all
+        let percent = { (value: Double?) in value.map { String(format: "%.1f%%", $0 * 100) } ?? "–" }
+        let coverage = levels.map { level in
+            "<span id=\"coverage-\(Self.levelName(level))\">\(percent(scores.scores.model(level)?.coverage))</span>"
+        }
+        let naiveCoverage = levels.map { percent(scores.scores.naive($0)?.coverage) }
+        let winkler = levels.map { level in
+            "<span id=\"winkler-\(Self.levelName(level))\">\(scores.scores.model(level).map { usd($0.winkler) } ?? "–")</span>"
+        }
+        let naiveWinkler = levels.map { level in scores.scores.naive(level).map { usd($0.winkler) } ?? "–" }
+        let brier = { (value: Double?) in value.map { String(format: "%.3f", $0) } ?? "–" }
+        let names = levels.map { "\(Self.levelName($0))%" }.joined(separator: " / ")
+        return json
+            + card(
+                title: "Interval coverage, \(names)", value: coverage.joined(separator: " / "),
+                detail: "last \(scores.scores.count) scored forecasts of v\(scores.modelVersion) · "
+                    + "naive \(naiveCoverage.joined(separator: " / ")) · "
+                    + "Winkler \(winkler.joined(separator: " / ")) vs naive \(naiveWinkler.joined(separator: " / ")) · "
+                    + "Brier <span id=\"brier\">\(brier(scores.scores.brier))</span> vs naive \(brier(scores.scores.naiveBrier))")
+    }
+
+    /// A level as the page names it: 0.8 is "80".
+    static func levelName(_ level: Double) -> String { String(Int((level * 100).rounded())) }
+
     private func freshnessCard() -> String {
         let key = Freshness.SeriesKey(pair: data.query.pair, interval: data.query.interval)
         let candleAge = data.candleCloseTimes[key].map { Self.age(seconds: data.now.timeIntervalSince1970 - Double($0)) } ?? "never"
@@ -110,7 +142,8 @@ struct DashboardPage {
         let forecasts = data.forecasts
         guard !data.prices.isEmpty || !forecasts.isEmpty else { return "<p class=\"empty\">No candles in this range.</p>" }
         let times = data.prices.map(\.openTime) + forecasts.map(\.targetOpenTime)
-        let values = data.prices.map(\.close) + forecasts.map(\.predictedClose)
+        let bounds = forecasts.flatMap { $0.intervals.flatMap { [$0.lower, $0.upper] } }
+        let values = data.prices.map(\.close) + forecasts.map(\.predictedClose) + bounds
         let scale = ChartScale(times: times, values: values, width: Self.width, height: Self.height, margin: Self.margin)
         let line = data.prices.map { "\(Self.number(scale.x($0.openTime))),\(Self.number(scale.y($0.close)))" }.joined(separator: " ")
         let points = forecasts.map { point in
@@ -125,12 +158,41 @@ struct DashboardPage {
         return """
             <svg id="price-chart" viewBox="0 0 \(Int(Self.width)) \(Int(Self.height))" role="img" aria-label="Close price and forecasts">
             \(scale.axes(money: usd))
+            \(intervalBands(scale))
             <polyline class="price-line" points="\(line)"/>
             \(points)
             </svg>
             <p class="legend"><span class="swatch price"></span>actual close (\(data.prices.count) candles) \
-            <span class="swatch forecast"></span>forecast (\(forecasts.count))</p>
+            <span class="swatch forecast"></span>forecast (\(forecasts.count))\
+            \(bounds.isEmpty ? "" : IntervalLevels.all.map { level in
+                " <span class=\"swatch band-\(Self.levelName(level))\"></span>\(Self.levelName(level))% interval"
+            }.joined())</p>
             """
+    }
+
+    /// One shaded band per level and model version around its forecasts: the upper bounds left to right, then the lower
+    /// bounds back, one polygon per run of consecutive forecasts that have an interval at that level. The wider level is
+    /// drawn first, so the narrower one shows on top of it.
+    private func intervalBands(_ scale: ChartScale) -> String {
+        let versions = Dictionary(grouping: data.forecasts, by: \.modelVersion).sorted { $0.key < $1.key }
+        return IntervalLevels.all.sorted(by: >).flatMap { level in
+            versions.flatMap { version, points in
+                points.split { $0.interval(level) == nil }.map { run in
+                    let ranges = run.compactMap { point in point.interval(level).map { (x: scale.x(point.targetOpenTime), interval: $0) } }
+                    // A lone forecast gets a band a few pixels wide, so that it shows.
+                    let corners =
+                        ranges.count == 1 ? [(ranges[0].x - 3, ranges[0].interval), (ranges[0].x + 3, ranges[0].interval)] : ranges
+                    let upper = corners.map { "\(Self.number($0.x)),\(Self.number(scale.y($0.interval.upper)))" }
+                    let lower = corners.reversed().map { "\(Self.number($0.x)),\(Self.number(scale.y($0.interval.lower)))" }
+                    let name = Self.levelName(level)
+                    return """
+                        <polygon class="interval-band band-\(name)" data-level="\(level)" data-version="\(version)" \
+                        data-forecasts="\(ranges.count)" points="\((upper + lower).joined(separator: " "))">\
+                        <title>v\(version) \(name)% interval, \(ranges.count) forecasts</title></polygon>
+                        """
+                }
+            }
+        }.joined()
     }
 
     /// Bars on the price chart's time axis, so that a day's error sits under its forecast.
@@ -177,14 +239,17 @@ struct DashboardPage {
             let better = point.absoluteError.flatMap { model in point.naiveAbsoluteError.map { model < $0 } }
             return """
                 <tr class="forecast-row"><td>\(utcDay(point.targetOpenTime))</td><td>v\(point.modelVersion)</td>\
-                <td>\(usd(point.predictedClose))</td><td>\(point.actualClose.map(usd.callAsFunction) ?? "pending")</td>\
+                <td>\(usd(point.predictedClose))</td>\
+                <td>\(point.interval(IntervalLevels.gated).map { "\(usd($0.lower))–\(usd($0.upper))" } ?? "–")</td>\
+                <td>\(point.actualClose.map(usd.callAsFunction) ?? "pending")</td>\
                 <td>\(point.absoluteError.map(usd.callAsFunction) ?? "–")</td>\
                 <td>\(point.naiveAbsoluteError.map(usd.callAsFunction) ?? "–")</td>\
                 <td>\(better.map { $0 ? "model" : "naive" } ?? "–")</td></tr>
                 """
         }.joined()
         return """
-            <table><thead><tr><th>target</th><th>model</th><th>forecast</th><th>actual</th><th>|error|</th><th>naive |error|</th>\
+            <table><thead><tr><th>target</th><th>model</th><th>forecast</th>\
+            <th>\(Self.levelName(IntervalLevels.gated))% interval</th><th>actual</th><th>|error|</th><th>naive |error|</th>\
             <th>closer</th></tr></thead><tbody>\(rows)</tbody></table>
             """
     }
@@ -279,12 +344,13 @@ struct DashboardPage {
         nav form{display:inline-flex;gap:6px;margin-left:12px}
         a.range{padding:2px 8px;border:1px solid #c5ccd6;border-radius:4px;text-decoration:none;color:#1d2430}\
         a.range.current{background:#1d2430;color:#fff}
-        .cards{display:grid;grid-template-columns:repeat(4,1fr);gap:12px;margin-top:16px}\
+        .cards{display:grid;grid-template-columns:repeat(5,1fr);gap:12px;margin-top:16px}\
         .card{background:#fff;border:1px solid #d8dde5;border-radius:6px;padding:10px 12px}
         .value{font-size:22px;font-weight:600;margin:4px 0}.detail{color:#5b6575;font-size:12px}
         svg{width:100%;height:auto;background:#fff;border:1px solid #d8dde5;border-radius:6px}
         .price-line{fill:none;stroke:#2f6fdf;stroke-width:1.5}.forecast-point{fill:#e8772e;stroke:#fff;stroke-width:.5}\
-        .forecast-point.stale{fill:#a0a0a0}
+        .forecast-point.stale{fill:#a0a0a0}.interval-band{fill:#e8772e;stroke:none}.band-95{fill-opacity:.13}.band-80{fill-opacity:.22}
+        .swatch.band-95{background:rgba(232,119,46,.13)}.swatch.band-80{background:rgba(232,119,46,.35)}
         .error-bar.model{fill:#e8772e}.error-bar.naive{fill:#9aa5b5}.axis{stroke:#c5ccd6}.grid{stroke:#eef1f5}\
         .axis-label{font-size:11px;fill:#5b6575}
         .legend{font-size:12px;color:#5b6575}.swatch{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}\

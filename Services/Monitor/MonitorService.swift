@@ -1,4 +1,5 @@
 import Contracts
+import Forecasting
 import Foundation
 import Logging
 import Messaging
@@ -75,6 +76,10 @@ struct Monitor: Sendable {
         trainingDurationMetric: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600].map { Duration.seconds($0) }
     ]
 
+    /// Scored forecasts the rolling coverage, Winkler and Brier figures are taken over: the "last 60", which the
+    /// coverage alert (compose/prometheus/alerts.yml) requires in full.
+    static let intervalWindow = 60
+
     let settings: MonitorSettings
     let database: PostgresClient
     let freshness: Freshness
@@ -103,8 +108,11 @@ struct Monitor: Sendable {
     func handle(_ score: ForecastScored) async throws {
         let series = ModelSeries(pair: score.pair, interval: score.interval, modelVersion: score.modelVersion)
         let window = settings.rollingWindow
-        let (firstScore, errors) = try await database.transaction { connection in
-            (try Observations.record(score, on: connection), try Observations.recentErrors(of: series, limit: window, on: connection))
+        let (firstScore, errors, reported) = try await database.transaction { connection in
+            (
+                try Observations.record(score, on: connection), try Observations.recentErrors(of: series, limit: window, on: connection),
+                try Observations.recentReportedScores(of: series, limit: Self.intervalWindow, on: connection)
+            )
         }
         if firstScore {
             let labels = Self.labels(score.pair, score.interval, score.modelVersion)
@@ -112,6 +120,7 @@ struct Monitor: Sendable {
             Recorder(label: Self.percentageErrorMetric, dimensions: labels).record(score.percentageError)
         }
         publishRolling(RollingAccuracy(errors), of: series)
+        publishRolling(ReportedScores(reported), of: series)
     }
 
     func handle(_ candle: CandleClosed) async throws {
@@ -173,19 +182,46 @@ struct Monitor: Sendable {
         if let mase = accuracy.mase { Gauge(label: "candlecast_forecast_rolling_mase", dimensions: labels).record(mase) }
     }
 
+    /// The rolling interval figures of a series, model and naive baseline under separate names (as MAE is), so a rule
+    /// or panel compares `candlecast_forecast_…` with `candlecast_naive_…` of the same labels.
+    func publishRolling(_ scores: ReportedScores?, of series: ModelSeries) {
+        guard let scores else { return }
+        let labels = Self.labels(series.pair, series.interval, series.modelVersion)
+        Gauge(label: "candlecast_forecast_coverage_window_forecasts", dimensions: labels).record(scores.count)
+        let byForecaster = [
+            (coverage: "candlecast_forecast_rolling_coverage", winkler: "candlecast_forecast_rolling_winkler_usd", levels: scores.model),
+            (coverage: "candlecast_naive_rolling_coverage", winkler: "candlecast_naive_rolling_winkler_usd", levels: scores.naive),
+        ]
+        for names in byForecaster {
+            for level in names.levels {
+                let dimensions = labels + [("level", String(level.level))]
+                Gauge(label: names.coverage, dimensions: dimensions).record(level.coverage)
+                Gauge(label: names.winkler, dimensions: dimensions).record(level.winkler)
+            }
+        }
+        if let brier = scores.brier { Gauge(label: "candlecast_forecast_rolling_brier", dimensions: labels).record(brier) }
+        if let brier = scores.naiveBrier { Gauge(label: "candlecast_naive_rolling_brier", dimensions: labels).record(brier) }
+    }
+
     /// Rebuilds the gauges from the monitor's tables, so that a restart does not blank them.
     func restore() async throws {
         let window = settings.rollingWindow
         let restored = try await database.withConnection { connection in
             let rolling = try Observations.scoredSeries(on: connection).map { series in
-                (series, RollingAccuracy(try Observations.recentErrors(of: series, limit: window, on: connection)))
+                (
+                    series, RollingAccuracy(try Observations.recentErrors(of: series, limit: window, on: connection)),
+                    ReportedScores(try Observations.recentReportedScores(of: series, limit: Self.intervalWindow, on: connection))
+                )
             }
             return (
                 rolling, try Observations.champions(on: connection), try Observations.latestCandles(on: connection),
                 try Observations.latestForecastTimes(on: connection)
             )
         }
-        for (series, accuracy) in restored.0 { publishRolling(accuracy, of: series) }
+        for (series, accuracy, intervals) in restored.0 {
+            publishRolling(accuracy, of: series)
+            publishRolling(intervals, of: series)
+        }
         for champion in restored.1 { recordChampion(model: champion.model, version: champion.version) }
         for candle in restored.2 { freshness.candleClosed(pair: candle.pair, interval: candle.interval, openTime: candle.openTime) }
         for forecast in restored.3 { recordForecastTime(pair: forecast.pair, interval: forecast.interval, producedAt: forecast.producedAt) }

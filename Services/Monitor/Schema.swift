@@ -53,6 +53,38 @@ enum MonitorSchema {
                         interval_seconds integer NOT NULL,
                         promoted_at timestamptz NOT NULL DEFAULT now()
                     );
-                    """)
+                    """),
+            // Forecast intervals and up probabilities, and how they scored (issue 15). Events from producers that send
+            // none leave the new column null and add no interval rows.
+            Migration(
+                version: 2, name: "intervals",
+                sql: """
+                    ALTER TABLE forecasts ADD COLUMN probability_up double precision;
+                    CREATE TABLE forecast_intervals (
+                        pair text NOT NULL,
+                        interval_seconds integer NOT NULL,
+                        target_open_time bigint NOT NULL,
+                        model_version integer NOT NULL,
+                        level double precision NOT NULL,
+                        lower double precision NOT NULL,
+                        upper double precision NOT NULL,
+                        PRIMARY KEY (pair, interval_seconds, target_open_time, model_version, level),
+                        FOREIGN KEY (pair, interval_seconds, target_open_time, model_version) REFERENCES forecasts ON DELETE CASCADE
+                    );
+                    ALTER TABLE scores ADD COLUMN brier double precision, ADD COLUMN naive_brier double precision;
+                    CREATE TABLE score_intervals (
+                        pair text NOT NULL,
+                        interval_seconds integer NOT NULL,
+                        target_open_time bigint NOT NULL,
+                        model_version integer NOT NULL,
+                        level double precision NOT NULL,
+                        hit boolean NOT NULL,
+                        winkler double precision NOT NULL,
+                        naive_hit boolean,
+                        naive_winkler double precision,
+                        PRIMARY KEY (pair, interval_seconds, target_open_time, model_version, level),
+                        FOREIGN KEY (pair, interval_seconds, target_open_time, model_version) REFERENCES scores ON DELETE CASCADE
+                    );
+                    """),
         ])
 }

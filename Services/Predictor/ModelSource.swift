@@ -12,9 +12,33 @@ struct LoadedModel: Sendable {
     var name: String
     var version: Int
     var createdAt: Date
-    var model: TrainedModel
+    /// Any kind: an LSTM (calibrated or not) or a baseline such as naive-empirical.
+    var model: ForecastModel
     /// The dataset version it was trained on: `ModelStaleness` measures the model's age from its newest candle.
     var datasetVersion: Int? = nil
+
+    /// The forecast from the last `model.window` closes (oldest first): the point, and the intervals and up probability
+    /// when the model is calibrated (an LSTM from before model file version 3 serves its point forecast only).
+    func forecast(closes: [Double]) throws -> ServedForecast {
+        guard model.isCalibrated else { return ServedForecast(point: try model.pointForecasts(windows: [closes])[0]) }
+        let distribution = try model.forecasts(windows: [closes])[0]
+        return ServedForecast(point: distribution.point, intervals: distribution.intervals, probabilityUp: distribution.probabilityUp)
+    }
+}
+
+/// What the predictor serves for one window: what `forecast.created` and the HTTP API carry.
+struct ServedForecast: Sendable, Equatable {
+    var point: Double
+    /// `IntervalLevels.all`, nested; nil for an uncalibrated model.
+    var intervals: [ForecastInterval]? = nil
+    var probabilityUp: Double? = nil
+
+    /// Throws `reason` unless the point is a price and the intervals and probability pass the contract's rules.
+    func validate() throws(ValidationFailure) {
+        try ContractRules.price(point, "predicted_close")
+        try intervals?.validate("intervals")
+        if let probabilityUp { try ContractRules.probability(probabilityUp, "probability_up") }
+    }
 }
 
 /// Why a champion could not be looked up or loaded. `code` is for programs (retry or give up), `description` for
@@ -138,9 +162,9 @@ struct RegistryModelSource: Sendable {
                 .checksumMismatch, model: name, version: version,
                 "model file refused: its SHA-256 \(computed) is not the registry's \(expected) (\(bytes.count) bytes)")
         }
-        let model: TrainedModel
+        let model: ForecastModel
         do {
-            model = try TrainedModel(decoding: bytes)
+            model = try ForecastModel(decoding: bytes)
         } catch {
             throw ModelSourceError(.undecodableModel, model: name, version: version, "model file refused: \(error)")
         }

@@ -23,27 +23,35 @@ struct Predictions: Sendable {
             throw PermanentFailure("window of \(window.closes.count) closes for a model of window \(length)")
         }
         let closes = Array(window.closes.suffix(length))
-        let predicted = try loaded.model.predict(window: closes)
-        guard predicted.isFinite, predicted > 0, let lastClose = closes.last else {
-            throw PermanentFailure("the model produced \(predicted) for the window ending \(window.windowEndOpenTime)")
+        let served = try loaded.forecast(closes: closes)
+        guard let lastClose = closes.last else { throw PermanentFailure("an empty window ending \(window.windowEndOpenTime)") }
+        do {
+            try served.validate()
+        } catch {
+            throw PermanentFailure("the model's forecast for the window ending \(window.windowEndOpenTime) is refused: \(error.reason)")
         }
+        // The reference every forecast is scored beside, on all the closes the window carries (not only the model's).
+        let naive = NaiveBaseline.reference(closes: window.closes)
         try lockTarget(pair: window.pair, interval: window.interval, openTime: window.targetOpenTime, on: connection)
         let trainedThrough = try loaded.datasetVersion.flatMap {
             try ModelStaleness.lastOpenTime(pair: window.pair, interval: window.interval, datasetVersion: $0, on: connection)
         }
         let forecast = ForecastCreated(
-            pair: window.pair, interval: window.interval, targetOpenTime: window.targetOpenTime, predictedClose: predicted,
+            pair: window.pair, interval: window.interval, targetOpenTime: window.targetOpenTime, predictedClose: served.point,
             lastClose: lastClose,
             modelName: loaded.name, modelVersion: loaded.version, datasetVersion: window.datasetVersion, producedAt: now,
             stale: ModelStaleness.isStale(
-                trainedThrough: trainedThrough, windowEndOpenTime: window.windowEndOpenTime, maximumAge: maximumModelAge))
+                trainedThrough: trainedThrough, windowEndOpenTime: window.windowEndOpenTime, maximumAge: maximumModelAge),
+            intervals: served.intervals, probabilityUp: served.probabilityUp)
         let inserted = try connection.execute(
             """
             INSERT INTO predictions.forecasts (pair, interval_seconds, target_open_time, model_name, model_version, dataset_version,
-                window_end_open_time, predicted_close, last_close, stale, produced_at)
+                window_end_open_time, predicted_close, last_close, stale, produced_at, intervals, probability_up, naive_intervals,
+                naive_probability_up)
             VALUES (\(forecast.pair), \(Int(forecast.interval.seconds)), \(forecast.targetOpenTime), \(forecast.modelName),
-                \(forecast.modelVersion), \(forecast.datasetVersion), \(window.windowEndOpenTime), \(predicted), \(lastClose),
-                \(forecast.stale), \(now))
+                \(forecast.modelVersion), \(forecast.datasetVersion), \(window.windowEndOpenTime), \(served.point), \(lastClose),
+                \(forecast.stale), \(now), \(try StoredJSON.text(served.intervals))::jsonb, \(served.probabilityUp),
+                \(try StoredJSON.text(naive?.intervals))::jsonb, \(naive?.probabilityUp))
             ON CONFLICT DO NOTHING
             """
         ).affectedRows
@@ -96,7 +104,9 @@ struct Predictions: Sendable {
         // monitor's do; the rows are already serialised by the target's advisory lock.
         let rows = try connection.query(
             """
-            SELECT model_name, model_version, predicted_close, last_close FROM predictions.forecasts
+            SELECT model_name, model_version, predicted_close, last_close, intervals::text, probability_up, naive_intervals::text,
+                   naive_probability_up
+            FROM predictions.forecasts
             WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) AND target_open_time = \(openTime)
                 AND actual_close IS DISTINCT FROM \(actual)
             ORDER BY model_name, model_version
@@ -106,19 +116,30 @@ struct Predictions: Sendable {
             let modelName = try row.decode(0, as: String.self)
             let modelVersion = try row.decode(1, as: Int.self)
             let predicted = try row.decode(2, as: Double.self)
-            let errors = ScoredError(predicted: predicted, actual: actual, previous: try row.decode(3, as: Double.self))
+            let lastClose = try row.decode(3, as: Double.self)
+            let errors = ScoredError(predicted: predicted, actual: actual, previous: lastClose)
+            let model = UncertaintyScore(
+                intervals: try StoredJSON.value([ForecastInterval].self, row.decode(4, as: String?.self)),
+                probabilityUp: try row.decode(5, as: Double?.self), actual: actual, lastClose: lastClose)
+            let naive = UncertaintyScore(
+                intervals: try StoredJSON.value([ForecastInterval].self, row.decode(6, as: String?.self)),
+                probabilityUp: try row.decode(7, as: Double?.self), actual: actual, lastClose: lastClose)
             try connection.execute(
                 """
                 UPDATE predictions.forecasts SET actual_close = \(actual), error = \(predicted - actual),
                     absolute_error = \(errors.absoluteError), percentage_error = \(errors.percentageError),
-                    naive_absolute_error = \(errors.naiveAbsoluteError), scored_at = now()
+                    naive_absolute_error = \(errors.naiveAbsoluteError), interval_outcomes = \(try StoredJSON.text(model.outcomes))::jsonb,
+                    brier = \(model.brier), naive_interval_outcomes = \(try StoredJSON.text(naive.outcomes))::jsonb,
+                    naive_brier = \(naive.brier), scored_at = now()
                 WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) AND target_open_time = \(openTime)
                     AND model_name = \(modelName) AND model_version = \(modelVersion)
                 """)
             let score = ForecastScored(
                 pair: pair, interval: interval, targetOpenTime: openTime, modelName: modelName, modelVersion: modelVersion,
                 predictedClose: predicted, actualClose: actual, error: predicted - actual, absoluteError: errors.absoluteError,
-                percentageError: errors.percentageError, naiveAbsoluteError: errors.naiveAbsoluteError)
+                percentageError: errors.percentageError, naiveAbsoluteError: errors.naiveAbsoluteError,
+                intervals: IntervalResult.results(model: model.outcomes, naive: naive.outcomes), brier: model.brier,
+                naiveBrier: naive.brier)
             try Outbox.enqueue(
                 Envelope(payload: score), routingKey: score.routingKey, exchange: Exchange.events, schema: PredictionsSchema.name,
                 on: connection)
@@ -153,6 +174,46 @@ struct Predictions: Sendable {
             if let forecast = try forecast(window, with: loaded, on: connection) { forecasts.append(forecast) }
         }
         return forecasts.sorted { $0.targetOpenTime < $1.targetOpenTime }
+    }
+}
+
+/// How a forecast's intervals and up probability (the model's or the naive reference's) did against the actual close:
+/// the shared per-row rules (`IntervalOutcome`, `brierScore` in Forecasting), nil where the forecast had none.
+struct UncertaintyScore {
+    var outcomes: [IntervalOutcome]?
+    var brier: Double?
+
+    init(intervals: [ForecastInterval]?, probabilityUp: Double?, actual: Double, lastClose: Double) {
+        outcomes = intervals?.map { IntervalOutcome($0, actual: actual, lastClose: lastClose) }
+        brier = probabilityUp.map { brierScore(probabilityUp: $0, actual: actual, lastClose: lastClose) }
+    }
+}
+
+extension IntervalResult {
+    /// One result per level of the model's outcomes, with the naive reference's of the same level beside it; nil when the
+    /// model had no intervals (the naive reference's are still stored and in `naive_brier`).
+    static func results(model: [IntervalOutcome]?, naive: [IntervalOutcome]?) -> [IntervalResult]? {
+        model?.map { outcome in
+            let reference = naive?.first { $0.level == outcome.level }
+            return IntervalResult(
+                level: outcome.level, hit: outcome.hit, winkler: outcome.winkler, naiveHit: reference?.hit,
+                naiveWinkler: reference?.winkler)
+        }
+    }
+}
+
+/// The jsonb columns of the predictions schema hold contract values (`ForecastInterval`, `IntervalOutcome`) as JSON.
+enum StoredJSON {
+    static func text<Value: Encodable>(_ value: Value?) throws -> String? {
+        guard let value else { return nil }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    static func value<Value: Decodable>(_ type: Value.Type, _ text: String?) throws -> Value? {
+        guard let text else { return nil }
+        return try JSONDecoder().decode(type, from: Data(text.utf8))
     }
 }
 

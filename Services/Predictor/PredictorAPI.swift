@@ -1,4 +1,5 @@
 import Contracts
+import Forecasting
 import Foundation
 import Hummingbird
 import PredictorAPI
@@ -33,7 +34,8 @@ struct PredictorHTTP: APIProtocol {
             """
             SELECT * FROM (
                 SELECT target_open_time, predicted_close, last_close, model_name, model_version, dataset_version, produced_at, stale,
-                       actual_close, error, absolute_error, percentage_error, naive_absolute_error, scored_at
+                       actual_close, error, absolute_error, percentage_error, naive_absolute_error, scored_at, intervals::text,
+                       probability_up, interval_outcomes::text, naive_interval_outcomes::text, brier, naive_brier
                 FROM predictions.forecasts WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds))
                     AND target_open_time BETWEEN \(range.lowerBound) AND \(range.upperBound)
                 ORDER BY target_open_time DESC, model_version DESC LIMIT \(limit)) newest
@@ -41,7 +43,11 @@ struct PredictorHTTP: APIProtocol {
             """)
         let name = try Self.interval(interval)
         let forecasts = try rows.map { row in
-            Components.Schemas.ScoredForecast(
+            let intervals = Self.scoredIntervals(
+                try StoredJSON.value([ForecastInterval].self, row.decode(14, as: String?.self)),
+                outcomes: try StoredJSON.value([IntervalOutcome].self, row.decode(16, as: String?.self)),
+                naive: try StoredJSON.value([IntervalOutcome].self, row.decode(17, as: String?.self)))
+            return Components.Schemas.ScoredForecast(
                 pair: pair, interval: name, targetOpenTime: Date(unixSeconds: try row.decode(0, as: Int64.self)),
                 predictedClose: try row.decode(1, as: Double.self), lastClose: try row.decode(2, as: Double.self),
                 modelName: try row.decode(3, as: String.self), modelVersion: try row.decode(4, as: Int.self),
@@ -49,7 +55,9 @@ struct PredictorHTTP: APIProtocol {
                 stale: try row.decode(7, as: Bool.self),
                 actualClose: try row.decode(8, as: Double?.self), error: try row.decode(9, as: Double?.self),
                 absoluteError: try row.decode(10, as: Double?.self), percentageError: try row.decode(11, as: Double?.self),
-                naiveAbsoluteError: try row.decode(12, as: Double?.self), scoredAt: try row.decode(13, as: Date?.self))
+                naiveAbsoluteError: try row.decode(12, as: Double?.self), scoredAt: try row.decode(13, as: Date?.self),
+                intervals: intervals, probabilityUp: try row.decode(15, as: Double?.self), brier: try row.decode(18, as: Double?.self),
+                naiveBrier: try row.decode(19, as: Double?.self))
         }
         return .ok(.init(body: .json(forecasts)))
     }
@@ -71,21 +79,22 @@ struct PredictorHTTP: APIProtocol {
             throw HTTPError(.notFound, message: "no champion model for \(pair) \(interval) yet")
         }
         // Well-formed, but the champion in place now takes another window (a promotion can change it).
-        let window = loaded.model.configuration.window
+        let window = loaded.model.window
         guard body.closes.count == window else {
             throw HTTPError(
                 .conflict, message: "the champion (v\(loaded.version)) takes exactly \(window) closes, oldest first; see GET /v1/model")
         }
-        let predicted = try loaded.model.predict(window: body.closes)
-        guard predicted.isFinite else {
-            throw HTTPError(.conflict, message: "the champion (v\(loaded.version)) gives no finite forecast for these closes")
+        let served = try? loaded.forecast(closes: body.closes)
+        guard let served, (try? served.validate()) != nil else {
+            throw HTTPError(.conflict, message: "the champion (v\(loaded.version)) gives no valid forecast for these closes")
         }
         return .ok(
             .init(
                 body: .json(
                     .init(
-                        pair: pair, interval: try Self.interval(interval), predictedClose: predicted, lastClose: body.closes[window - 1],
-                        modelName: loaded.name, modelVersion: loaded.version))))
+                        pair: pair, interval: try Self.interval(interval), predictedClose: served.point, lastClose: body.closes[window - 1],
+                        modelName: loaded.name, modelVersion: loaded.version, intervals: served.intervals.map(Self.intervals),
+                        probabilityUp: served.probabilityUp))))
     }
 
     func getChampion(_ input: Operations.GetChampion.Input) async throws -> Operations.GetChampion.Output {
@@ -93,14 +102,23 @@ struct PredictorHTTP: APIProtocol {
         guard let loaded = try await predictor.model(pair: pair, interval: interval) else {
             throw HTTPError(.notFound, message: "no champion model for \(pair) \(interval) yet")
         }
-        let configuration = loaded.model.configuration
+        let epochsRun: Int
+        let kind: Components.Schemas.Champion.KindPayload
+        switch loaded.model {
+        case .lstm(let model):
+            epochsRun = model.summary.epochsRun
+            kind = .lstm
+        case .naive:
+            epochsRun = 0
+            kind = .naiveEmpirical
+        }
         return .ok(
             .init(
                 body: .json(
                     .init(
-                        modelName: loaded.name, modelVersion: loaded.version, window: configuration.window,
-                        target: configuration.target.rawValue,
-                        epochsRun: loaded.model.summary.epochsRun, createdAt: loaded.createdAt))))
+                        modelName: loaded.name, modelVersion: loaded.version, window: loaded.model.window,
+                        target: loaded.model.spec.target.rawValue, epochsRun: epochsRun, kind: kind, calibrated: loaded.model.isCalibrated,
+                        createdAt: loaded.createdAt))))
     }
 
     /// The pair and interval of a query (each defaulted when absent, checked when present).
@@ -124,7 +142,24 @@ struct PredictorHTTP: APIProtocol {
             pair: forecast.pair, interval: try interval(forecast.interval), targetOpenTime: Date(unixSeconds: forecast.targetOpenTime),
             predictedClose: forecast.predictedClose, lastClose: forecast.lastClose, modelName: forecast.modelName,
             modelVersion: forecast.modelVersion, datasetVersion: forecast.datasetVersion, producedAt: forecast.producedAt,
-            stale: forecast.stale)
+            stale: forecast.stale, intervals: forecast.intervals.map(intervals), probabilityUp: forecast.probabilityUp)
+    }
+
+    static func intervals(_ intervals: [ForecastInterval]) -> [Components.Schemas.ForecastInterval] {
+        intervals.map { Components.Schemas.ForecastInterval(level: $0.level, lower: $0.lower, upper: $0.upper) }
+    }
+
+    /// A stored forecast's intervals with, once scored, each one's outcome and the naive reference's of the same level.
+    static func scoredIntervals(_ intervals: [ForecastInterval]?, outcomes: [IntervalOutcome]?, naive: [IntervalOutcome]?)
+        -> [Components.Schemas.ScoredInterval]?
+    {
+        intervals?.map { interval in
+            let outcome = outcomes?.first { $0.level == interval.level }
+            let reference = naive?.first { $0.level == interval.level }
+            return Components.Schemas.ScoredInterval(
+                level: interval.level, lower: interval.lower, upper: interval.upper, hit: outcome?.hit, winkler: outcome?.winkler,
+                naiveHit: reference?.hit, naiveWinkler: reference?.winkler)
+        }
     }
 }
 

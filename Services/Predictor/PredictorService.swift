@@ -41,7 +41,12 @@ struct Predictor: Sendable {
         if let loaded = models.current(name) { return loaded }
         guard let loaded = try await source.champion(of: name) else { return nil }
         models.install(loaded)
-        logger.info("model loaded", metadata: ["model": "\(name)", "version": "\(loaded.version)"])
+        logger.info(
+            "model loaded",
+            metadata: [
+                "model": "\(name)", "version": "\(loaded.version)", "kind": "\(loaded.model.family.rawValue)",
+                "calibrated": "\(loaded.model.isCalibrated)",
+            ])
         return loaded
     }
 
@@ -83,7 +88,8 @@ struct Predictor: Sendable {
             "model swapped",
             metadata: [
                 "model": "\(promoted.modelName)", "version": "\(promoted.version)",
-                "previous": "\(promoted.previousVersion.map(String.init) ?? "-")",
+                "previous": "\(promoted.previousVersion.map(String.init) ?? "-")", "kind": "\(installed.model.family.rawValue)",
+                "calibrated": "\(installed.model.isCalibrated)",
             ])
         let predictions = self.predictions
         let forecasts = try await database.transaction {
@@ -108,7 +114,7 @@ struct Predictor: Sendable {
         let rows = try await database.query(
             """
             SELECT DISTINCT ON (pair, interval_seconds) pair, interval_seconds, target_open_time, predicted_close, last_close, model_name,
-                   model_version, dataset_version, produced_at, stale
+                   model_version, dataset_version, produced_at, stale, intervals::text, probability_up
             FROM predictions.forecasts ORDER BY pair, interval_seconds, target_open_time DESC, model_version DESC
             """)
         for row in rows {
@@ -119,7 +125,9 @@ struct Predictor: Sendable {
                     lastClose: try row.decode(4, as: Double.self), modelName: try row.decode(5, as: String.self),
                     modelVersion: try row.decode(6, as: Int.self),
                     datasetVersion: try row.decode(7, as: Int.self), producedAt: try row.decode(8, as: Date.self),
-                    stale: try row.decode(9, as: Bool.self)))
+                    stale: try row.decode(9, as: Bool.self),
+                    intervals: try StoredJSON.value([ForecastInterval].self, row.decode(10, as: String?.self)),
+                    probabilityUp: try row.decode(11, as: Double?.self)))
         }
     }
 

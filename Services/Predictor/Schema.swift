@@ -57,5 +57,22 @@ enum PredictionsSchema {
                         PRIMARY KEY (pair, interval_seconds, open_time)
                     );
                     """),
+            Migration(
+                version: 4, name: "forecast uncertainty",
+                sql: """
+                    -- The forecast's intervals ([{level, lower, upper}], IntervalLevels order) and P(close above
+                    -- last_close): NULL for a model without calibration. Beside them the naive reference
+                    -- (NaiveBaseline.reference on every close of the window), which every forecast is scored against.
+                    ALTER TABLE forecasts
+                        ADD COLUMN intervals jsonb,
+                        ADD COLUMN probability_up double precision,
+                        ADD COLUMN naive_intervals jsonb,
+                        ADD COLUMN naive_probability_up double precision,
+                        -- At scoring: per level hit, width and Winkler score (IntervalOutcome), and the Brier scores.
+                        ADD COLUMN interval_outcomes jsonb,
+                        ADD COLUMN brier double precision,
+                        ADD COLUMN naive_interval_outcomes jsonb,
+                        ADD COLUMN naive_brier double precision;
+                    """),
         ])
 }

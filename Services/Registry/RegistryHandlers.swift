@@ -90,7 +90,8 @@ struct RegistryHandlers: APIProtocol {
         else { throw HTTPError(.notFound, message: "no sweep \(id.uuidString.lowercased())") }
         let decision = try await database.query(
             """
-            SELECT challenger_version, champion_version, promoted, reason, challenger_rmse, champion_rmse, challenger_mase, decided_at
+            SELECT challenger_version, champion_version, promoted, reason, challenger_rmse, champion_rmse, challenger_mase, champion_mase,
+                   challenger_winkler80, champion_winkler80, decided_at
             FROM registry.promotion_decisions WHERE sweep_id = \(id)
             """
         ).first.map { row in
@@ -100,7 +101,11 @@ struct RegistryHandlers: APIProtocol {
                 promoted: try row.decode("promoted", as: Bool.self), reason: try row.decode("reason", as: String.self),
                 challengerRmse: try row.decode("challenger_rmse", as: Double?.self),
                 championRmse: try row.decode("champion_rmse", as: Double?.self),
-                challengerMase: try row.decode("challenger_mase", as: Double?.self), decidedAt: try row.decode("decided_at", as: Date.self))
+                challengerMase: try row.decode("challenger_mase", as: Double?.self),
+                championMase: try row.decode("champion_mase", as: Double?.self),
+                challengerWinkler: try row.decode("challenger_winkler80", as: Double?.self),
+                championWinkler: try row.decode("champion_winkler80", as: Double?.self),
+                decidedAt: try row.decode("decided_at", as: Date.self))
         }
         let runs = try await database.query("SELECT id, job_id, status, trainer FROM registry.runs WHERE sweep_id = \(id) ORDER BY id").map
         { row in
@@ -216,7 +221,7 @@ struct RegistryHandlers: APIProtocol {
             throw HTTPError(.badRequest, message: "header X-Checksum-SHA256 is not the SHA-256 of the body (\(content.count) bytes)")
         }
         do {
-            _ = try TrainedModel(decoding: content)
+            _ = try ForecastModel(decoding: content)
         } catch {
             throw HTTPError(.badRequest, message: "the body is not a model file: \(error)")
         }
@@ -297,7 +302,9 @@ struct RegistryHandlers: APIProtocol {
             """
             SELECT id, job_id, sweep_id, experiment, status, params::text AS params, dataset_version, trainer, error, epochs_run,
                    best_epoch, validation_loss, test_metrics::text AS test_metrics, naive_metrics::text AS naive_metrics, train_seconds,
-                   attempts, queued_at, started_at, ended_at, heartbeat_at, lease_expires_at
+                   attempts, queued_at, started_at, ended_at, heartbeat_at, lease_expires_at, model,
+                   validation_metrics::text AS validation_metrics, test_distribution::text AS test_distribution,
+                   naive_distribution::text AS naive_distribution, validation_distribution::text AS validation_distribution
             FROM registry.runs
             WHERE (\(id)::bigint IS NULL OR id = \(id)) AND (\(experiment)::text IS NULL OR experiment = \(experiment))
               AND (\(from)::bigint IS NULL OR queued_at >= to_timestamp(\(from)::double precision))
@@ -315,8 +322,13 @@ struct RegistryHandlers: APIProtocol {
             datasetVersion: try row.decode("dataset_version", as: Int.self), trainer: try row.decode("trainer", as: String?.self),
             error: try row.decode("error", as: String?.self), epochsRun: try row.decode("epochs_run", as: Int?.self),
             bestEpoch: try row.decode("best_epoch", as: Int?.self), validationLoss: try row.decode("validation_loss", as: Double?.self),
+            model: try enumValue(row.decode("model", as: String.self)),
             testMetrics: try row.decode("test_metrics", as: String?.self).map(json),
             naiveMetrics: try row.decode("naive_metrics", as: String?.self).map(json),
+            validationMetrics: try row.decode("validation_metrics", as: String?.self).map(json),
+            testDistribution: try row.decode("test_distribution", as: String?.self).map(json),
+            naiveDistribution: try row.decode("naive_distribution", as: String?.self).map(json),
+            validationDistribution: try row.decode("validation_distribution", as: String?.self).map(json),
             trainSeconds: try row.decode("train_seconds", as: Double?.self), attempts: try row.decode("attempts", as: Int.self),
             queuedAt: try row.decode("queued_at", as: Date.self), startedAt: try row.decode("started_at", as: Date?.self),
             endedAt: try row.decode("ended_at", as: Date?.self), heartbeatAt: try row.decode("heartbeat_at", as: Date?.self),
@@ -338,19 +350,25 @@ struct RegistryHandlers: APIProtocol {
         return try await database.query(
             """
             SELECT v.model_name, v.version, v.run_id, v.dataset_version, v.created_at, r.params::text AS params, r.validation_loss,
-                   r.test_metrics::text AS test_metrics, r.naive_metrics::text AS naive_metrics, r.trainer, a.byte_count, a.sha256
+                   r.test_metrics::text AS test_metrics, r.naive_metrics::text AS naive_metrics, r.trainer, a.byte_count, a.sha256, r.model,
+                   r.validation_metrics::text AS validation_metrics, r.test_distribution::text AS test_distribution,
+                   r.naive_distribution::text AS naive_distribution
             FROM registry.model_versions v JOIN registry.runs r ON r.id = v.run_id LEFT JOIN registry.artifacts a ON a.run_id = v.run_id
             WHERE v.model_name = \(name) AND (\(version)::integer IS NULL OR v.version = \(version)) ORDER BY v.version
             """
         ).map { row in
             let number = try row.decode("version", as: Int.self)
             return Components.Schemas.ModelVersion(
-                modelName: try row.decode("model_name", as: String.self), version: number, runId: try row.decode("run_id", as: Int64.self),
+                modelName: try row.decode("model_name", as: String.self), version: number,
+                model: try Self.enumValue(row.decode("model", as: String.self)), runId: try row.decode("run_id", as: Int64.self),
                 datasetVersion: try row.decode("dataset_version", as: Int.self), createdAt: try row.decode("created_at", as: Date.self),
                 aliases: aliases[number] ?? [], params: try Self.json(row.decode("params", as: String.self)),
                 trainer: try row.decode("trainer", as: String?.self), validationLoss: try row.decode("validation_loss", as: Double?.self),
                 testMetrics: try row.decode("test_metrics", as: String?.self).map(Self.json),
                 naiveMetrics: try row.decode("naive_metrics", as: String?.self).map(Self.json),
+                validationMetrics: try row.decode("validation_metrics", as: String?.self).map(Self.json),
+                testDistribution: try row.decode("test_distribution", as: String?.self).map(Self.json),
+                naiveDistribution: try row.decode("naive_distribution", as: String?.self).map(Self.json),
                 artifactBytes: try row.decode("byte_count", as: Int?.self), artifactSha256: try row.decode("sha256", as: String?.self))
         }
     }

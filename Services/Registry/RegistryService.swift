@@ -22,7 +22,7 @@ enum RegistryService {
             // the document's: neither can fail here short of a bug, which stops the start.
             do {
                 let settings = try RegistrySettings(context.configuration.environment)
-                let store = RegistryStore(maximumMASE: settings.maximumMASE)
+                let store = RegistryStore(settings)
                 try RegistryHandlers(database: context.database, store: store, settings: settings, logger: context.logger).add(to: router)
             } catch {
                 preconditionFailure("the registry's routes cannot be set up: \(error)")
@@ -31,8 +31,7 @@ enum RegistryService {
         work: { context in
             context.logger.info("matrix kernel", metadata: BLASKernel.current.logMetadata.mapValues { .string($0) })
             let settings = try RegistrySettings(context.configuration.environment)
-            let store = RegistryStore(
-                maximumMASE: settings.maximumMASE, leaseSeconds: settings.leaseSeconds, maxAttempts: settings.maxAttempts)
+            let store = RegistryStore(settings)
             let relay = OutboxRelay(
                 schema: RegistrySchema.name, database: context.database, publisher: context.publisher, logger: context.logger,
                 options: try OutboxOptions(context.configuration.environment))
@@ -99,7 +98,10 @@ enum RegistryService {
                 if let decision {
                     logger.notice(
                         "promotion gate",
-                        metadata: ["sweep.id": "\(completed.sweepID)", "promoted": "\(decision.promoted)", "reason": "\(decision.reason)"])
+                        metadata: [
+                            "sweep.id": "\(completed.sweepID)", "promoted": "\(decision.promoted)",
+                            "challenger.version": "\(decision.challengerVersion.map(String.init) ?? "-")", "reason": "\(decision.reason)",
+                        ])
                 }
             },
         ])

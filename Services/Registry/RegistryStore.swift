@@ -7,10 +7,13 @@ import ServiceKit
 import Storage
 
 /// Registry settings beyond the common ones: `CANDLECAST_SWEEP_GRID` (JSON: lists per parameter),
-/// `CANDLECAST_PROMOTION_MAX_MASE` (1.0: a challenger must not be worse than the naive forecast),
-/// `CANDLECAST_REGISTRY_TOKEN` / `_FILE` (bearer token of the write endpoints; unset: writes refused).
+/// `CANDLECAST_SWEEP_BASELINES` (`naive-empirical`: comma-separated model families other than `lstm` that every
+/// sweep also trains, one job each; empty: none), `CANDLECAST_PROMOTION_MAX_MASE` (1.0: a challenger must not be
+/// worse than the naive forecast), `CANDLECAST_REGISTRY_TOKEN` / `_FILE` (bearer token of the write endpoints; unset:
+/// writes refused).
 struct RegistrySettings: Sendable {
     var grid: SweepGrid
+    var sweepBaselines: [ModelFamily]
     var maximumMASE: Double
     var token: String?
     /// `CANDLECAST_TRAINING_LEASE_SECONDS` (300): a running run whose trainer sent no epoch metric for this long is lost.
@@ -23,9 +26,13 @@ struct RegistrySettings: Sendable {
         guard let grid = try? JSONDecoder().decode(SweepGrid.self, from: Data(gridText.utf8)) else {
             throw ConfigurationError(key: "CANDLECAST_SWEEP_GRID", reason: "not a grid: expected JSON lists, e.g. {\"batch_size\":[16,32]}")
         }
+        // Set and empty means no baselines (unlike other settings, where empty is unset).
+        let baselinesText = environment.values["CANDLECAST_SWEEP_BASELINES"] ?? ModelFamily.naive.rawValue
+        sweepBaselines = try Self.baselines(baselinesText)
         let points = grid.points
-        guard (1...256).contains(points.count) else {
-            throw ConfigurationError(key: "CANDLECAST_SWEEP_GRID", reason: "\(points.count) grid points; a sweep may have 1 to 256")
+        let jobs = points.count + grid.baselines(adding: sweepBaselines).count
+        guard (1...256).contains(jobs) else {
+            throw ConfigurationError(key: "CANDLECAST_SWEEP_GRID", reason: "\(jobs) jobs per sweep; a sweep may have 1 to 256")
         }
         for point in points {
             do {
@@ -40,11 +47,28 @@ struct RegistrySettings: Sendable {
         leaseSeconds = try environment.int("CANDLECAST_TRAINING_LEASE_SECONDS", default: 300, in: 2...86_400)
         maxAttempts = try environment.int("CANDLECAST_TRAINING_MAX_ATTEMPTS", default: 3, in: 1...100)
     }
+
+    /// `CANDLECAST_SWEEP_BASELINES`: families other than `lstm`, comma-separated, each once; empty entries are skipped.
+    static func baselines(_ text: String) throws -> [ModelFamily] {
+        var families: [ModelFamily] = []
+        for entry in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !entry.isEmpty {
+            guard let family = ModelFamily(rawValue: entry), family != .lstm else {
+                let known = ModelFamily.allCases.filter { $0 != .lstm }.map(\.rawValue).joined(separator: ", ")
+                throw ConfigurationError(key: "CANDLECAST_SWEEP_BASELINES", reason: "\(entry) is not a baseline (known: \(known))")
+            }
+            if !families.contains(family) { families.append(family) }
+        }
+        return families
+    }
 }
 
 /// Lists of values per parameter; a sweep trains every combination. Missing lists take the defaults of
-/// `TrainingParameters` (the BTC-daily-v1 reference: LSTM(350, relu), window 14, batch 32).
+/// `TrainingParameters` (the BTC-daily-v1 reference: LSTM(350, relu), window 14, batch 32; the gaussian head for a
+/// log-return target, else the point head). `model` lists families: `lstm` (or no list) trains the LSTM grid points,
+/// each baseline listed adds one job of its own, as the registry's `CANDLECAST_SWEEP_BASELINES` do.
 struct SweepGrid: Codable, Sendable, Equatable {
+    var model: [ModelFamily]?
+    var head: [OutputHead]?
     var units: [Int]?
     var layers: [Int]?
     var activation: [Activation]?
@@ -57,12 +81,19 @@ struct SweepGrid: Codable, Sendable, Equatable {
     var seed: [UInt64]?
 
     enum CodingKeys: String, CodingKey {
-        case units, layers, activation, target, window, epochs, patience, seed
+        case model, head, units, layers, activation, target, window, epochs, patience, seed
         case batchSize = "batch_size"
         case learningRate = "learning_rate"
     }
 
+    /// The baseline families a sweep of this grid trains: those it lists and `configured`, in `ModelFamily` order.
+    func baselines(adding configured: [ModelFamily]) -> [ModelFamily] {
+        ModelFamily.allCases.filter { $0 != .lstm && ((model ?? []).contains($0) || configured.contains($0)) }
+    }
+
+    /// The LSTM grid points: none when `model` lists only baselines.
     var points: [TrainingParameters] {
+        if let model, !model.isEmpty, !model.contains(.lstm) { return [] }
         let base = TrainingParameters()
         var points = [base]
         func expand<T>(_ values: [T]?, _ apply: (inout TrainingParameters, T) -> Void) {
@@ -78,7 +109,11 @@ struct SweepGrid: Codable, Sendable, Equatable {
         expand(units) { $0.units = $1 }
         expand(layers) { $0.layers = $1 }
         expand(activation) { $0.activation = $1 }
-        expand(target) { $0.target = $1 }
+        expand(target) {
+            $0.target = $1
+            $0.head = .default(for: $1)
+        }
+        expand(head) { $0.head = $1 }
         expand(window) { $0.window = $1 }
         expand(batchSize) { $0.batchSize = $1 }
         expand(learningRate) { $0.learningRate = $1 }
@@ -146,21 +181,39 @@ struct RegistryStore: Sendable {
     let maximumMASE: Double
     var leaseSeconds: Int = 300
     var maxAttempts: Int = 3
+    /// Baselines every sweep trains beside its grid (`CANDLECAST_SWEEP_BASELINES`).
+    var sweepBaselines: [ModelFamily] = []
     static let schema = RegistrySchema.name
+
+    init(maximumMASE: Double, leaseSeconds: Int = 300, maxAttempts: Int = 3, sweepBaselines: [ModelFamily] = []) {
+        self.maximumMASE = maximumMASE
+        self.leaseSeconds = leaseSeconds
+        self.maxAttempts = maxAttempts
+        self.sweepBaselines = sweepBaselines
+    }
+
+    /// The store the service runs with.
+    init(_ settings: RegistrySettings) {
+        self.init(
+            maximumMASE: settings.maximumMASE, leaseSeconds: settings.leaseSeconds, maxAttempts: settings.maxAttempts,
+            sweepBaselines: settings.sweepBaselines)
+    }
 
     static func experimentName(pair: String, interval: CandleInterval) -> String { "\(pair.lowercased())-\(interval.name)" }
     static func modelName(pair: String, interval: CandleInterval) -> String { Contracts.modelName(pair: pair, interval: interval) }
 
     // MARK: Sweeps
 
-    /// Creates a sweep with one queued run and one `training.job` per grid point. An automatic sweep
-    /// (`trigger` `dataset.ready`) happens once per dataset version: nil when it already exists.
+    /// Creates a sweep with one queued run and one `training.job` per grid point and per baseline (the grid's and
+    /// `sweepBaselines`). An automatic sweep (`trigger` `dataset.ready`) happens once per dataset version: nil when it
+    /// already exists.
     func startSweep(
         pair: String, interval: CandleInterval, datasetVersion: Int, grid: SweepGrid, trigger: String, on connection: PostgresConnection
     ) throws -> (UUID, [TrainingJob])? {
         let points = grid.points
-        guard !points.isEmpty, points.count <= 256 else {
-            throw RegistryError(.invalid, "a sweep needs 1 to 256 grid points, got \(points.count)")
+        let baselines = grid.baselines(adding: sweepBaselines)
+        guard (1...256).contains(points.count + baselines.count) else {
+            throw RegistryError(.invalid, "a sweep needs 1 to 256 jobs, got \(points.count) grid points and \(baselines.count) baselines")
         }
         for point in points {
             do { try point.validate() } catch { throw RegistryError(.invalid, error.reason) }
@@ -168,16 +221,23 @@ struct RegistryStore: Sendable {
         guard
             let dataset = try connection.query(
                 """
-                SELECT spec::text FROM features.dataset_versions_v1
+                SELECT spec::text, row_count, training_end FROM features.dataset_versions_v1
                 WHERE pair = \(pair) AND interval_seconds = \(Int(interval.seconds)) AND version = \(datasetVersion)
                 """
             ).first
         else {
             throw RegistryError(.notFound, "dataset version \(datasetVersion) of \(pair) \(interval) does not exist")
         }
-        // Each job's spec is composed here, once, from the dataset version's and the grid point; the trainer trains
-        // under it and the gate and the predictor read it back.
+        // Each job's spec is composed here, once, from the dataset version's and the grid point (a baseline's: its
+        // window); the trainer trains under it and the gate and the predictor read it back.
         let datasetSpec = try JSONDecoder().decode(ForecastSpec.self, from: Data(try dataset.decode(0, as: String.self).utf8))
+        var parameters = points
+        for family in baselines {
+            parameters.append(
+                try Self.baselineParameters(
+                    family, datasetSpec: datasetSpec, rowCount: try dataset.decode(1, as: Int.self),
+                    trainingEnd: try dataset.decode(2, as: Int.self)))
+        }
         let experiment = Self.experimentName(pair: pair, interval: interval)
         let modelName = Self.modelName(pair: pair, interval: interval)
         try connection.query(
@@ -193,7 +253,7 @@ struct RegistryStore: Sendable {
         let inserted = try connection.execute(
             """
             INSERT INTO registry.sweeps (id, experiment, model_name, dataset_version, grid, trigger, job_count)
-            VALUES (\(sweepID), \(experiment), \(modelName), \(datasetVersion), \(gridJSON)::jsonb, \(trigger), \(points.count))
+            VALUES (\(sweepID), \(experiment), \(modelName), \(datasetVersion), \(gridJSON)::jsonb, \(trigger), \(parameters.count))
             ON CONFLICT DO NOTHING
             """
         ).affectedRows
@@ -201,7 +261,7 @@ struct RegistryStore: Sendable {
         let automatic = trigger == "dataset.ready"
         if automatic { try supersedeQueuedRuns(modelName: modelName, before: datasetVersion, on: connection) }
         var jobs: [TrainingJob] = []
-        for point in points {
+        for point in parameters {
             let job = TrainingJob(
                 jobID: UUID(), sweepID: sweepID, experiment: experiment, modelName: modelName, pair: pair, interval: interval,
                 datasetVersion: datasetVersion, parameters: point, supersedable: automatic ? true : nil, spec: point.spec(on: datasetSpec))
@@ -209,8 +269,9 @@ struct RegistryStore: Sendable {
             let spec = String(decoding: try JSONEncoder().encode(job.spec), as: UTF8.self)
             try connection.query(
                 """
-                INSERT INTO registry.runs (job_id, sweep_id, experiment, status, params, dataset_version, spec)
-                VALUES (\(job.jobID), \(sweepID), \(experiment), 'queued', \(params)::jsonb, \(datasetVersion), \(spec)::jsonb)
+                INSERT INTO registry.runs (job_id, sweep_id, experiment, status, params, dataset_version, spec, model)
+                VALUES (\(job.jobID), \(sweepID), \(experiment), 'queued', \(params)::jsonb, \(datasetVersion), \(spec)::jsonb,
+                    \(point.model.rawValue))
                 """)
             try Outbox.enqueue(
                 Envelope(payload: job, correlationID: sweepID.uuidString.lowercased()), routingKey: RoutingKey.trainingJob,
@@ -219,6 +280,27 @@ struct RegistryStore: Sendable {
             jobs.append(job)
         }
         return (sweepID, jobs)
+    }
+
+    /// A baseline's job parameters on a dataset version: its window, and the dataset's target and activation, so that
+    /// `spec(on:)` the dataset's spec is the baseline's (`ForecastModel.naive(_:on:)`); the network parameters are unused.
+    static func baselineParameters(_ family: ModelFamily, datasetSpec: ForecastSpec, rowCount: Int, trainingEnd: Int) throws
+        -> TrainingParameters
+    {
+        switch family {
+        case .lstm:
+            throw RegistryError(.invalid, "lstm is not a baseline")
+        case .naive:
+            let baseline: NaiveBaseline
+            do {
+                baseline = try NaiveBaseline.candidate(
+                    on: try ChronologicalSplit.ofDataset(count: rowCount, trainingEnd: trainingEnd, spec: datasetSpec))
+            } catch {
+                throw RegistryError(.invalid, "the dataset version is too short for the naive baseline: \(error)")
+            }
+            return TrainingParameters(
+                model: .naive, activation: datasetSpec.activation, target: datasetSpec.target, window: baseline.window, head: .point)
+        }
     }
 
     /// Marks `superseded` the runs not yet started of older automatic sweeps of the same model; a sweep left with
@@ -354,14 +436,21 @@ struct RegistryStore: Sendable {
         }
         let error = completed.error
         let encoder = JSONEncoder()
-        let test = try completed.test.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
-        let naive = try completed.naive.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
+        func json(_ value: (some Encodable)?) throws -> String? {
+            try value.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
+        }
         try connection.query(
             """
             UPDATE registry.runs SET status = \(status), error = \(error), trainer = \(completed.trainer),
                 epochs_run = \(completed.epochsRun), best_epoch = \(completed.bestEpoch), validation_loss = \(completed.validationLoss),
-                test_metrics = \(test)::jsonb, naive_metrics = \(naive)::jsonb, train_seconds = \(completed.trainSeconds),
-                started_at = coalesce(started_at, now()), ended_at = now(), lease_expires_at = NULL
+                test_metrics = \(try json(completed.test))::jsonb, naive_metrics = \(try json(completed.naive))::jsonb,
+                validation_metrics = \(try json(completed.validation))::jsonb,
+                test_distribution = \(try json(completed.testDistribution))::jsonb,
+                naive_distribution = \(try json(completed.naiveDistribution))::jsonb,
+                validation_distribution = \(try json(completed.validationDistribution))::jsonb,
+                validation_start = \(completed.validationRows?.start), validation_end = \(completed.validationRows?.end),
+                train_seconds = \(completed.trainSeconds), started_at = coalesce(started_at, now()), ended_at = now(),
+                lease_expires_at = NULL
             WHERE id = \(runID)
             """)
         // The rows the run's test metrics cover: the gate uses them only for exactly its dataset version's test rows.
@@ -418,18 +507,95 @@ struct RegistryStore: Sendable {
 
     // MARK: The gate
 
-    /// A model version's accuracy in USD on a dataset version's test rows.
+    /// A model version's accuracy in USD on a dataset version's test rows: point accuracy and the 80 % interval's
+    /// Winkler score (nil for a model without intervals, an LSTM trained before calibration).
     struct TestScore: Sendable, Equatable {
         var rmse: Double
         var mase: Double
+        var winkler: Double?
         var rows: Range<Int>
     }
 
-    /// The sweep's best run on validation loss becomes `challenger`, and `champion` only if it beats the
-    /// current champion on the same test rows and its MASE is within `maximumMASE`. The test rows are the sweep's
-    /// dataset version's `training_end..<row_count`, as the preprocessor cut them under its spec: the challenger's
-    /// reported scores count only when it reports exactly those rows (else it is scored here), the champion is
-    /// scored here on them.
+    /// A finished run as the gate ranks it: validation scores on the sweep's validation rows (nil for a run from
+    /// before them, or scored on other rows), and the test scores it reported.
+    struct GateCandidate: Sendable, Equatable {
+        var runID: Int64
+        var family: ModelFamily
+        var validationMASE: Double?
+        var validationWinkler: Double?
+        var validationLoss: Double?
+        /// Usable only when on the gate's test rows and with the 80 % Winkler score; otherwise the gate scores the file.
+        var reportedTest: TestScore?
+
+        /// Whether the gate can rank it at all.
+        var isRankable: Bool { validationMASE != nil || validationLoss != nil }
+
+        /// The gate's order: lowest validation MASE, then lowest validation 80 % Winkler score, then lowest run id; runs
+        /// without validation scores (from before them) after all others, by validation loss, then run id.
+        static func ranksBefore(_ a: GateCandidate, _ b: GateCandidate) -> Bool {
+            switch (a.validationMASE, b.validationMASE) {
+            case (let first?, let second?):
+                if first != second { return first < second }
+                let (firstWinkler, secondWinkler) = (a.validationWinkler ?? .infinity, b.validationWinkler ?? .infinity)
+                if firstWinkler != secondWinkler { return firstWinkler < secondWinkler }
+                return a.runID < b.runID
+            case (.some, nil): return true
+            case (nil, .some): return false
+            case (nil, nil):
+                let (first, second) = (a.validationLoss ?? .infinity, b.validationLoss ?? .infinity)
+                return first != second ? first < second : a.runID < b.runID
+            }
+        }
+    }
+
+    /// The finished runs of a sweep, ranked (`GateCandidate.ranksBefore`); validation scores count only on `validationRows`.
+    func rankedCandidates(sweepID: UUID, validationRows: Range<Int>, testRows: Range<Int>, on connection: PostgresConnection) throws
+        -> [GateCandidate]
+    {
+        let decoder = JSONDecoder()
+        func decoded<T: Decodable>(_ text: String?, as type: T.Type) -> T? {
+            text.flatMap { try? decoder.decode(T.self, from: Data($0.utf8)) }
+        }
+        let rows = try connection.query(
+            """
+            SELECT id, model, validation_loss, validation_metrics::text, validation_distribution::text, validation_start, validation_end,
+                   test_metrics::text, test_distribution::text, test_start, test_end
+            FROM registry.runs WHERE sweep_id = \(sweepID) AND status = 'finished'
+            """)
+        let candidates = try rows.map { row in
+            var candidate = GateCandidate(
+                runID: try row.decode(0, as: Int64.self), family: ModelFamily(rawValue: try row.decode(1, as: String.self)) ?? .lstm,
+                validationLoss: try row.decode(2, as: Double?.self))
+            let validated = try row.decode(5, as: Int?.self).flatMap { start in
+                try row.decode(6, as: Int?.self).map { start..<max(start, $0) }
+            }
+            if validated == validationRows, let scores = decoded(try row.decode(3, as: String?.self), as: ForecastScores.self) {
+                candidate.validationMASE = scores.mase
+                candidate.validationWinkler =
+                    decoded(try row.decode(4, as: String?.self), as: DistributionScores.self)?
+                    .interval(IntervalLevels.gated)?.winkler
+            }
+            let tested = try row.decode(9, as: Int?.self).flatMap { start in
+                try row.decode(10, as: Int?.self).map { start..<max(start, $0) }
+            }
+            if tested == testRows, let scores = decoded(try row.decode(7, as: String?.self), as: ForecastScores.self),
+                let winkler = decoded(try row.decode(8, as: String?.self), as: DistributionScores.self)?.interval(IntervalLevels.gated)?
+                    .winkler
+            {
+                candidate.reportedTest = TestScore(rmse: scores.rmse, mase: scores.mase, winkler: winkler, rows: testRows)
+            }
+            return candidate
+        }
+        return candidates.filter(\.isRankable).sorted(by: GateCandidate.ranksBefore)
+    }
+
+    /// The sweep's best candidate on the validation rows (`rankedCandidates`), of any family, becomes `challenger`,
+    /// and `champion` only if its test MASE is within `maximumMASE` and, when there is a champion, it is not worse
+    /// than the champion on the same test rows in MASE and in 80 % Winkler score (both <=: a tie promotes; a champion
+    /// without intervals is compared on MASE only). The test rows are the sweep's dataset version's
+    /// `training_end..<row_count`, as the preprocessor cut them; reported scores count only on exactly those rows,
+    /// else the model file is scored here, as the champion always is. When no model is champion yet and the
+    /// challenger is refused, the sweep's naive baseline becomes the first champion if its MASE is within the threshold.
     func decide(sweepID: UUID, on connection: PostgresConnection) throws -> GateDecision {
         guard
             let sweep = try connection.query(
@@ -442,20 +608,136 @@ struct RegistryStore: Sendable {
             throw RegistryError(.conflict, "sweep \(sweepID) was already decided")
         }
         try connection.query("UPDATE registry.sweeps SET decided_at = now() WHERE id = \(sweepID)")
-        guard
-            let best = try connection.query(
-                """
-                SELECT id, (test_metrics->>'rmse')::float8, (test_metrics->>'mase')::float8, test_start, test_end FROM registry.runs
-                WHERE sweep_id = \(sweepID) AND status = 'finished' AND validation_loss IS NOT NULL ORDER BY validation_loss, id LIMIT 1
-                """
-            ).first
-        else {
+        let testSet = try self.testSet(modelName: modelName, datasetVersion: datasetVersion, on: connection)
+        let ranked = try rankedCandidates(
+            sweepID: sweepID, validationRows: testSet.validationRows, testRows: testSet.rows, on: connection)
+        guard let best = ranked.first else {
             return try record(
                 GateDecision(promoted: false, reason: "no run of the sweep finished"), sweepID: sweepID, modelName: modelName,
                 on: connection)
         }
-        let runID = try best.decode(0, as: Int64.self)
-        let version = try connection.query(
+        let rows = "rows \(testSet.rows.lowerBound)..<\(testSet.rows.upperBound)"
+        let picked =
+            best.validationMASE != nil
+            ? "lowest validation MASE of sweep \(sweepID)" : "best validation loss of sweep \(sweepID) (no validation scores)"
+        let version = try registerVersion(runID: best.runID, modelName: modelName, datasetVersion: datasetVersion, on: connection)
+        try moveAlias("challenger", of: modelName, to: version, actor: "gate", reason: picked, on: connection)
+        let challenger = try testScore(best, version: version, modelName: modelName, on: testSet, connection: connection)
+        let challengerName = "challenger v\(version) (\(best.family.rawValue))"
+
+        var decision = GateDecision(challengerVersion: version, promoted: false, reason: "")
+        var champion: TestScore?
+        if let championVersion = try aliasVersion("champion", of: modelName, on: connection) {
+            decision.championVersion = championVersion
+            champion = try score(modelName: modelName, version: championVersion, on: testSet, connection: connection)
+        }
+        var recorded = challenger
+        let challengerVerdict = judge(
+            challenger, named: challengerName, champion: champion, championVersion: decision.championVersion, rows: rows,
+            runnerUp: runnerUp(ranked.dropFirst(), testSet: testSet))
+        decision.reason = challengerVerdict.reason
+        if challengerVerdict.passes {
+            decision.promoted = true
+            try promote(modelName: modelName, version: version, actor: "gate", reason: decision.reason, on: connection)
+        } else if let baseline = ranked.first(where: { $0.family == .naive && $0.runID != best.runID }) {
+            // The refused challenger would leave no champion, or an older one going stale: the sweep's baseline, trained on
+            // the same dataset version, is judged by the same rule (the honest forecast when no model wins).
+            let baselineVersion = try registerVersion(
+                runID: baseline.runID, modelName: modelName, datasetVersion: datasetVersion, on: connection)
+            let baselineScore = try testScore(baseline, version: baselineVersion, modelName: modelName, on: testSet, connection: connection)
+            let name = "the sweep's naive-empirical baseline v\(baselineVersion)"
+            let baselineVerdict: (passes: Bool, reason: String)
+            if champion == nil {
+                let (baselineMASE, threshold) = MetricText.distinguishable(baselineScore.mase, maximumMASE, fractionDigits: 3)
+                baselineVerdict =
+                    baselineScore.mase <= maximumMASE
+                    ? (
+                        true,
+                        "no champion yet, so \(name) is the first champion: test MASE \(baselineMASE) within the \(threshold) "
+                            + "threshold, 80% Winkler \(Self.winklerText(baselineScore.winkler))"
+                    )
+                    : (false, "\(name) has test MASE \(baselineMASE), above the threshold too: no champion")
+            } else {
+                baselineVerdict = judge(
+                    baselineScore, named: name, champion: champion, championVersion: decision.championVersion, rows: rows, runnerUp: "")
+            }
+            decision.reason += "; " + baselineVerdict.reason
+            if baselineVerdict.passes {
+                try moveAlias(
+                    "challenger", of: modelName, to: baselineVersion, actor: "gate",
+                    reason: "v\(version) refused: the sweep's naive baseline", on: connection)
+                decision.challengerVersion = baselineVersion
+                recorded = baselineScore
+                decision.promoted = true
+                try promote(modelName: modelName, version: baselineVersion, actor: "gate", reason: decision.reason, on: connection)
+            }
+        }
+        return try record(decision, sweepID: sweepID, modelName: modelName, challenger: recorded, champion: champion, on: connection)
+    }
+
+    /// The gate's rule for one candidate: its test MASE within `maximumMASE` and, when there is a champion, not worse than
+    /// it on the same test rows in MASE and 80 % Winkler (`compare`). The reason quotes the figures.
+    func judge(
+        _ candidate: TestScore, named name: String, champion: TestScore?, championVersion: Int?, rows: String, runnerUp: String
+    ) -> (passes: Bool, reason: String) {
+        let (mase, threshold) = MetricText.distinguishable(candidate.mase, maximumMASE, fractionDigits: 3)
+        guard candidate.mase <= maximumMASE else {
+            return (
+                false,
+                "\(name) has test MASE \(mase), above the \(threshold) threshold against the naive forecast "
+                    + "(\(rows), 80% Winkler \(Self.winklerText(candidate.winkler)))"
+            )
+        }
+        if let champion, let championVersion {
+            let verdict = Self.compare(candidate, named: name, with: champion, championVersion: championVersion, rows: rows)
+            return (verdict.notWorse, verdict.reason)
+        }
+        return (
+            true,
+            "first champion: \(name) has test MASE \(mase) within the \(threshold) threshold, 80% Winkler "
+                + "\(Self.winklerText(candidate.winkler)) (\(rows))" + runnerUp
+        )
+    }
+
+    /// The gate's rule against a champion: not worse on the same test rows in MASE and in 80 % Winkler score (both <=,
+    /// a tie passes; a champion without intervals is compared on MASE only), with the reason quoting both figures.
+    static func compare(_ candidate: TestScore, named name: String, with champion: TestScore, championVersion: Int, rows: String)
+        -> (notWorse: Bool, reason: String)
+    {
+        let (mase, championMASE) = MetricText.distinguishable(candidate.mase, champion.mase, fractionDigits: 3)
+        let notWorseInMASE = candidate.mase <= champion.mase
+        var figures = "MASE \(mase) vs \(championMASE)"
+        let notWorseInWinkler: Bool
+        if let championWinkler = champion.winkler {
+            let (winkler, championText) = MetricText.distinguishable(candidate.winkler ?? .infinity, championWinkler, fractionDigits: 0)
+            figures += ", 80% Winkler \(candidate.winkler == nil ? "none (no intervals)" : winkler) vs \(championText) USD"
+            notWorseInWinkler = candidate.winkler.map { $0 <= championWinkler } ?? false
+        } else {
+            figures +=
+                ", 80% Winkler \(winklerText(candidate.winkler)) vs none: champion v\(championVersion) has no intervals "
+                + "(trained before calibration), so MASE alone decides"
+            notWorseInWinkler = true
+        }
+        let comparison = "champion v\(championVersion) on the same test \(rows): \(figures)"
+        if notWorseInMASE && notWorseInWinkler { return (true, "\(name) is not worse than \(comparison)") }
+        let worse = [notWorseInMASE ? nil : "MASE", notWorseInWinkler ? nil : "80% Winkler"].compactMap { $0 }
+        return (false, "\(name) is worse in \(worse.joined(separator: " and ")) than \(comparison)")
+    }
+
+    /// The next-ranked candidate's reported test figures beside a first champion's, so that the reason says what it beat.
+    private func runnerUp(_ others: ArraySlice<GateCandidate>, testSet: TestSet) -> String {
+        guard let next = others.first else { return "" }
+        let ranking = next.validationMASE.map { "validation MASE \(String(format: "%.4f", $0))" } ?? "a higher validation loss"
+        guard let test = next.reportedTest else { return "; next candidate: run \(next.runID) (\(next.family.rawValue)), \(ranking)" }
+        return "; next candidate: run \(next.runID) (\(next.family.rawValue)), \(ranking), test MASE \(String(format: "%.3f", test.mase)), "
+            + "80% Winkler \(Self.winklerText(test.winkler))"
+    }
+
+    static func winklerText(_ winkler: Double?) -> String { winkler.map { String(format: "%.0f USD", $0) } ?? "none (no intervals)" }
+
+    /// Registers a run's model as the next version of `modelName`.
+    private func registerVersion(runID: Int64, modelName: String, datasetVersion: Int, on connection: PostgresConnection) throws -> Int {
+        try connection.query(
             """
             INSERT INTO registry.model_versions (model_name, version, run_id, dataset_version, spec)
             SELECT \(modelName), coalesce(max(version), 0) + 1, \(runID), \(datasetVersion),
@@ -464,46 +746,14 @@ struct RegistryStore: Sendable {
             RETURNING version
             """
         )[0].decode(0, as: Int.self)
-        try moveAlias(
-            "challenger", of: modelName, to: version, actor: "gate", reason: "best validation loss of sweep \(sweepID)", on: connection)
+    }
 
-        let testSet = try self.testSet(modelName: modelName, datasetVersion: datasetVersion, on: connection)
-        var challenger = TestScore(rmse: try best.decode(1, as: Double.self), mase: try best.decode(2, as: Double.self), rows: 0..<0)
-        if let start = try best.decode(3, as: Int?.self), let end = try best.decode(4, as: Int?.self), start <= end {
-            challenger.rows = start..<end
-        }
-        if challenger.rows != testSet.rows {
-            // Scored on other rows (or by a trainer that did not say which): score it on the gate's rows.
-            challenger = try score(modelName: modelName, version: version, on: testSet, connection: connection)
-        }
-        var decision = GateDecision(challengerVersion: version, promoted: false, reason: "")
-        var champion: TestScore?
-        if let championVersion = try aliasVersion("champion", of: modelName, on: connection) {
-            decision.championVersion = championVersion
-            champion = try score(modelName: modelName, version: championVersion, on: testSet, connection: connection)
-        }
-        let rows = "rows \(testSet.rows.lowerBound)..<\(testSet.rows.upperBound)"
-        if !(challenger.mase <= maximumMASE) {
-            decision.reason = String(
-                format: "challenger v%d has MASE %.3f, above the %.3f threshold against the naive forecast", version, challenger.mase,
-                maximumMASE)
-        } else if let champion, let championVersion = decision.championVersion, !(challenger.rmse < champion.rmse) {
-            decision.reason = String(
-                format: "challenger v%d does not beat champion v%d on the same test window (\(rows), RMSE %.1f vs %.1f)", version,
-                championVersion,
-                challenger.rmse, champion.rmse)
-        } else {
-            decision.promoted = true
-            decision.reason =
-                champion.map {
-                    String(
-                        format: "beats champion v%d on the same test window (\(rows), RMSE %.1f vs %.1f), MASE %.3f",
-                        decision.championVersion ?? 0,
-                        challenger.rmse, $0.rmse, challenger.mase)
-                } ?? String(format: "first champion: MASE %.3f within %.3f", challenger.mase, maximumMASE)
-            try promote(modelName: modelName, version: version, actor: "gate", reason: decision.reason, on: connection)
-        }
-        return try record(decision, sweepID: sweepID, modelName: modelName, challenger: challenger, champion: champion, on: connection)
+    /// A candidate's test score: as reported when on the gate's rows, else its model file scored here.
+    private func testScore(
+        _ candidate: GateCandidate, version: Int, modelName: String, on testSet: TestSet, connection: PostgresConnection
+    ) throws -> TestScore {
+        if let reported = candidate.reportedTest, reported.rows == testSet.rows { return reported }
+        return try score(modelName: modelName, version: version, on: testSet, connection: connection)
     }
 
     private func record(
@@ -513,26 +763,29 @@ struct RegistryStore: Sendable {
         try connection.query(
             """
             INSERT INTO registry.promotion_decisions (sweep_id, model_name, challenger_version, champion_version, promoted, reason,
-                challenger_rmse, champion_rmse, challenger_mase, challenger_test_start, challenger_test_end, champion_test_start,
-                champion_test_end)
+                challenger_rmse, champion_rmse, challenger_mase, champion_mase, challenger_winkler80, champion_winkler80,
+                challenger_test_start, challenger_test_end, champion_test_start, champion_test_end)
             VALUES (\(sweepID), \(modelName), \(decision.challengerVersion), \(decision.championVersion), \(decision.promoted),
-                \(decision.reason), \(challenger?.rmse), \(champion?.rmse), \(challenger?.mase), \(challenger?.rows.lowerBound),
-                \(challenger?.rows.upperBound), \(champion?.rows.lowerBound), \(champion?.rows.upperBound))
+                \(decision.reason), \(challenger?.rmse), \(champion?.rmse), \(challenger?.mase), \(champion?.mase), \(challenger?.winkler),
+                \(champion?.winkler), \(challenger?.rows.lowerBound), \(challenger?.rows.upperBound), \(champion?.rows.lowerBound),
+                \(champion?.rows.upperBound))
             """)
         return decision
     }
 
-    /// A dataset version's closes and its test rows, `training_end..<row_count` as stored (never recomputed).
+    /// A dataset version's closes, its test rows (`training_end..<row_count` as stored, never recomputed) and its
+    /// validation rows (its own split's, which every candidate of a sweep is ranked on).
     struct TestSet: Sendable {
         var closes: [Double]
         var rows: Range<Int>
+        var validationRows: Range<Int>
     }
 
     func testSet(modelName: String, datasetVersion: Int, on connection: PostgresConnection) throws -> TestSet {
         guard
             let dataset = try connection.query(
                 """
-                SELECT d.closes::float8[], d.training_end FROM features.dataset_versions_v1 d
+                SELECT d.closes::float8[], d.training_end, d.spec::text FROM features.dataset_versions_v1 d
                 JOIN registry.experiments e ON e.pair = d.pair AND e.interval_seconds = d.interval_seconds
                 JOIN registry.registered_models m ON m.experiment = e.name
                 WHERE m.name = \(modelName) AND d.version = \(datasetVersion)
@@ -540,14 +793,30 @@ struct RegistryStore: Sendable {
             ).first
         else { throw RegistryError(.notFound, "dataset version \(datasetVersion) not found") }
         let closes = try dataset.decode(0, as: PostgresDoubleArray.self).values
-        return TestSet(closes: closes, rows: try dataset.decode(1, as: Int.self)..<closes.count)
+        let trainingEnd = try dataset.decode(1, as: Int.self)
+        let spec = try JSONDecoder().decode(ForecastSpec.self, from: Data(try dataset.decode(2, as: String.self).utf8))
+        // A dataset too short to split has no validation rows: every candidate then ranks by validation loss.
+        let validationRows =
+            (try? ChronologicalSplit.ofDataset(count: closes.count, trainingEnd: trainingEnd, spec: spec))?
+            .validationTargets ?? 0..<0
+        return TestSet(closes: closes, rows: trainingEnd..<closes.count, validationRows: validationRows)
     }
 
-    /// A stored model version scored in USD on `testSet`'s rows (each forecast from the closes before its row).
+    /// A stored model version of any family scored in USD on `testSet`'s rows (each forecast from the closes before its
+    /// row): point accuracy, and the 80 % interval's Winkler score when the model has intervals.
     func score(modelName: String, version: Int, on testSet: TestSet, connection: PostgresConnection) throws -> TestScore {
-        let model = try TrainedModel(decoding: try artifact(modelName: modelName, version: version, on: connection).content)
+        let model = try ForecastModel(decoding: try artifact(modelName: modelName, version: version, on: connection).content)
+        guard model.isCalibrated else {
+            let windows = try makeWindows(series: testSet.closes, window: model.window, targets: testSet.rows)
+            let metrics = try ForecastMetrics(
+                predictions: try model.pointForecasts(windows: windows.inputs), actuals: windows.targets,
+                previous: testSet.rows.map { testSet.closes[$0 - 1] })
+            return TestScore(rmse: metrics.rmse, mase: metrics.mase, winkler: nil, rows: testSet.rows)
+        }
         let evaluation = try model.evaluate(closes: testSet.closes, targets: testSet.rows)
-        return TestScore(rmse: evaluation.model.rmse, mase: evaluation.model.mase, rows: testSet.rows)
+        return TestScore(
+            rmse: evaluation.point.model.rmse, mase: evaluation.point.model.mase,
+            winkler: evaluation.model.interval(IntervalLevels.gated)?.winkler, rows: testSet.rows)
     }
 
     // MARK: Aliases

@@ -152,5 +152,22 @@ enum RegistrySchema {
                     ALTER TABLE promotion_decisions ADD COLUMN champion_test_start integer;
                     ALTER TABLE promotion_decisions ADD COLUMN champion_test_end integer;
                     """),
+            // Baselines are model versions too: each run's model family (rows from before trained LSTMs), its scores on
+            // the sweep's validation rows (what ranks the candidates), and its interval and Brier scores; each gate
+            // decision's MASE of the champion and 80 % Winkler score of both.
+            Migration(
+                version: 6, name: "model families, validation and distribution scores",
+                sql: """
+                    ALTER TABLE runs ADD COLUMN model text NOT NULL DEFAULT 'lstm';
+                    ALTER TABLE runs ADD COLUMN validation_metrics jsonb;
+                    ALTER TABLE runs ADD COLUMN validation_start integer;
+                    ALTER TABLE runs ADD COLUMN validation_end integer;
+                    ALTER TABLE runs ADD COLUMN test_distribution jsonb;
+                    ALTER TABLE runs ADD COLUMN naive_distribution jsonb;
+                    ALTER TABLE runs ADD COLUMN validation_distribution jsonb;
+                    ALTER TABLE promotion_decisions ADD COLUMN champion_mase double precision;
+                    ALTER TABLE promotion_decisions ADD COLUMN challenger_winkler80 double precision;
+                    ALTER TABLE promotion_decisions ADD COLUMN champion_winkler80 double precision;
+                    """),
         ])
 }

@@ -81,7 +81,8 @@ final class TrainingWorker: Sendable {
         logger.info(
             "training",
             metadata: [
-                "dataset_version": "\(job.datasetVersion)", "units": "\(job.parameters.units)", "batch_size": "\(job.parameters.batchSize)",
+                "model": "\(job.parameters.model.rawValue)", "dataset_version": "\(job.datasetVersion)", "units": "\(job.parameters.units)",
+                "batch_size": "\(job.parameters.batchSize)",
             ])
         let started = ContinuousClock.now
         let completed: TrainingCompleted
@@ -91,20 +92,37 @@ final class TrainingWorker: Sendable {
                 throw JobRejected(.superseded, "superseded by dataset version \(newer)")
             }
             let dataset = try await loadDataset(job)
-            let (model, testTargets) = try await train(job, dataset: dataset)
-            let evaluation = try model.evaluate(closes: dataset.closes, targets: testTargets)
-            let artifact = try await uploader.upload(try model.encode(), jobID: job.jobID)
+            let split = try Self.datasetSplit(dataset)
+            let candidate: Candidate
+            switch job.parameters.model {
+            case .lstm: candidate = try await train(job, dataset: dataset)
+            case .naive: candidate = try Self.naiveCandidate(job, dataset: dataset, split: split, started: started)
+            }
+            let model = candidate.model
+            // Test rows: the dataset version's own (its stored training_end on); validation rows: its split's, the
+            // same for every candidate of the sweep, which the registry ranks them on.
+            let closes = dataset.closes
+            let (test, validation, file) = try await Self.onOwnThread("scorer") {
+                (
+                    try model.evaluate(closes: closes, targets: split.testTargets),
+                    try model.evaluate(closes: closes, targets: split.validationTargets), try model.encode()
+                )
+            }
+            let artifact = try await uploader.upload(file, jobID: job.jobID)
             completed = TrainingCompleted(
-                jobID: job.jobID, sweepID: job.sweepID, trainer: trainer, succeeded: true, error: nil, epochsRun: model.summary.epochsRun,
-                bestEpoch: model.summary.bestEpoch,
-                validationLoss: model.summary.bestMonitoredLoss.isFinite ? model.summary.bestMonitoredLoss : nil,
-                trainSeconds: model.summary.trainSeconds, test: ForecastScores(evaluation.model), naive: ForecastScores(evaluation.naive),
-                artifact: artifact, testRows: RowRange(testTargets))
+                jobID: job.jobID, sweepID: job.sweepID, trainer: trainer, succeeded: true, error: nil, epochsRun: candidate.epochsRun,
+                bestEpoch: candidate.bestEpoch, validationLoss: candidate.validationLoss, trainSeconds: candidate.trainSeconds,
+                test: ForecastScores(test.point.model), naive: ForecastScores(test.point.naive), artifact: artifact,
+                testRows: RowRange(split.testTargets), model: model.family, validation: ForecastScores(validation.point.model),
+                validationRows: RowRange(split.validationTargets), testDistribution: test.model, naiveDistribution: test.naive,
+                validationDistribution: validation.model)
             logger.info(
                 "trained",
                 metadata: [
-                    "epochs": "\(model.summary.epochsRun)", "test.rmse": "\(evaluation.model.rmse)",
-                    "test.mase": "\(evaluation.model.mase)", "naive.rmse": "\(evaluation.naive.rmse)",
+                    "model": "\(model.family.rawValue)", "epochs": "\(candidate.epochsRun)", "test.rmse": "\(test.point.model.rmse)",
+                    "test.mase": "\(test.point.model.mase)", "validation.mase": "\(validation.point.model.mase)",
+                    "test.winkler80": "\(test.model.interval(IntervalLevels.gated)?.winkler ?? .nan)",
+                    "naive.rmse": "\(test.point.naive.rmse)",
                 ])
         } catch let rejected as JobRejected {
             completed = failure(job, reason: rejected.description, started: started)
@@ -119,6 +137,17 @@ final class TrainingWorker: Sendable {
             Envelope(payload: completed, correlationID: correlationID), exchange: Exchange.events, routingKey: RoutingKey.trainingCompleted)
         try await publisher.publish(message)
         Counter(label: "candlecast_training_jobs_total", dimensions: [("result", completed.succeeded ? "succeeded" : "failed")]).increment()
+    }
+
+    /// Runs CPU-bound work (scoring a model on a thousand windows, encoding its file) on a thread of its own, never
+    /// on Swift's cooperative pool.
+    static func onOwnThread<Value: Sendable>(_ name: String, _ work: @escaping @Sendable () throws -> Value) async throws -> Value {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread { continuation.resume(with: Result { try work() }) }
+            thread.name = name
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
     }
 
     private func failure(_ job: TrainingJob, reason: String, started: ContinuousClock.Instant) -> TrainingCompleted {
@@ -176,13 +205,49 @@ final class TrainingWorker: Sendable {
         return composed
     }
 
-    /// Runs the CPU-bound training on a thread of its own; epoch metrics are published as it goes. Returns the
-    /// model and the test rows of the dataset version (its stored `training_end` on), on which it is to be scored.
-    private func train(_ job: TrainingJob, dataset: StoredDataset) async throws -> (TrainedModel, Range<Int>) {
+    /// A finished candidate of any family and what its result reports of its training.
+    struct Candidate {
+        var model: ForecastModel
+        var epochsRun = 0
+        var bestEpoch = 0
+        /// Nil for a baseline (nothing is fitted) and for a loss that never became finite.
+        var validationLoss: Double?
+        var trainSeconds: Double
+    }
+
+    /// The dataset version's own split (its spec's window, its stored `training_end`).
+    static func datasetSplit(_ dataset: StoredDataset) throws -> ChronologicalSplit {
+        do {
+            return try ChronologicalSplit.ofDataset(count: dataset.closes.count, trainingEnd: dataset.trainingEnd, spec: dataset.spec)
+        } catch {
+            throw JobRejected(.insufficientData, "the dataset version is too small to split: \(error)")
+        }
+    }
+
+    /// A naive job: the baseline the registry composed the job's spec for, on the dataset's split. Nothing is fitted.
+    static func naiveCandidate(
+        _ job: TrainingJob, dataset: StoredDataset, split: ChronologicalSplit, started: ContinuousClock.Instant
+    ) throws -> Candidate {
+        let model: ForecastModel
+        do {
+            model = ForecastModel.naive(try NaiveBaseline.candidate(on: split), on: dataset.spec)
+        } catch {
+            throw JobRejected(.insufficientData, "too few rows before the validation rows for the naive baseline: \(error)")
+        }
+        if let spec = job.spec, spec != model.spec {
+            throw JobRejected(.invalidSpec, "the job's spec \(spec) is not the naive baseline's on its dataset version \(model.spec)")
+        }
+        let elapsed = (ContinuousClock.now - started).components
+        return Candidate(model: model, trainSeconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18)
+    }
+
+    /// Runs the CPU-bound training on a thread of its own; epoch metrics are published as it goes. The model comes
+    /// back calibrated on its validation rows (the Forecasting trainer's split conformal step).
+    private func train(_ job: TrainingJob, dataset: StoredDataset) async throws -> Candidate {
         let parameters = job.parameters
         let spec = try Self.spec(of: job, dataset: dataset.spec)
         let closes = dataset.closes
-        let model = ModelConfiguration(spec: spec, units: parameters.units, layers: parameters.layers)
+        let model = ModelConfiguration(spec: spec, units: parameters.units, layers: parameters.layers, head: parameters.head)
         var training = TrainingConfiguration()
         training.epochs = parameters.epochs
         training.batchSize = parameters.batchSize
@@ -228,7 +293,10 @@ final class TrainingWorker: Sendable {
             thread.stackSize = 8 << 20
             thread.start()
         }
-        return (trained, split.testTargets)
+        let summary = trained.summary
+        return Candidate(
+            model: .lstm(trained), epochsRun: summary.epochsRun, bestEpoch: summary.bestEpoch,
+            validationLoss: summary.bestMonitoredLoss.isFinite ? summary.bestMonitoredLoss : nil, trainSeconds: summary.trainSeconds)
     }
 }
 

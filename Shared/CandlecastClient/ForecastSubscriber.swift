@@ -4,7 +4,12 @@ import Messaging
 
 @_exported import struct Messaging.BrokerConfiguration
 
-/// Receives Candlecast's forecasts (`forecast.created` events) as typed values.
+/// Receives Candlecast's forecasts (`forecast.created` events) as typed values: `ForecastCreated` (from Contracts,
+/// re-exported) with the point forecast `predictedClose`, its 80 % and 95 % ranges `intervals` (`interval(0.8)`,
+/// `interval(0.95)`) and `probabilityUp`, P(close above `lastClose`). The last two are optional: nil for a forecast of
+/// a model without calibration, and from a predictor older than these fields (the same schema version 1, so this
+/// library reads both old and new forecasts). Every forecast is validated on receipt: the intervals come in
+/// `IntervalLevels.all` order, nested, and the probability is in 0...1 (else it goes to the dead-letter queue).
 ///
 /// Delivery is at-least-once: a forecast is acknowledged only after your handler returns, so one that was
 /// being handled when your program stopped comes again. A forecast is identified by pair, interval,
@@ -12,7 +17,9 @@ import Messaging
 ///
 ///     let broker = try BrokerConfiguration(url: "amqp://me@broker:5672/", password: secret)
 ///     let subscriber = try ForecastSubscriber(broker: broker, options: .init(queue: "my-app.forecasts", pair: "XBTUSD"))
-///     await subscriber.forecasts { forecast in print(forecast.pair, forecast.predictedClose) }
+///     await subscriber.forecasts { forecast in
+///         print(forecast.pair, forecast.predictedClose, forecast.interval(0.8) as Any, forecast.probabilityUp as Any)
+///     }
 public final class ForecastSubscriber: Sendable {
     public struct Options: Sendable {
         /// A durable queue of your own: forecasts wait in it while your program is down. nil: a temporary

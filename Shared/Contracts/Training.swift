@@ -3,7 +3,13 @@ import Messaging
 
 /// Hyperparameters of one training job (one grid point of a sweep). `window`, `activation` and `target` are the
 /// grid's part of the job's `ForecastSpec` (`spec(on:)`); the rest of the spec comes from the dataset version.
+/// `model` says what the job trains: the network parameters apply to `.lstm` only (a baseline's job carries its
+/// window and the dataset's target and activation, so that `spec(on:)` is the baseline's spec).
 public struct TrainingParameters: Codable, Sendable, Equatable, Hashable {
+    /// Optional on the wire (added later): absent means `.lstm`.
+    public var model: ModelFamily
+    /// The LSTM's output layer. Optional on the wire (added later): absent means `.point`, what jobs before heads trained.
+    public var head: OutputHead
     public var units: Int
     public var layers: Int
     public var activation: Activation
@@ -19,10 +25,14 @@ public struct TrainingParameters: Codable, Sendable, Equatable, Hashable {
     /// trainer's `TrainingConfiguration` checks the same range.
     public static let patiences: ClosedRange<Int> = 1...1000
 
+    /// `head` nil takes `OutputHead.default(for: target)`.
     public init(
-        units: Int = 350, layers: Int = 1, activation: Activation = .relu, target: ForecastTarget = .logReturn, window: Int = 14,
-        batchSize: Int = 32, learningRate: Double = 0.001, epochs: Int = 100, patience: Int = 8, seed: UInt64 = 42
+        model: ModelFamily = .lstm, units: Int = 350, layers: Int = 1, activation: Activation = .relu, target: ForecastTarget = .logReturn,
+        window: Int = 14, batchSize: Int = 32, learningRate: Double = 0.001, epochs: Int = 100, patience: Int = 8, seed: UInt64 = 42,
+        head: OutputHead? = nil
     ) {
+        self.model = model
+        self.head = head ?? .default(for: target)
         self.units = units
         self.layers = layers
         self.activation = activation
@@ -36,9 +46,25 @@ public struct TrainingParameters: Codable, Sendable, Equatable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case units, layers, activation, target, window, epochs, patience, seed
+        case model, head, units, layers, activation, target, window, epochs, patience, seed
         case batchSize = "batch_size"
         case learningRate = "learning_rate"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        model = try container.decodeIfPresent(ModelFamily.self, forKey: .model) ?? .lstm
+        head = try container.decodeIfPresent(OutputHead.self, forKey: .head) ?? .point
+        units = try container.decode(Int.self, forKey: .units)
+        layers = try container.decode(Int.self, forKey: .layers)
+        activation = try container.decode(Activation.self, forKey: .activation)
+        target = try container.decode(ForecastTarget.self, forKey: .target)
+        window = try container.decode(Int.self, forKey: .window)
+        batchSize = try container.decode(Int.self, forKey: .batchSize)
+        learningRate = try container.decode(Double.self, forKey: .learningRate)
+        epochs = try container.decode(Int.self, forKey: .epochs)
+        patience = try container.decode(Int.self, forKey: .patience)
+        seed = try container.decode(UInt64.self, forKey: .seed)
     }
 
     /// The spec of a model trained with these parameters on a dataset version cut under `dataset`: the dataset's
@@ -60,7 +86,15 @@ public struct TrainingParameters: Codable, Sendable, Equatable, Hashable {
         guard ForecastSpec.lstmActivations.contains(activation) else {
             throw ValidationFailure(.invalidValue, "activation must be relu or tanh", field: "activation")
         }
+        guard head != .gaussian || target == .logReturn else {
+            throw ValidationFailure(.inconsistent, "head gaussian models the next log-return: target must be log-return", field: "head")
+        }
     }
+}
+
+extension OutputHead {
+    /// The head a new grid point gets unless it names one: the distributional head where it applies (log-return).
+    public static func `default`(for target: ForecastTarget) -> OutputHead { target == .logReturn ? .gaussian : .point }
 }
 
 /// `training.job` on the `training.jobs` work queue: train one model on one dataset version.
@@ -163,7 +197,8 @@ public struct ArtifactReference: Codable, Sendable, Equatable {
 }
 
 /// `training.completed`: a job finished (with a reference to its model file, stored in the registry) or failed
-/// (with the reason). Schema version 2: version 1 carried the file itself, base64.
+/// (with the reason). Schema version 2: version 1 carried the file itself, base64. The family, validation and
+/// distribution fields were added later within version 2 (optional: absent from older trainers' results).
 public struct TrainingCompleted: MessagePayload, Equatable {
     public static let messageType = "training.completed"
     public static let schemaVersion = 2
@@ -184,13 +219,33 @@ public struct TrainingCompleted: MessagePayload, Equatable {
     /// The dataset rows `test` and `naive` were scored on (the version's `training_end..<row_count`), so the gate
     /// can check that it compares the challenger and the champion on the same rows. Optional (added later).
     public var testRows: RowRange?
+    /// What the job trained. Optional (added later): absent means `.lstm`.
+    public var model: ModelFamily?
+    /// Scores on `validationRows`, the rows every candidate of a sweep is ranked on (the dataset version's validation
+    /// rows). Optional (added later): a result without them ranks by `validationLoss`, after those with them.
+    public var validation: ForecastScores?
+    public var validationRows: RowRange?
+    /// Interval and Brier scores on the test rows, of the model and of the naive baseline. Optional (added later;
+    /// absent for a model without intervals).
+    public var testDistribution: DistributionScores?
+    public var naiveDistribution: DistributionScores?
+    /// Interval and Brier scores on `validationRows`. Optional (added later).
+    public var validationDistribution: DistributionScores?
 
     public init(
         jobID: UUID, sweepID: UUID, trainer: String, succeeded: Bool, error: String?, epochsRun: Int, bestEpoch: Int,
         validationLoss: Double?, trainSeconds: Double, test: ForecastScores?, naive: ForecastScores?, artifact: ArtifactReference?,
-        testRows: RowRange? = nil
+        testRows: RowRange? = nil, model: ModelFamily? = nil, validation: ForecastScores? = nil, validationRows: RowRange? = nil,
+        testDistribution: DistributionScores? = nil, naiveDistribution: DistributionScores? = nil,
+        validationDistribution: DistributionScores? = nil
     ) {
         self.testRows = testRows
+        self.model = model
+        self.validation = validation
+        self.validationRows = validationRows
+        self.testDistribution = testDistribution
+        self.naiveDistribution = naiveDistribution
+        self.validationDistribution = validationDistribution
         self.jobID = jobID
         self.sweepID = sweepID
         self.trainer = trainer
@@ -206,7 +261,11 @@ public struct TrainingCompleted: MessagePayload, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case trainer, succeeded, error, test, naive, artifact
+        case trainer, succeeded, error, test, naive, artifact, model, validation
+        case validationRows = "validation_rows"
+        case testDistribution = "test_distribution"
+        case naiveDistribution = "naive_distribution"
+        case validationDistribution = "validation_distribution"
         case jobID = "job_id"
         case sweepID = "sweep_id"
         case epochsRun = "epochs_run"
@@ -218,6 +277,10 @@ public struct TrainingCompleted: MessagePayload, Equatable {
 
     public func validate() throws(ValidationFailure) {
         try testRows?.validate("test_rows")
+        try validationRows?.validate("validation_rows")
+        try testDistribution?.validate("test_distribution")
+        try naiveDistribution?.validate("naive_distribution")
+        try validationDistribution?.validate("validation_distribution")
         guard trainSeconds.isFinite, trainSeconds >= 0, trainSeconds < 1e9 else {
             throw ValidationFailure("train_seconds must be non-negative and finite")
         }
@@ -225,12 +288,13 @@ public struct TrainingCompleted: MessagePayload, Equatable {
         try ContractRules.count(bestEpoch, "best_epoch", in: 0...10_000)
         try ContractRules.text(trainer, "trainer", limit: 256)
         if let error { try ContractRules.text(error, "error", limit: 10_000) }
-        if let validationLoss, !(validationLoss.isFinite && validationLoss >= 0) {
-            throw ValidationFailure("validation_loss must be finite and non-negative")
+        // Finite, of any sign: a gaussian head's loss is a negative log-likelihood, below 0 for a sharp fit.
+        if let validationLoss, !validationLoss.isFinite {
+            throw ValidationFailure("validation_loss must be finite")
         }
-        for scores in [test, naive].compactMap({ $0 }) {
+        for scores in [test, naive, validation].compactMap({ $0 }) {
             guard [scores.rmse, scores.mae, scores.mape, scores.r2, scores.mase].allSatisfy(\.isFinite) else {
-                throw ValidationFailure("test and naive metrics must be finite")
+                throw ValidationFailure("test, naive and validation metrics must be finite")
             }
         }
         if succeeded {
@@ -274,8 +338,9 @@ public struct TrainingEpochMetric: MessagePayload, Equatable {
         case learningRate = "learning_rate"
     }
     public func validate() throws(ValidationFailure) {
-        guard epoch >= 1, loss.isFinite, loss >= 0, learningRate.isFinite, learningRate > 0, seconds.isFinite, seconds >= 0,
-            validationLoss.map({ $0.isFinite && $0 >= 0 }) ?? true
+        // Losses of any sign: a gaussian head's is a negative log-likelihood.
+        guard epoch >= 1, loss.isFinite, learningRate.isFinite, learningRate > 0, seconds.isFinite, seconds >= 0,
+            validationLoss.map({ $0.isFinite }) ?? true
         else { throw ValidationFailure("epoch, losses, learning rate and seconds must be finite and in range") }
         try ContractRules.count(epoch, "epoch", in: 1...10_000)
         try ContractRules.text(trainer, "trainer", limit: 256)

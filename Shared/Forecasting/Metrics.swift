@@ -161,3 +161,116 @@ public enum MetricText {
         return true
     }
 }
+
+/// One interval forecast against its actual close: the per-row figures every interval score is built from
+/// (the trainer's and the gate's test scores, the predictor's stored scores, the monitor's rolling coverage).
+public struct IntervalOutcome: Sendable, Equatable, Codable {
+    public var level: Double
+    /// The actual close was inside lower...upper.
+    public var hit: Bool
+    /// upper - lower, USD.
+    public var width: Double
+    /// width / last close, in percent.
+    public var widthPercent: Double
+    /// Winkler score, USD: width + (2 / (1 - level)) x distance of the actual outside the interval.
+    public var winkler: Double
+
+    public init(level: Double, hit: Bool, width: Double, widthPercent: Double, winkler: Double) {
+        self.level = level
+        self.hit = hit
+        self.width = width
+        self.widthPercent = widthPercent
+        self.winkler = winkler
+    }
+
+    public init(_ interval: ForecastInterval, actual: Double, lastClose: Double) {
+        let width = interval.upper - interval.lower
+        let below = max(0, interval.lower - actual)
+        let above = max(0, actual - interval.upper)
+        self.init(
+            level: interval.level, hit: below == 0 && above == 0, width: width, widthPercent: width / lastClose * 100,
+            winkler: width + 2 / (1 - interval.level) * (below + above))
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case level, hit, width, winkler
+        case widthPercent = "width_percent"
+    }
+}
+
+/// Brier score of one probability of an up move: (p - 1{actual > last close})^2.
+public func brierScore(probabilityUp: Double, actual: Double, lastClose: Double) -> Double {
+    let outcome: Double = actual > lastClose ? 1 : 0
+    return (probabilityUp - outcome) * (probabilityUp - outcome)
+}
+
+/// One distribution forecast against its actual close: point errors, one outcome per interval, the Brier score.
+public struct ScoredDistribution: Sendable, Equatable {
+    public var errors: ScoredError
+    public var intervals: [IntervalOutcome]
+    public var brier: Double
+
+    public init(_ forecast: DistributionForecast, actual: Double) {
+        errors = ScoredError(predicted: forecast.point, actual: actual, previous: forecast.lastClose)
+        intervals = forecast.intervals.map { IntervalOutcome($0, actual: actual, lastClose: forecast.lastClose) }
+        brier = brierScore(probabilityUp: forecast.probabilityUp, actual: actual, lastClose: forecast.lastClose)
+    }
+}
+
+extension IntervalScores {
+    /// Coverage, mean width and mean Winkler score of `outcomes` (all of one level); nil for none.
+    public init?<Outcomes: Collection>(_ outcomes: Outcomes) where Outcomes.Element == IntervalOutcome {
+        guard let level = outcomes.first?.level, outcomes.allSatisfy({ $0.level == level }) else { return nil }
+        let n = Double(outcomes.count)
+        self.init(
+            level: level, count: outcomes.count, coverage: Double(outcomes.filter(\.hit).count) / n,
+            meanWidthPercent: outcomes.reduce(0) { $0 + $1.widthPercent } / n, winkler: outcomes.reduce(0) { $0 + $1.winkler } / n)
+    }
+}
+
+extension DistributionScores {
+    /// Per-level interval scores and the mean Brier score of `rows`; nil for no rows.
+    public init?<Rows: Collection>(_ rows: Rows) where Rows.Element == ScoredDistribution {
+        guard let first = rows.first else { return nil }
+        let intervals = first.intervals.indices.compactMap { index in
+            IntervalScores(rows.compactMap { $0.intervals.indices.contains(index) ? $0.intervals[index] : nil })
+        }
+        self.init(intervals: intervals, brier: rows.reduce(0) { $0 + $1.brier } / Double(rows.count))
+    }
+}
+
+/// A model's forecasts on a range of rows scored beside the naive baseline's (`NaiveBaseline.reference`) on the
+/// same rows: point accuracy (with MASE), interval scores and Brier score for both.
+public struct DistributionEvaluation: Sendable, Equatable {
+    public let targets: Range<Int>
+    public let forecasts: [DistributionForecast]
+    public let point: Evaluation
+    public let model: DistributionScores
+    public let naive: DistributionScores
+
+    /// Scores `forecasts` (one per index of `targets`, each made from the closes before it) against `closes`.
+    public init(closes: [Double], targets: Range<Int>, forecasts: [DistributionForecast]) throws {
+        guard forecasts.count == targets.count, !targets.isEmpty, targets.lowerBound >= 1, targets.upperBound <= closes.count else {
+            throw ForecastingError.invalidInput("\(forecasts.count) forecasts for targets \(targets) of \(closes.count) closes")
+        }
+        let actuals = targets.map { closes[$0] }
+        let previous = targets.map { closes[$0 - 1] }
+        let naiveForecasts = try targets.map { index in
+            guard let forecast = NaiveBaseline.reference(closes: closes[..<index]) else {
+                throw ForecastingError.insufficientData(needed: NaiveBaseline.lookbacks.lowerBound + 1, available: index)
+            }
+            return forecast
+        }
+        let points = forecasts.map(\.point)
+        point = Evaluation(
+            model: try ForecastMetrics(predictions: points, actuals: actuals, previous: previous),
+            naive: try ForecastMetrics(predictions: previous, actuals: actuals, previous: previous), predictions: points, targets: targets)
+        guard let model = DistributionScores(zip(forecasts, actuals).map { ScoredDistribution($0, actual: $1) }),
+            let naive = DistributionScores(zip(naiveForecasts, actuals).map { ScoredDistribution($0, actual: $1) })
+        else { throw ForecastingError.invalidInput("no rows to score") }
+        self.targets = targets
+        self.forecasts = forecasts
+        self.model = model
+        self.naive = naive
+    }
+}

@@ -3,7 +3,8 @@
 @_exported import Contracts
 
 /// One layer of a model. LSTM layers come first (each feeds its whole sequence to the next; the last
-/// hands its final hidden state on), then dense layers; the last dense layer has one unit, the forecast.
+/// hands its final hidden state on), then dense layers; the last dense layer is the head's output
+/// (`OutputHead.outputCount` units).
 public enum LayerSpec: Codable, Sendable, Equatable {
     case lstm(units: Int, activation: Activation)
     case dense(units: Int, activation: Activation = .linear)
@@ -19,19 +20,36 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
     public var target: ForecastTarget
     /// Values per time step. The close-price pipeline feeds one (the scaled close).
     public var featureCount: Int
+    /// What the last layer outputs. Absent from model files written before heads existed: `.point`.
+    public var head: OutputHead
 
-    public init(layers: [LayerSpec], window: Int, target: ForecastTarget, featureCount: Int = 1) {
+    public init(layers: [LayerSpec], window: Int, target: ForecastTarget, featureCount: Int = 1, head: OutputHead = .point) {
         self.layers = layers
         self.window = window
         self.target = target
         self.featureCount = featureCount
+        self.head = head
     }
 
-    /// `layers` LSTM layers of `units` with the spec's activation, then Dense(1), over the spec's window and target.
-    public init(spec: ForecastSpec, units: Int, layers: Int) {
+    /// `layers` LSTM layers of `units` with the spec's activation, then the head's dense output layer, over the spec's
+    /// window and target (a `.gaussian` head needs the spec's target to be `.logReturn`: `validate()` says so).
+    public init(spec: ForecastSpec, units: Int, layers: Int, head: OutputHead = .point) {
         self.init(
-            layers: Array(repeating: .lstm(units: units, activation: spec.activation), count: layers) + [.dense(units: 1)],
-            window: spec.window, target: spec.target)
+            layers: Array(repeating: .lstm(units: units, activation: spec.activation), count: layers) + [.dense(units: head.outputCount)],
+            window: spec.window, target: spec.target, head: head)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case layers, window, target, featureCount, head
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        layers = try container.decode([LayerSpec].self, forKey: .layers)
+        window = try container.decode(Int.self, forKey: .window)
+        target = try container.decode(ForecastTarget.self, forKey: .target)
+        featureCount = try container.decode(Int.self, forKey: .featureCount)
+        head = try container.decodeIfPresent(OutputHead.self, forKey: .head) ?? .point
     }
 
     /// The activation of the first LSTM layer (the one a spec names).
@@ -47,7 +65,8 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
         ModelConfiguration(layers: [.lstm(units: units, activation: activation), .dense(units: 1)], window: 14, target: target)
     }
 
-    /// Throws `ForecastingError.invalidConfiguration` unless the layers form LSTM+ then Dense+ ending in one unit.
+    /// Throws `ForecastingError.invalidConfiguration` unless the layers form LSTM+ then Dense+ ending in the head's
+    /// `outputCount` linear units, and a `.gaussian` head's target is `.logReturn`.
     public func validate() throws {
         // Upper bounds too: a model file from outside must not make the layout arithmetic overflow.
         guard (1...4096).contains(window) else { throw ForecastingError.invalidConfiguration("window must be 1 to 4096, got \(window)") }
@@ -75,8 +94,31 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
             }
         }
         guard lstmCount >= 1 else { throw ForecastingError.invalidConfiguration("at least one LSTM layer is required") }
-        guard case .dense(1, _) = layers.last else {
-            throw ForecastingError.invalidConfiguration("the last layer must be a dense layer with 1 unit (the forecast)")
+        switch head {
+        case .point:
+            guard case .dense(1, _) = layers.last else {
+                throw ForecastingError.invalidConfiguration("the last layer must be a dense layer with 1 unit (the forecast)")
+            }
+        case .gaussian:
+            // A squashing activation would bound the location and the log-scale: the head is linear by definition.
+            guard case .dense(2, .linear) = layers.last else {
+                throw ForecastingError.invalidConfiguration(
+                    "a gaussian head's last layer must be a linear dense layer with 2 units (location, log-scale)")
+            }
+            guard target == .logReturn else {
+                throw ForecastingError.invalidConfiguration(
+                    "a gaussian head models the next log-return: the target must be log-return, got \(target.rawValue)")
+            }
+        }
+    }
+}
+
+extension OutputHead {
+    /// Units of the last dense layer: the forecast, or the location and log-scale.
+    public var outputCount: Int {
+        switch self {
+        case .point: 1
+        case .gaussian: 2
         }
     }
 }

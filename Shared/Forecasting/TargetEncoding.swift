@@ -50,6 +50,17 @@ struct EncodedSamples {
         }
     }
 
+    private init(window: Int, inputs: [Float], targets: [Float]) {
+        self.window = window
+        self.inputs = inputs
+        self.targets = targets
+    }
+
+    /// The same samples with every target divided by `scale`.
+    func dividingTargets(by scale: Double) -> EncodedSamples {
+        EncodedSamples(window: window, inputs: inputs, targets: targets.map { Float(Double($0) / scale) })
+    }
+
     /// Copies the chosen samples' windows into `destination` in the engine's time-major [T, B, 1] layout.
     func gatherTimeMajor(_ samples: ArraySlice<Int>, into destination: UnsafeMutablePointer<Float>) {
         let batch = samples.count
@@ -59,5 +70,53 @@ struct EncodedSamples {
                 for step in 0..<self.window { destination[step * batch + position] = window[step] }
             }
         }
+    }
+}
+
+/// The gaussian head's two outputs read as a distribution of the next log-return: output 0 the location mu, output 1
+/// the log-scale s (sigma = exp(s)). One place for the trainer's loss and the model's forecasts.
+enum GaussianHead {
+    /// s is clamped to this range before exp: sigma between 6e-6 and 20 (a daily log-return's 20 would be absurd),
+    /// so exp never overflows nor a division by sigma.
+    static let logScaleRange: ClosedRange<Double> = -12...3
+    /// 0.5 * log(2 pi): the constant of the Gaussian negative log-likelihood.
+    static let halfLogTwoPi = 0.5 * log(2 * Double.pi)
+
+    /// The population standard deviation of `values`; 1 when they do not vary (nothing to standardise by).
+    static func standardDeviation(_ values: [Float]) -> Double {
+        guard !values.isEmpty else { return 1 }
+        let n = Double(values.count)
+        let mean = values.reduce(0.0) { $0 + Double($1) } / n
+        let deviation = (values.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / n).squareRoot()
+        return deviation > 0 && deviation.isFinite ? deviation : 1
+    }
+
+    /// Turns a linear output layer trained on returns divided by `scale` into one that outputs returns: mu's kernel
+    /// column and bias times `scale`, log(scale) added to s's bias. Exact: N(scale mu, scale sigma) is the same
+    /// distribution of r as N(mu, sigma) of r / scale.
+    static func unstandardise(_ parameters: FloatBuffer, layout: NetworkLayout, scale: Double) {
+        guard let output = layout.denseLayers.last, output.units == 2, scale != 1 else { return }
+        let kernel = parameters.pointer + output.kernelOffset
+        for row in 0..<output.inputSize { kernel[2 * row] = Float(Double(kernel[2 * row]) * scale) }
+        let bias = parameters.pointer + output.biasOffset
+        bias[0] = Float(Double(bias[0]) * scale)
+        bias[1] = Float(Double(bias[1]) + log(scale))
+    }
+
+    static func clampedLogScale(_ output: Double) -> Double {
+        min(max(output, logScaleRange.lowerBound), logScaleRange.upperBound)
+    }
+
+    /// The negative log-likelihood of `actual` under N(location, exp(logScale)^2), and its derivatives with respect
+    /// to the two outputs. Where s is clamped the loss does not depend on it, so its derivative is 0.
+    static func negativeLogLikelihood(
+        actual: Double, location: Double, logScale: Double
+    ) -> (loss: Double, locationGradient: Double, logScaleGradient: Double) {
+        let clamped = clampedLogScale(logScale)
+        let sigma = exp(clamped)
+        let z = (actual - location) / sigma
+        let loss = halfLogTwoPi + clamped + 0.5 * z * z
+        let logScaleGradient = logScaleRange.contains(logScale) ? 1 - z * z : 0
+        return (loss, -z / sigma, logScaleGradient)
     }
 }

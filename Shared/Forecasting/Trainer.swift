@@ -1,8 +1,11 @@
 import Contracts
 import Dispatch
+import Foundation
 
-/// Trains a model on a close-price series: Adam on MSE, seeded shuffled mini-batches, early stopping on the
-/// validation tail with the best weights restored, learning-rate reduction on plateaus, optional clipping.
+/// Trains a model on a close-price series: Adam on the head's loss (MSE for a point head, the Gaussian negative
+/// log-likelihood for a gaussian one), seeded shuffled mini-batches, early stopping on the validation tail with the best
+/// weights restored, learning-rate reduction on plateaus, optional clipping; then calibrates the intervals on the
+/// validation tail (split conformal, `TrainedModel.calibrating`).
 public struct Trainer: Sendable {
     public let model: ModelConfiguration
     public let training: TrainingConfiguration
@@ -15,14 +18,21 @@ public struct Trainer: Sendable {
         self.spec = spec
     }
 
-    /// Trains on `closes` under `split` and returns the model with the best validation weights.
+    /// Trains on `closes` under `split` and returns the model with the best validation weights, calibrated on the
+    /// split's validation rows: its forecasts carry intervals and an up probability.
+    ///
+    /// Calibration needs at least `ResidualCalibration.minimumRows` validation rows. With fewer, training is refused
+    /// before the first epoch (`insufficientData`, the message says so) rather than returning a model that can give a
+    /// point forecast but no interval: every served forecast carries intervals, so such a model could never be used, and
+    /// the user learns it at once instead of after the training time.
     ///
     /// Runs synchronously on the calling thread (CPU-bound; call it from a detached task or a dedicated
     /// thread). Sets OpenBLAS's process-wide thread count to `training.blasThreads`.
     /// - Parameters:
     ///   - onEpoch: called after every epoch, on the training thread, for progress and metric events.
     ///   - shouldCancel: polled before every batch, like the current task's cancellation.
-    /// - Throws: `ForecastingError.cancelled` on cancellation; `invalidConfiguration`/`invalidInput` on bad settings or data.
+    /// - Throws: `ForecastingError.cancelled` on cancellation; `invalidConfiguration`/`invalidInput` on bad settings or data;
+    ///   `insufficientData` when the validation rows are too few to calibrate.
     public func train(
         closes: [Double], split: ChronologicalSplit,
         onEpoch: (EpochReport) -> Void = { _ in }, shouldCancel: () -> Bool = { false }
@@ -40,11 +50,27 @@ public struct Trainer: Sendable {
         guard closes.allSatisfy({ $0.isFinite && $0 > 0 }) else {
             throw ForecastingError.invalidInput("closes must be finite and positive")
         }
+        let validationRows = split.validationTargets.count
+        guard validationRows >= ResidualCalibration.minimumRows else {
+            throw ForecastingError(
+                .insufficientData,
+                "calibrating the intervals needs at least \(ResidualCalibration.minimumRows) validation rows, the split has "
+                    + "\(validationRows) (use more closes or a larger validation fraction)",
+                needed: ResidualCalibration.minimumRows, available: validationRows)
+        }
         let scaler = try MinMaxScaler(fittingOn: closes[0..<split.trainingEnd])
-        let fitSamples = try EncodedSamples(
+        let encodedFit = try EncodedSamples(
             closes: closes, targets: split.fitTargets, window: model.window, target: model.target, scaler: scaler)
-        let validationSamples = try EncodedSamples(
+        let encodedValidation = try EncodedSamples(
             closes: closes, targets: split.validationTargets, window: model.window, target: model.target, scaler: scaler)
+        // A gaussian head learns standardised returns (r / the fit returns' deviation): daily returns are a few hundredths,
+        // and Adam's steps, which do not scale with the target, would otherwise swing mu and s by more than the signal.
+        // The last layer is rescaled to returns once training ends (`GaussianHead.unstandardise`); losses are reported
+        // in returns (NLL(r) = NLL(r / scale) + log scale).
+        let targetScale = model.head == .gaussian ? GaussianHead.standardDeviation(encodedFit.targets) : 1
+        let fitSamples = encodedFit.dividingTargets(by: targetScale)
+        let validationSamples = encodedValidation.dividingTargets(by: targetScale)
+        let lossOffset = model.head == .gaussian ? log(targetScale) : 0
 
         // Data parallelism: each batch is cut into `blasThreads` shards that run forward and backward at once,
         // each on single-threaded BLAS. Batch-32 GEMMs are too small for OpenBLAS's own threads to pay off;
@@ -54,6 +80,9 @@ public struct Trainer: Sendable {
         let started = ContinuousClock.now
         var generator = SeededGenerator(seed: training.seed)
         let parameters = FloatBuffer(layout.initialParameters(using: &generator))
+        if model.head == .gaussian {
+            initialiseGaussianHead(parameters, layout: layout, fitInputs: fitSamples.inputs)
+        }
         let bestParameters = FloatBuffer(parameters.array)
         let gradients = FloatBuffer(count: layout.parameterCount)
         let optimizer = AdamOptimizer(
@@ -61,8 +90,10 @@ public struct Trainer: Sendable {
             epsilon: training.adamEpsilon)
         let batchCapacity = training.batchSize
         let shardCapacity = (batchCapacity + shardCount - 1) / shardCount
+        let head = model.head
         let shards = (0..<shardCount).map { _ in
-            TrainingShard(layout: layout, capacity: shardCapacity, inputSize: model.window * model.featureCount)
+            TrainingShard(
+                layout: layout, capacity: shardCapacity, inputSize: model.window * model.featureCount, outputCount: head.outputCount)
         }
         let engine = shards[0].engine
         let batchInputs = shards[0].inputs
@@ -79,7 +110,7 @@ public struct Trainer: Sendable {
         for epoch in 1...training.epochs {
             let epochStarted = ContinuousClock.now
             generator.shuffle(&order)
-            var squaredErrorSum = 0.0
+            var lossSum = 0.0
             for batchStart in stride(from: 0, to: order.count, by: batchCapacity) {
                 if Task.isCancelled || shouldCancel() { throw ForecastingError.cancelled }
                 let batchSamples = order[batchStart..<min(batchStart + batchCapacity, order.count)]
@@ -91,16 +122,30 @@ public struct Trainer: Sendable {
                     let shard = shards[index]
                     let lower = batchSamples.startIndex + index * shardCapacity
                     let upper = min(lower + shardCapacity, batchSamples.endIndex)
-                    shard.squaredErrorSum = 0
+                    shard.lossSum = 0
                     guard lower < upper else { return }
                     let samples = batchSamples[lower..<upper]
                     fitSamples.gatherTimeMajor(samples, into: shard.inputs.pointer)
                     let outputs = shard.engine.forward(parameters: parameters.pointer, inputs: shard.inputs.pointer, batch: samples.count)
-                    for (position, sample) in samples.enumerated() {
-                        let error = outputs[position] - fitSamples.targets[sample]
-                        shard.squaredErrorSum += Double(error * error)
-                        // d(mean squared error over the whole batch)/d(output): shards' gradients add up.
-                        shard.outputGradient.pointer[position] = 2 * error / Float(batch)
+                    let outputGradient = shard.outputGradient.pointer
+                    switch head {
+                    case .point:
+                        for (position, sample) in samples.enumerated() {
+                            let error = outputs[position] - fitSamples.targets[sample]
+                            shard.lossSum += Double(error * error)
+                            // d(mean squared error over the whole batch)/d(output): shards' gradients add up.
+                            outputGradient[position] = 2 * error / Float(batch)
+                        }
+                    case .gaussian:
+                        for (position, sample) in samples.enumerated() {
+                            let nll = GaussianHead.negativeLogLikelihood(
+                                actual: Double(fitSamples.targets[sample]), location: Double(outputs[2 * position]),
+                                logScale: Double(outputs[2 * position + 1]))
+                            shard.lossSum += nll.loss
+                            // d(mean NLL over the whole batch)/d(mu, s), as above.
+                            outputGradient[2 * position] = Float(nll.locationGradient / Double(batch))
+                            outputGradient[2 * position + 1] = Float(nll.logScaleGradient / Double(batch))
+                        }
                     }
                     shard.engine.backward(
                         parameters: parameters.pointer, outputGradient: shard.outputGradient.pointer,
@@ -115,17 +160,17 @@ public struct Trainer: Sendable {
                 }
                 gradients.pointer.update(repeating: 0, count: gradients.count)
                 for shard in shards where shard.active {
-                    squaredErrorSum += shard.squaredErrorSum
+                    lossSum += shard.lossSum
                     for index in 0..<gradients.count { gradients.pointer[index] += shard.gradients.pointer[index] }
                 }
                 if let clipNorm = training.clipNorm { clipGlobalNorm(gradients, maximumNorm: clipNorm) }
                 optimizer.step(parameters: parameters, gradients: gradients, learningRate: learningRate)
             }
             epochsRun = epoch
-            let loss = squaredErrorSum / Double(fitSamples.count)
+            let loss = lossSum / Double(fitSamples.count) + lossOffset
             let validationLoss =
                 validationSamples.count > 0
-                ? meanSquaredError(engine: engine, parameters: parameters, samples: validationSamples, scratch: batchInputs)
+                ? meanLoss(engine: engine, parameters: parameters, samples: validationSamples, scratch: batchInputs) + lossOffset
                 : nil
             let monitored = validationLoss ?? loss
 
@@ -167,24 +212,55 @@ public struct Trainer: Sendable {
             spec
             ?? ForecastSpec(
                 window: model.window, target: model.target, activation: model.lstmActivation ?? .relu, split: split.fractions)
-        return try TrainedModel(configuration: model, scaler: scaler, summary: summary, weights: bestParameters.array, spec: trainedSpec)
+        if model.head == .gaussian { GaussianHead.unstandardise(bestParameters, layout: layout, scale: targetScale) }
+        let trained = try TrainedModel(
+            configuration: model, scaler: scaler, summary: summary, weights: bestParameters.array, spec: trainedSpec)
+        return try trained.calibrating(closes: closes, targets: split.validationTargets)
     }
 
-    private func meanSquaredError(
+    /// The head's loss (mean squared error, or mean Gaussian negative log-likelihood) over `samples`: what early stopping
+    /// and the plateau detector monitor.
+    private func meanLoss(
         engine: NetworkEngine<Float>, parameters: FloatBuffer, samples: EncodedSamples, scratch: FloatBuffer
     ) -> Double {
-        var squaredErrorSum = 0.0
+        var lossSum = 0.0
         let indices = Array(0..<samples.count)
         for start in stride(from: 0, to: samples.count, by: engine.batchCapacity) {
             let chunk = indices[start..<min(start + engine.batchCapacity, samples.count)]
             samples.gatherTimeMajor(chunk, into: scratch.pointer)
             let outputs = engine.forward(parameters: parameters.pointer, inputs: scratch.pointer, batch: chunk.count)
             for (position, sample) in chunk.enumerated() {
-                let error = Double(outputs[position]) - Double(samples.targets[sample])
-                squaredErrorSum += error * error
+                let actual = Double(samples.targets[sample])
+                switch model.head {
+                case .point:
+                    let error = Double(outputs[position]) - actual
+                    lossSum += error * error
+                case .gaussian:
+                    lossSum +=
+                        GaussianHead.negativeLogLikelihood(
+                            actual: actual, location: Double(outputs[2 * position]), logScale: Double(outputs[2 * position + 1])
+                        ).loss
+                }
             }
         }
-        return squaredErrorSum / Double(samples.count)
+        return lossSum / Double(samples.count)
+    }
+
+    /// Starts the gaussian head at location 0 and sigma 1 (in standardised returns: the fit returns' deviation) through
+    /// the output layer's biases, so the first epochs learn the volatility's changes instead of sigma's level.
+    ///
+    /// And divides the first LSTM layer's input kernel by the inputs' root mean square: log-prices relative to the last
+    /// close are a few hundredths, so with Keras's initialisation every gate sits in its linear range and sigma cannot
+    /// tell a calm window from a volatile one (that takes |x|-like nonlinearity). Scaled, the first pre-activations are of
+    /// order one, as for min-max scaled inputs. The scale lives in the weights: the model file needs nothing new.
+    private func initialiseGaussianHead(_ parameters: FloatBuffer, layout: NetworkLayout, fitInputs inputs: [Float]) {
+        guard let output = layout.denseLayers.last, let input = layout.recurrentLayers.first, !inputs.isEmpty else { return }
+        parameters.pointer[output.biasOffset] = 0
+        parameters.pointer[output.biasOffset + 1] = 0
+        let rootMeanSquare = (inputs.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(inputs.count)).squareRoot()
+        guard rootMeanSquare > 0, rootMeanSquare < 1 else { return }
+        let kernel = parameters.pointer + input.kernelOffset
+        for index in 0..<(input.inputSize * input.gateWidth) { kernel[index] = Float(Double(kernel[index]) / rootMeanSquare) }
     }
 }
 
@@ -199,15 +275,17 @@ private final class TrainingShard: @unchecked Sendable {
     // training thread only after concurrentPerform has returned.
     let engine: NetworkEngine<Float>
     let inputs: FloatBuffer
+    /// [capacity, outputCount], as the engine's outputs.
     let outputGradient: FloatBuffer
     let gradients: FloatBuffer
-    var squaredErrorSum = 0.0
+    /// The shard's summed per-sample loss in the last batch.
+    var lossSum = 0.0
     var active = false
 
-    init(layout: NetworkLayout, capacity: Int, inputSize: Int) {
+    init(layout: NetworkLayout, capacity: Int, inputSize: Int, outputCount: Int) {
         engine = NetworkEngine<Float>(layout: layout, batchCapacity: capacity)
         inputs = FloatBuffer(count: capacity * inputSize)
-        outputGradient = FloatBuffer(count: capacity)
+        outputGradient = FloatBuffer(count: capacity * outputCount)
         gradients = FloatBuffer(count: layout.parameterCount)
     }
 }

@@ -58,9 +58,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
 public struct EpochReport: Sendable, Equatable {
     /// 1-based epoch number.
     public var epoch: Int
-    /// Mean squared error over the epoch's training samples (target scale), measured while training.
+    /// The head's loss over the epoch's training samples, measured while training: mean squared error (target scale)
+    /// for a point head, mean Gaussian negative log-likelihood of the log-returns for a gaussian one (may be negative).
     public var loss: Double
-    /// Mean squared error on the validation samples after the epoch, or nil without validation samples.
+    /// The same loss on the validation samples after the epoch, or nil without validation samples.
     public var validationLoss: Double?
     /// Learning rate used during this epoch.
     public var learningRate: Double

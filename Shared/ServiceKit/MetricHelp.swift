@@ -40,6 +40,22 @@ public enum MetricHelp {
             "Model MAE over the naive forecast's MAE on the same last N days (below 1 beats naive), by pair, interval and model version.",
         "candlecast_naive_rolling_mae_usd": "Mean absolute error in USD of the naive forecast (tomorrow = today) on the same last N days.",
         "candlecast_forecast_rolling_window_forecasts": "Scored forecasts in the rolling window, by pair, interval and model version.",
+        "candlecast_forecast_coverage_window_forecasts":
+            "Scored forecasts with intervals in the window (the newest, at most 60) the rolling coverage, Winkler and Brier "
+            + "figures are taken over, by pair, interval and model version.",
+        "candlecast_forecast_rolling_coverage":
+            "Share (0-1) of the last 60 actual closes inside the forecast interval, by pair, interval, model version and level.",
+        "candlecast_naive_rolling_coverage":
+            "Share (0-1) of the same days' actual closes inside the naive baseline's interval, by pair, interval, model version and level.",
+        "candlecast_forecast_rolling_winkler_usd":
+            "Mean Winkler (interval) score in USD of the last 60 scored forecasts (lower is better), by pair, interval, model version "
+            + "and level.",
+        "candlecast_naive_rolling_winkler_usd":
+            "Mean Winkler score in USD of the naive baseline's intervals on the same days, by pair, interval, model version and level.",
+        "candlecast_forecast_rolling_brier":
+            "Mean Brier score of the up probability over the last 60 scored forecasts (0 is perfect, 0.25 a coin), by pair, interval "
+            + "and model version.",
+        "candlecast_naive_rolling_brier": "Mean Brier score of the naive baseline's up probability on the same days.",
         "candlecast_forecast_rmse_reference_usd":
             "Configured reference for the rolling RMSE; an alert fires above it (CANDLECAST_MONITOR_RMSE_REFERENCE_USD).",
         "candlecast_monitor_forecasts_received_total": "Forecast events the monitor stored, by pair, interval and model version.",

@@ -57,12 +57,21 @@ struct MessageContractTests {
 /// The Swift client library and the Python example, against the real broker.
 @Suite("Forecast subscribers", .serialized)
 struct ForecastSubscriberTests {
+    /// Even days carry ranges and an up probability (a calibrated model), odd days none (an uncalibrated one).
     static func forecast(day: Int64, version: Int = 1) -> ForecastCreated {
-        ForecastCreated(
-            pair: "XBTUSD", interval: .oneDay, targetOpenTime: 1_704_067_200 + day * 86_400, predictedClose: 40_000 + Double(day),
+        let point = 40_000 + Double(day)
+        let calibrated = day.isMultiple(of: 2)
+        return ForecastCreated(
+            pair: "XBTUSD", interval: .oneDay, targetOpenTime: 1_704_067_200 + day * 86_400, predictedClose: point,
             lastClose: 39_000,
             modelName: "lstm-xbtusd-1d", modelVersion: version, datasetVersion: 1, producedAt: Date(timeIntervalSince1970: 1_750_000_000),
-            stale: false)
+            stale: false,
+            intervals: calibrated
+                ? [
+                    ForecastInterval(level: 0.8, lower: point - 1_000.25, upper: point + 1_100.5),
+                    ForecastInterval(level: 0.95, lower: point - 2_000.75, upper: point + 2_300),
+                ] : nil,
+            probabilityUp: calibrated ? 0.5 + Double(day) / 100 : nil)
     }
 
     @Test(
@@ -95,7 +104,10 @@ struct ForecastSubscriberTests {
         let task = Task { await subscriber.forecasts { received.append($0) } }
         try await eventually("20 forecasts") { received.values.count == 20 }
         try await Task.sleep(for: .milliseconds(300))
+        // Equal field by field: the ranges and the up probability arrive as sent, and are nil where none were sent.
         #expect(received.values == sent)
+        #expect(received.values.filter { $0.intervals != nil }.count == 10)
+        #expect(received.values.first?.interval(0.95)?.upper == 42_300 && received.values.first?.probabilityUp == 0.5)
         try await eventually("the undecodable message dead-lettered") {
             (try? await BrokerAdmin.messageCount(queue: queue + ".dead-letters", configuration: broker)) == 1
         }
@@ -127,6 +139,19 @@ struct ForecastSubscriberTests {
             #expect(object["target_open_time"] as? Int64 == forecast.targetOpenTime)
             #expect(object["predicted_close"] as? Double == forecast.predictedClose)
             #expect(object["model_version"] as? Int == 7)
+            // The ranges and P(up) as [lower, upper] and a number; JSON null where the forecast has none.
+            for (key, level) in [("range_80", 0.8), ("range_95", 0.95)] {
+                if let interval = forecast.interval(level) {
+                    #expect(object[key] as? [Double] == [interval.lower, interval.upper], "\(key): \(line)")
+                } else {
+                    #expect(object[key] is NSNull, "\(key): \(line)")
+                }
+            }
+            if let probability = forecast.probabilityUp {
+                #expect(object["probability_up"] as? Double == probability, "\(line)")
+            } else {
+                #expect(object["probability_up"] is NSNull, "\(line)")
+            }
         }
         #expect(try await BrokerAdmin.messageCount(queue: queue, configuration: broker) == 0)
         try await BrokerAdmin.delete(queue: queue, configuration: broker)

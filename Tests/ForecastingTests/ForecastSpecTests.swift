@@ -14,13 +14,13 @@ struct ForecastSpecTests {
             .train(closes: closes, split: split)
     }
 
-    @Test("a trained model carries its spec through the model file (format 2)")
+    @Test("a trained model carries its spec through the model file (format 3)")
     func specRoundTrip() throws {
         let model = try Self.trainedModel()
         #expect(model.spec == Self.spec)
         #expect(model.summary.trainingEnd == 120)  // floor(200 * 0.6), from the spec's split
         let bytes = try model.encode()
-        #expect(bytes[8] == 2)
+        #expect(bytes[8] == 3)
         let decoded = try TrainedModel(decoding: bytes)
         #expect(decoded.spec == Self.spec)
         #expect(decoded.configuration == model.configuration)

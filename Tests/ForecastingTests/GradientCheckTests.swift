@@ -1,26 +1,59 @@
+import Foundation
 import Testing
 
 @testable import Forecasting
 
 /// Backpropagation through time checked against central finite differences, in double precision so a tight
-/// tolerance is meaningful (Float32 rounding would swamp the differences).
+/// tolerance is meaningful (Float32 rounding would swamp the differences). Point heads under the mean squared error,
+/// gaussian heads under the mean Gaussian negative log-likelihood with the trainer's output gradients.
 @Suite("Gradient check")
 struct GradientCheckTests {
-    static let architectures: [(name: String, layers: [LayerSpec])] = [
-        ("LSTM(3, relu) -> Dense(1)", [.lstm(units: 3, activation: .relu), .dense(units: 1)]),
-        ("LSTM(3, tanh) -> Dense(1)", [.lstm(units: 3, activation: .tanh), .dense(units: 1)]),
+    static let architectures: [(name: String, layers: [LayerSpec], head: OutputHead)] = [
+        ("LSTM(3, relu) -> Dense(1)", [.lstm(units: 3, activation: .relu), .dense(units: 1)], .point),
+        ("LSTM(3, tanh) -> Dense(1)", [.lstm(units: 3, activation: .tanh), .dense(units: 1)], .point),
         (
             "LSTM(4, tanh) -> LSTM(3, relu) -> Dense(2, tanh) -> Dense(1)",
-            [.lstm(units: 4, activation: .tanh), .lstm(units: 3, activation: .relu), .dense(units: 2, activation: .tanh), .dense(units: 1)]
+            [
+                .lstm(units: 4, activation: .tanh), .lstm(units: 3, activation: .relu), .dense(units: 2, activation: .tanh),
+                .dense(units: 1),
+            ],
+            .point
+        ),
+        ("LSTM(3, relu) -> Dense(2) gaussian NLL", [.lstm(units: 3, activation: .relu), .dense(units: 2)], .gaussian),
+        (
+            "LSTM(4, tanh) -> Dense(3, tanh) -> Dense(2) gaussian NLL",
+            [.lstm(units: 4, activation: .tanh), .dense(units: 3, activation: .tanh), .dense(units: 2)], .gaussian
         ),
     ]
 
+    /// The batch's mean loss and its gradient with respect to the outputs ([batch, head.outputCount]).
+    static func loss(
+        outputs: UnsafePointer<Double>, targets: [Double], head: OutputHead
+    ) -> (loss: Double, outputGradient: [Double]) {
+        let batch = Double(targets.count)
+        var loss = 0.0
+        var gradient: [Double] = []
+        for (row, target) in targets.enumerated() {
+            switch head {
+            case .point:
+                loss += (outputs[row] - target) * (outputs[row] - target) / batch
+                gradient.append(2 * (outputs[row] - target) / batch)
+            case .gaussian:
+                let nll = GaussianHead.negativeLogLikelihood(actual: target, location: outputs[2 * row], logScale: outputs[2 * row + 1])
+                loss += nll.loss / batch
+                gradient += [nll.locationGradient / batch, nll.logScaleGradient / batch]
+            }
+        }
+        return (loss, gradient)
+    }
+
     @Test("parameter and input gradients match finite differences", arguments: 0..<architectures.count)
     func gradientsMatchFiniteDifferences(architecture: Int) throws {
-        let (name, layers) = Self.architectures[architecture]
+        let (name, layers, head) = Self.architectures[architecture]
         let window = 5
         let batch = 3
-        let layout = try NetworkLayout(ModelConfiguration(layers: layers, window: window, target: .nextScaledClose))
+        let target: ForecastTarget = head == .gaussian ? .logReturn : .nextScaledClose
+        let layout = try NetworkLayout(ModelConfiguration(layers: layers, window: window, target: target, head: head))
         var generator = SeededGenerator(seed: UInt64(architecture) + 7)
         // Start from Keras initialisation, then jitter every parameter so biases and gates are all non-trivial.
         var parameters = layout.initialParameters(using: &generator).map { Double($0) + (generator.nextUnitDouble() - 0.5) * 0.4 }
@@ -31,8 +64,10 @@ struct GradientCheckTests {
         func loss(_ parameters: [Double], _ inputs: [Double]) -> Double {
             parameters.withUnsafeBufferPointer { p in
                 inputs.withUnsafeBufferPointer { x in
-                    let outputs = engine.forward(parameters: p.baseAddress!, inputs: x.baseAddress!, batch: batch)
-                    return (0..<batch).reduce(0.0) { $0 + (outputs[$1] - targets[$1]) * (outputs[$1] - targets[$1]) } / Double(batch)
+                    Self.loss(
+                        outputs: engine.forward(parameters: p.baseAddress!, inputs: x.baseAddress!, batch: batch), targets: targets,
+                        head: head
+                    ).loss
                 }
             }
         }
@@ -42,7 +77,13 @@ struct GradientCheckTests {
         parameters.withUnsafeBufferPointer { p in
             inputs.withUnsafeBufferPointer { x in
                 let outputs = engine.forward(parameters: p.baseAddress!, inputs: x.baseAddress!, batch: batch)
-                let outputGradient = (0..<batch).map { 2 * (outputs[$0] - targets[$0]) / Double(batch) }
+                if head == .gaussian {
+                    // Inside the clamp, where the loss depends on s: a check at a clamped s would compare 0 with 0.
+                    for row in 0..<batch {
+                        #expect(GaussianHead.logScaleRange.contains(outputs[2 * row + 1]), "\(name): s = \(outputs[2 * row + 1])")
+                    }
+                }
+                let outputGradient = Self.loss(outputs: outputs, targets: targets, head: head).outputGradient
                 parameterGradients.withUnsafeMutableBufferPointer { g in
                     inputGradients.withUnsafeMutableBufferPointer { dx in
                         engine.backward(
@@ -79,6 +120,19 @@ struct GradientCheckTests {
         // The check is only meaningful if gradients reach many parameters (relu zeroes some) and every step.
         #expect(parameterGradients.filter { $0 != 0 }.count > parameterGradients.count / 3)
         #expect((0..<window).allSatisfy { step in (0..<batch).contains { inputGradients[step * batch + $0] != 0 } })
+    }
+
+    @Test("the gaussian negative log-likelihood and its output gradients, by hand")
+    func gaussianNegativeLogLikelihood() {
+        // r = 0.03, mu = 0.01, sigma = 0.02: z = 1, NLL = 0.5 log(2 pi) + log(0.02) + 0.5.
+        let nll = GaussianHead.negativeLogLikelihood(actual: 0.03, location: 0.01, logScale: log(0.02))
+        #expect(abs(nll.loss - (0.918_938_533_204_672_7 + log(0.02) + 0.5)) < 1e-12)
+        #expect(abs(nll.locationGradient - -50) < 1e-9)  // -(r - mu) / sigma^2
+        #expect(abs(nll.logScaleGradient) < 1e-12)  // 1 - z^2
+        // A clamped log-scale: sigma is exp(3), the loss no longer depends on s.
+        let clamped = GaussianHead.negativeLogLikelihood(actual: 0, location: 0, logScale: 50)
+        #expect(clamped.loss == GaussianHead.halfLogTwoPi + 3)
+        #expect(clamped.logScaleGradient == 0)
     }
 
     private func parameterName(_ index: Int, _ layout: NetworkLayout) -> String {

@@ -5,7 +5,8 @@ import Testing
 @Suite("Model file")
 struct ModelFileTests {
     static func trainedModel() throws -> TrainedModel {
-        let closes = noisySine(count: 200, seed: 21)
+        // 300 closes: 21 validation rows, enough to calibrate (ResidualCalibration.minimumRows).
+        let closes = noisySine(count: 300, seed: 21)
         let split = try ChronologicalSplit(count: closes.count, window: 6)
         let model = ModelConfiguration(
             layers: [
@@ -21,18 +22,37 @@ struct ModelFileTests {
         #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)
     }
 
-    @Test("round trip keeps configuration, scaler, metadata, weights and predictions")
+    @Test("round trip keeps configuration, scaler, metadata, calibration, weights and predictions (version 3)")
     func roundTrip() throws {
         let model = try Self.trainedModel()
         let bytes = try model.encode()
+        #expect(bytes[8] == 3 && TrainedModel.fileFormatVersion == 3)
         let decoded = try TrainedModel(decoding: Data(bytes))
         #expect(decoded.configuration == model.configuration)
         #expect(decoded.scaler == model.scaler)
         #expect(decoded.summary == model.summary)
+        #expect(model.calibration != nil)
+        #expect(decoded.calibration == model.calibration)
         #expect(decoded.weights.map(\.bitPattern) == model.weights.map(\.bitPattern))
         let windows = (0..<20).map { start in Array(noisySine(count: 40, seed: 2)[start..<(start + 6)]) }
         #expect(try decoded.predict(windows: windows) == model.predict(windows: windows))
+        #expect(try decoded.forecast(windows: windows) == model.forecast(windows: windows))
         #expect(try decoded.encode() == bytes)
+    }
+
+    @Test("a version-2 file (before calibration) is still written on request and reads back uncalibrated")
+    func versionTwoStillReads() throws {
+        let model = try Self.trainedModel()
+        let bytes = try model.encode(formatVersion: 2)
+        #expect(bytes[8] == 2)
+        let decoded = try TrainedModel(decoding: bytes)
+        #expect(decoded.calibration == nil)
+        #expect(decoded.configuration == model.configuration && decoded.spec == model.spec)
+        let windows = (0..<5).map { start in Array(noisySine(count: 40, seed: 2)[start..<(start + 6)]) }
+        #expect(try decoded.predict(windows: windows) == model.predict(windows: windows))
+        #expect(throws: ForecastingError.self) { try decoded.forecast(windows: windows) }
+        #expect(!ForecastModel.lstm(decoded).isCalibrated)
+        #expect(try decoded.encode(formatVersion: 2) == bytes)
     }
 
     @Test("a truncated file is reported as truncated")

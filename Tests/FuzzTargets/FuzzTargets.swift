@@ -15,6 +15,7 @@ import Messaging
 /// - `kraken-body`: an OHLC response body through `KrakenOHLC.parse`, every row through `CandleValidator`
 ///   for every interval. A candle the ingestor accepts must be a `candle.closed` every consumer accepts.
 /// - `csv-row`: lines of an OHLCVT history file through `OHLCVTLine.parse`, same invariant.
+/// - `model-file`: a model file of any kind through `ForecastModel(decoding:)`, then a forecast (`ModelFileFuzzing`).
 ///
 /// Used by `Tests/Fuzz` (libFuzzer's entry point, or a replayer of saved inputs) and by `FuzzTests`, which
 /// replays `Tests/FuzzCorpus`.
@@ -23,6 +24,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case payloadFields = "payload-fields"
     case krakenBody = "kraken-body"
     case csvRow = "csv-row"
+    case modelFile = "model-file"
 
     /// Runs one input; true when it got all the way in (a message decoded and valid, a candle accepted).
     @discardableResult
@@ -32,6 +34,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .payloadFields: PayloadFieldFuzzing.run(bytes)
         case .krakenBody: KrakenBodyFuzzing.run(bytes)
         case .csvRow: CSVRowFuzzing.run(bytes)
+        case .modelFile: ModelFileFuzzing.run(bytes)
         }
     }
 }

@@ -70,6 +70,7 @@ public enum FuzzSeeds {
         rows.append(
             ("other-layout", CSVRowFuzzing.seed(lines: ["unix,date,symbol,open,high,low,close,Volume BTC,Volume USD"], interval: .oneDay)))
         seeds[.csvRow] = rows
+        seeds[.modelFile] = try ModelFileFuzzing.seeds()
         return seeds
     }
 

@@ -1,4 +1,5 @@
 import Contracts
+import Forecasting
 import Foundation
 import KrakenFake
 import Messaging
@@ -60,14 +61,32 @@ struct MonitorIntegrationTests {
                 let lastClose = try #require(Double(days[index - 1].close))
                 let actual = try #require(Double(day.close))
                 let predicted = lastClose * (1 + 0.02 * sin(Double(index)))
+                // Ranges of 3 % and 6 % of the last close each side, and the naive baseline's a little wider.
+                let intervals = [(0.8, 0.03), (0.95, 0.06)].map { level, half in
+                    ForecastInterval(level: level, lower: predicted - half * lastClose, upper: predicted + half * lastClose)
+                }
+                let naiveIntervals = [(0.8, 0.035), (0.95, 0.065)].map { level, half in
+                    ForecastInterval(level: level, lower: lastClose * (1 - half), upper: lastClose * (1 + half))
+                }
+                let probabilityUp = 0.5 + 0.2 * cos(Double(index))
                 let forecast = ForecastCreated(
                     pair: "XBTUSD", interval: .oneDay, targetOpenTime: day.time, predictedClose: predicted, lastClose: lastClose,
-                    modelName: "lstm-xbtusd-1d", modelVersion: Self.modelVersion, datasetVersion: 1, producedAt: Date(), stale: false)
+                    modelName: "lstm-xbtusd-1d", modelVersion: Self.modelVersion, datasetVersion: 1, producedAt: Date(), stale: false,
+                    intervals: intervals, probabilityUp: probabilityUp)
+                let results = zip(intervals, naiveIntervals).map { model, naive in
+                    let outcome = IntervalOutcome(model, actual: actual, lastClose: lastClose)
+                    let naiveOutcome = IntervalOutcome(naive, actual: actual, lastClose: lastClose)
+                    return IntervalResult(
+                        level: model.level, hit: outcome.hit, winkler: outcome.winkler, naiveHit: naiveOutcome.hit,
+                        naiveWinkler: naiveOutcome.winkler)
+                }
                 let score = ForecastScored(
                     pair: "XBTUSD", interval: .oneDay, targetOpenTime: day.time, modelName: "lstm-xbtusd-1d",
                     modelVersion: Self.modelVersion,
                     predictedClose: predicted, actualClose: actual, error: predicted - actual, absoluteError: abs(predicted - actual),
-                    percentageError: abs(predicted - actual) / actual * 100, naiveAbsoluteError: abs(lastClose - actual))
+                    percentageError: abs(predicted - actual) / actual * 100, naiveAbsoluteError: abs(lastClose - actual),
+                    intervals: results, brier: brierScore(probabilityUp: probabilityUp, actual: actual, lastClose: lastClose),
+                    naiveBrier: brierScore(probabilityUp: 0.5, actual: actual, lastClose: lastClose))
                 scores.append(score)
                 messages += [
                     try message(forecast),
@@ -111,6 +130,32 @@ struct MonitorIntegrationTests {
             #expect(abs(try #require(sample(metrics, "candlecast_forecast_rolling_rmse_usd")) - expectedRMSE) < 1e-6)
             #expect(abs(try #require(sample(metrics, "candlecast_forecast_rolling_mase")) - expectedMAE / expectedNaive) < 1e-9)
             #expect(sample(metrics, "candlecast_forecast_rolling_window_forecasts") == 30)
+            // Coverage, Winkler and Brier over the full window of 60, as the scores report them.
+            #expect(sample(metrics, "candlecast_forecast_coverage_window_forecasts") == 60)
+            var expectedCoverage: [String: Double] = [:]
+            for (index, level) in IntervalLevels.all.enumerated() {
+                let name = String(level)
+                let results = scores.compactMap { $0.intervals?[index] }
+                #expect(results.count == 60)
+                let coverage = Double(results.filter(\.hit).count) / 60
+                let naiveCoverage = Double(results.filter { $0.naiveHit == true }.count) / 60
+                expectedCoverage[name] = coverage
+                let winkler: Double = results.map(\.winkler).reduce(0, +) / 60
+                let naiveWinkler: Double = results.compactMap(\.naiveWinkler).reduce(0, +) / 60
+                let figures: [(String, Double)] = [
+                    ("candlecast_forecast_rolling_coverage", coverage), ("candlecast_naive_rolling_coverage", naiveCoverage),
+                    ("candlecast_forecast_rolling_winkler_usd", winkler), ("candlecast_naive_rolling_winkler_usd", naiveWinkler),
+                ]
+                for (metric, value) in figures {
+                    let exported = try #require(sample(metrics, metric, labels: ["level=\"\(name)\""]), "\(metric) \(name)")
+                    #expect(abs(exported - value) < 1e-6, "\(metric) \(name)")
+                }
+            }
+            // Neither all hits nor none: the window's figures say something.
+            #expect((expectedCoverage["0.8"] ?? 0) > 0.3 && (expectedCoverage["0.8"] ?? 1) < 1)
+            let expectedBrier = scores.compactMap(\.brier).reduce(0, +) / 60
+            #expect(abs(try #require(sample(metrics, "candlecast_forecast_rolling_brier")) - expectedBrier) < 1e-9)
+            #expect(sample(metrics, "candlecast_naive_rolling_brier") == 0.25)
             #expect(sample(metrics, "candlecast_champion_version", labels: ["model=\"lstm-xbtusd-1d\""]) == Double(Self.modelVersion))
             #expect(sample(metrics, "candlecast_training_runs_total", labels: ["result=\"failed\""]) == 1)
             #expect(sample(metrics, "candlecast_training_run_duration_seconds_count") == 1)
@@ -140,6 +185,16 @@ struct MonitorIntegrationTests {
             #expect(dom.matches(of: /class="forecast-point"/).count == 60)
             #expect(dom.matches(of: /class="error-bar model"/).count == 60)
             #expect(dom.contains("<span id=\"champion\">v\(Self.modelVersion)</span>"))
+            // The 80 % and 95 % bands around the 60 forecasts (the wider drawn first), and the coverage card.
+            let bands = dom.matches(of: /<polygon class="interval-band band-(\d+)"[^>]*data-forecasts="(\d+)" points="([^"]*)"/)
+            #expect(bands.map { "\($0.1):\($0.2)" } == ["95:60", "80:60"])
+            for band in bands { #expect(band.3.split(separator: " ").count == 120) }
+            #expect(dom.matches(of: /class="swatch band-(80|95)"/).count == 2)
+            for level in ["80", "95"] {
+                let shown = String(format: "%.1f%%", (expectedCoverage[level == "80" ? "0.8" : "0.95"] ?? 0) * 100)
+                #expect(dom.contains("<span id=\"coverage-\(level)\">\(shown)</span>"), "coverage card, \(level) %")
+            }
+            #expect(dom.contains("<span id=\"brier\">\(String(format: "%.3f", expectedBrier))</span>"))
             let pricePoints = try #require(dom.firstMatch(of: /class="price-line" points="([^"]*)"/)).1.split(separator: " ").count
             #expect(pricePoints == 91)
             #expect(dom.contains("The registry could not be reached"))
@@ -224,7 +279,7 @@ struct MonitorIntegrationTests {
         for amount in amounts { #expect(amount.wholeMatch(of: /\$\d{1,3}(,\d{3})*/) != nil, "range \(days): \(amount)") }
     }
 
-    private func message<Payload: MessagePayload>(_ payload: Payload) throws -> OutgoingMessage {
+    func message<Payload: MessagePayload>(_ payload: Payload) throws -> OutgoingMessage {
         let routingKey =
             switch payload {
             case let event as ForecastCreated: event.routingKey
@@ -236,7 +291,7 @@ struct MonitorIntegrationTests {
         return try EnvelopeCodec.encode(Envelope(payload: payload), exchange: Exchange.events, routingKey: routingKey)
     }
 
-    private func shell(_ command: String) async throws -> Int32 {
+    func shell(_ command: String) async throws -> Int32 {
         try await TestEnvironment.run("/bin/sh", ["-c", command])
     }
 }

@@ -65,7 +65,8 @@ struct ServedWindowTests {
         #expect(promoted.spec?.window == 28)
         try await stack.predictor.handle(promoted)
         let loaded = try #require(stack.predictor.models.current("lstm-xbtusd-1d"))
-        #expect(loaded.model.spec.window == 28 && loaded.model.configuration.window == 28)
+        guard case .lstm(let network) = loaded.model else { throw TestSetupError("the champion is not an LSTM") }
+        #expect(loaded.model.spec.window == 28 && network.configuration.window == 28)
 
         let candles = 40
         for index in 0..<candles {
@@ -83,7 +84,7 @@ struct ServedWindowTests {
             let end = history.count + index
             #expect(event.modelVersion == version)
             #expect(event.lastClose == closes[end])
-            let expected = try loaded.model.predict(window: Array(closes[(end - 27)...end]))
+            let expected = try network.predict(window: Array(closes[(end - 27)...end]))
             #expect(event.predictedClose == expected)
         }
         #expect(try await stack.client.query("SELECT 1 FROM predictions.pending_windows").isEmpty)

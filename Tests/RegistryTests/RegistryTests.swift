@@ -38,8 +38,9 @@ final class TrainingPipeline: Sendable {
     /// A port per pipeline: suites of this target share the process, one pipeline after another.
     private static let nextPort = Mutex(18_420)
 
+    /// `baselines`: the families every sweep trains beside its grid (none unless a test asks: most tests count jobs).
     init(
-        maximumMASE: Double,
+        maximumMASE: Double, baselines: [ModelFamily] = [],
         redelivery: RedeliveryPolicy = RedeliveryPolicy(
             maximumAttempts: 3, retryDelay: .milliseconds(200), isTransient: isTransientFailure)
     ) async throws {
@@ -60,7 +61,7 @@ final class TrainingPipeline: Sendable {
             try await BrokerAdmin.purge(queue: queue, configuration: broker)
         }
         publisher = try Publisher(configuration: broker, options: Publisher.Options(topology: topology), logger: TestEnvironment.logger)
-        store = RegistryStore(maximumMASE: maximumMASE)
+        store = RegistryStore(maximumMASE: maximumMASE, sweepBaselines: baselines)
         let relay = OutboxRelay(
             schema: RegistrySchema.name, database: client, publisher: publisher, logger: logger, pollInterval: .milliseconds(20))
         tasks.append(Task { try? await relay.run() })
@@ -391,7 +392,7 @@ struct ArtifactReferenceTests {
         var training = TrainingConfiguration()
         training.epochs = 1
         training.seed = seed
-        let closes = (0..<200).map { 100 + sin(Double($0) / 5) * 10 }
+        let closes = (0..<300).map { 100 + sin(Double($0) / 5) * 10 }
         return try Trainer(model: .btcDailyV1(units: 2, target: .logReturn), training: training)
             .train(closes: closes, split: try ChronologicalSplit(count: closes.count)).encode()
     }
@@ -419,7 +420,8 @@ struct ArtifactReferenceTests {
         let fields = try #require(JSONSerialization.jsonObject(with: Data(delivery.body)) as? [String: Any])
         let artifactFields = try #require(fields["artifact"] as? [String: Any])
         #expect(Set(artifactFields.keys) == ["name", "bytes", "sha256"], "no model bytes on the bus")
-        #expect(fields["model"] == nil && fields["artifact_crc32"] == nil)
+        // "model" is the family now, never the file (schema version 1 carried the file base64 under that key).
+        #expect(fields["model"] as? String == "lstm" && fields["artifact_crc32"] == nil)
         #expect(delivery.body.count < 4096, "training.completed is \(delivery.body.count) bytes")
 
         let stored = try await pipeline.client.query("SELECT content, byte_count, sha256 FROM registry.artifacts")

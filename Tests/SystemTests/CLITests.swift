@@ -22,18 +22,34 @@ struct CLITests {
             for role in roles { try system.start(role) }
             for role in roles { try await system.waitReady(role) }
 
-            // Forty daily forecasts from 2024-01-01, made now (as a replay makes them); the first twenty scored.
+            // Forty daily forecasts from 2024-01-01, made now (as a replay makes them); the first twenty scored. Each carries
+            // its 80 % and 95 % ranges and P(up), but 2024-02-08's (index 38), as an uncalibrated model's would not.
             for index in 0..<40 {
                 let target = Self.january2024 + Int64(index) * Self.day
                 let predicted = 42_000 + Double(index)
                 let last = 41_900 + Double(index)
                 let actual: Double? = index < 20 ? 42_050 + Double(index) : nil
+                let calibrated = index != 38
+                let probability: Double? = calibrated ? 0.5 + Double(index) / 100 : nil
+                let intervals =
+                    calibrated
+                    ? #"[{"level":0.8,"lower":\#(predicted - 500),"upper":\#(predicted + 600)},"#
+                        + #"{"level":0.95,"lower":\#(predicted - 1_200),"upper":\#(predicted + 1_500)}]"# : nil
+                // Scored: inside both ranges (Winkler = the widths), up from the last close (Brier (p - 1)^2).
+                let outcomes =
+                    actual != nil && calibrated
+                    ? #"[{"level":0.8,"hit":true,"width":1100,"width_percent":2.6,"winkler":1100},"#
+                        + #"{"level":0.95,"hit":true,"width":2700,"width_percent":6.4,"winkler":2700}]"# : nil
+                let brier = actual != nil ? probability.map { ($0 - 1) * ($0 - 1) } : nil
+                let naiveBrier: Double? = actual != nil ? 0.25 : nil
                 try await system.client.execute(
                     """
                     INSERT INTO predictions.forecasts (pair, interval_seconds, target_open_time, model_name, model_version, dataset_version,
-                        window_end_open_time, predicted_close, last_close, stale, actual_close, absolute_error, naive_absolute_error)
+                        window_end_open_time, predicted_close, last_close, stale, actual_close, absolute_error, naive_absolute_error,
+                        intervals, probability_up, interval_outcomes, brier, naive_brier)
                     VALUES ('XBTUSD', 86400, \(target), 'lstm-xbtusd-1d', 1, 1, \(target - Self.day), \(predicted), \(last), false,
-                        \(actual), \(actual.map { abs(predicted - $0) }), \(actual.map { abs(last - $0) }))
+                        \(actual), \(actual.map { abs(predicted - $0) }), \(actual.map { abs(last - $0) }), \(intervals)::jsonb,
+                        \(probability), \(outcomes)::jsonb, \(brier), \(naiveBrier))
                     """)
             }
             // The predictor serves the latest forecast from memory, filled from the database at start.
@@ -50,10 +66,37 @@ struct CLITests {
             #expect(
                 list.output.contains("42004.00") && list.output.contains("42054.00"),
                 "forecast and actual close of 2024-01-05: \(list.output)")
+            // Its ranges, P(up), both ranges hit, and the Brier score beside the naive one: (0.54 - 1)^2 = 0.2116.
+            let fifth = try #require(list.output.split(separator: "\n").first { $0.hasPrefix("2024-01-05") }, "\(list.output)")
+            for column in ["41504.00-42604.00", "40804.00-43504.00", "54.0%", "yes/yes", "0.2116 (0.25)"] {
+                #expect(fifth.contains(column), "\(column): \(fifth)")
+            }
+            let header = try #require(list.output.split(separator: "\n").first)
+            for column in ["80% range", "95% range", "P(up)", "in 80%/95%", "Brier (naive)"] {
+                #expect(header.contains(column), "\(column): \(header)")
+            }
             let timestamps = try await system.runCLI([
                 "forecasts", "list", "--from", "2024-02-08T00:00:00Z", "--to", "2024-02-09T01:00:00+01:00",
             ])
-            #expect(timestamps.output.split(separator: "\n").filter { $0.hasPrefix("2024-") }.count == 2, "\(timestamps.output)")
+            let februaryLines = timestamps.output.split(separator: "\n").filter { $0.hasPrefix("2024-") }
+            #expect(februaryLines.count == 2, "\(timestamps.output)")
+            // Not scored yet: ranges and P(up), no hits; the uncalibrated forecast of 2024-02-08 shows none.
+            #expect(februaryLines.first.map { !$0.contains(".00-") && !$0.contains("%") } == true, "\(timestamps.output)")
+            #expect(februaryLines.last.map { $0.contains("41539.00-42639.00") && $0.contains("89.0%") } == true, "\(timestamps.output)")
+
+            // latest: the newest forecast in one line, with its ranges and P(up); --json gives the fields.
+            let latest = try await system.runCLI(["forecasts", "latest"])
+            #expect(latest.code == 0, "\(latest.output)")
+            #expect(
+                latest.output.contains(
+                    "XBTUSD 1d close of 2024-02-09: 42039.00 USD, 80% 41539.00-42639.00, 95% 40839.00-43539.00, P(up) 89.0% "
+                        + "(last close 41939.00, lstm-xbtusd-1d v1)"),
+                "\(latest.output)")
+            let latestJSON = try await system.runCLI(["forecasts", "latest", "--json"])
+            let latestLine = try #require(latestJSON.output.split(separator: "\n").first { $0.hasPrefix("{") }, "\(latestJSON.output)")
+            let latestObject = try #require(try JSONSerialization.jsonObject(with: Data(latestLine.utf8)) as? [String: Any])
+            #expect(latestObject["probability_up"] as? Double == 0.89)
+            #expect((latestObject["intervals"] as? [[String: Any]])?.compactMap { $0["upper"] as? Double } == [42_639, 43_539])
             let badDate = try await system.runCLI(["forecasts", "list", "--from", "01/05/2024"])
             #expect(badDate.code == 64 && badDate.output.contains("RFC 3339"), "\(badDate.output)")
 
@@ -78,12 +121,24 @@ struct CLITests {
                 let forecast = ForecastCreated(
                     pair: "XBTUSD", interval: .oneDay, targetOpenTime: target, predictedClose: 43_000, lastClose: 42_900,
                     modelName: "lstm-xbtusd-1d",
-                    modelVersion: 1, datasetVersion: 1, producedAt: Date(), stale: false)
+                    modelVersion: 1, datasetVersion: 1, producedAt: Date(), stale: false,
+                    intervals: [
+                        ForecastInterval(level: 0.8, lower: 42_100, upper: 43_900),
+                        ForecastInterval(level: 0.95, lower: 41_000, upper: 45_000),
+                    ], probabilityUp: 0.6)
                 try await publisher.publish(
                     try EnvelopeCodec.encode(Envelope(payload: forecast), exchange: Exchange.events, routingKey: forecast.routingKey))
             }
             #expect(try await tail.waitForExit(timeout: .seconds(20)) == 0, "\(tail.log)")
             #expect(printedTargets() == stored + [newTarget], "\(tail.log)")
+            // Stored and new forecasts both print their ranges and P(up) as JSON fields (2024-02-08's has none).
+            let printed = tail.log.split(separator: "\n").filter { $0.hasPrefix("{") }
+            let withRanges = printed.filter { $0.contains(#""intervals":[{"#) && $0.contains(#""probability_up":"#) }
+            #expect(printed.count == 4 && withRanges.count == 3, "\(tail.log)")
+            #expect(printed.last?.contains(#""probability_up":0.6"#) == true, "\(tail.log)")
+            let tailText = try await system.runCLI(["forecasts", "tail", "--count", "1", "--no-follow"])
+            #expect(
+                tailText.output.contains("42039.00 USD, 80% 41539.00-42639.00, 95% 40839.00-43539.00, P(up) 89.0%"), "\(tailText.output)")
 
             // status: plain words; the replayed candle is "a replay", not an alarming age; the services not started are down.
             let candle = CandleClosed(
@@ -109,6 +164,7 @@ struct CLITests {
             #expect(
                 status.output.contains("latest forecast: XBTUSD 1d close of 2024-02-09: 42039.00 USD by lstm-xbtusd-1d v1"),
                 "\(status.output)")
+            #expect(status.output.contains("; 80% 41539.00-42639.00, 95% 40839.00-43539.00, P(up) 89.0%"), "\(status.output)")
             #expect(status.output.contains("newest candle: XBTUSD 1d of 2024-02-09: a replay"), "\(status.output)")
             #expect(!status.output.contains("=\""), "no Prometheus label syntax: \(status.output)")
             #expect(

@@ -15,7 +15,7 @@ struct EndToEndTests {
     func wholeSystem() async throws {
         let clock = ContinuousClock()
         let started = clock.now
-        let system = try await SystemHarness(basePort: 18_580)
+        let system = try await SystemHarness(basePort: 18_580, baselines: "naive-empirical")
         try await system.run {
             try await system.startAll()
             // Both subscribers are in place before the first forecast: the Swift client and the pika example's queue.
@@ -29,9 +29,10 @@ struct EndToEndTests {
             let received = SharedList<ForecastCreated>()
             let clientTask = Task { await client.forecasts { received.append($0) } }
 
-            // The backfill makes dataset version 1, which starts a sweep; both trainers take a job.
+            // The backfill makes dataset version 1, which starts a sweep (2 LSTM grid points and the naive baseline); both
+            // trainers take a job.
             try await system.backfillHistory()
-            try await system.waitForRuns(2)
+            try await system.waitForRuns(3)
             let runs = await system.runs()
             #expect(runs.allSatisfy { $0["status"] as? String == "finished" })
             #expect(
@@ -60,6 +61,10 @@ struct EndToEndTests {
             #expect(Set(forecasts.map(\.targetOpenTime)) == expected)
             #expect(forecasts.count == expected.count, "one forecast per target and model version, none twice")
             #expect(Set(forecasts.map(\.modelVersion)).count == 1)
+            // Whichever candidate the gate chose, every forecast carries its 80 % and 95 % ranges and P(up).
+            #expect(
+                forecasts.allSatisfy { $0.intervals?.map(\.level) == [0.8, 0.95] && $0.probabilityUp != nil },
+                "\(forecasts.prefix(2))")
 
             let pikaLines = try await PikaExample.run(queue: "e2e.pika", pair: "xbtusd", count: expected.count, url: system.vhost.url)
             let pikaTargets = Set(
@@ -113,11 +118,11 @@ struct EndToEndTests {
             #expect(models.code == 0 && models.output.contains("champion"), "\(models.output)")
             #expect(try await system.runCLI(["models", "list"]).output.contains(SystemHarness.modelName))
             let runList = try await system.runCLI(["runs", "list"])
-            #expect(runList.code == 0 && runList.output.split(separator: "\n").count == 3, "\(runList.output)")
+            #expect(runList.code == 0 && runList.output.split(separator: "\n").count == 4, "\(runList.output)")
             #expect(try await system.runCLI(["runs", "show", "1"]).output.contains("finished"))
             let sweep = try await system.runCLI(["sweep", "--grid", #"{"units":[4],"epochs":[1]}"#])
-            #expect(sweep.code == 0 && sweep.output.contains("1 jobs"), "\(sweep.output)")
-            try await system.waitForRuns(3)
+            #expect(sweep.code == 0 && sweep.output.contains("2 jobs"), "one grid point and the baseline: \(sweep.output)")
+            try await system.waitForRuns(5)
             let missing = try await system.runCLI(["models", "promote", "99"])
             #expect(missing.code == 1 && missing.output.contains("candlecast: POST"), "\(missing.output)")
             let wrongToken = try await system.runCLI(["models", "rollback"], ["CANDLECAST_REGISTRY_TOKEN": "wrong"])

@@ -54,7 +54,7 @@ final class SystemHarness: @unchecked Sendable {
 
     init(
         basePort: Int, sweepGrid: String = #"{"units":[8],"epochs":[4],"batch_size":[32,64]}"#, rolePrefix: String? = nil,
-        datasetEvery: Int = 1000
+        datasetEvery: Int = 1000, baselines: String = ""
     ) async throws {
         ports = Ports(base: basePort)
         self.rolePrefix = rolePrefix
@@ -72,7 +72,9 @@ final class SystemHarness: @unchecked Sendable {
             // Trainers store model files through the registry's API before they report a job.
             "trainer-a": ["CANDLECAST_BLAS_THREADS": "1", "CANDLECAST_REGISTRY_URL": registryURL],
             "trainer-b": ["CANDLECAST_BLAS_THREADS": "1", "CANDLECAST_REGISTRY_URL": registryURL],
-            "registry": ["CANDLECAST_SWEEP_GRID": sweepGrid],
+            // No baselines unless asked: the delivery and recovery tests count a sweep's runs as its grid points (the end-to-end
+            // test runs the default, CANDLECAST_SWEEP_BASELINES=naive-empirical).
+            "registry": ["CANDLECAST_SWEEP_GRID": sweepGrid, "CANDLECAST_SWEEP_BASELINES": baselines],
             "predictor": ["CANDLECAST_REGISTRY_URL": registryURL],
             "monitor": ["CANDLECAST_REGISTRY_URL": registryURL, "CANDLECAST_MONITOR_REFRESH_SECONDS": "1"],
         ]

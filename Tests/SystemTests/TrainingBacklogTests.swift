@@ -48,7 +48,8 @@ struct TrainingBacklogTests {
             #expect(counts["finished", default: 0] >= 3, "the newest sweep trained: \(counts)")
             // Each sweep has 3 jobs: never more than the newest sweep's wait to be trained. (The broker queue may hold
             // more messages for a moment: a superseded job is still delivered, and a trainer acks it at once.)
-            #expect(mostQueuedRuns <= 3, "at most one sweep's jobs queued for training, saw \(mostQueuedRuns)")
+            // One sweep's jobs: the 3 grid points and the naive baseline (CANDLECAST_SWEEP_BASELINES' default).
+            #expect(mostQueuedRuns <= 4, "at most one sweep's jobs queued for training, saw \(mostQueuedRuns)")
             #expect(
                 counts["finished", default: 0] + counts["failed", default: 0] < sweeps * 3 / 2,
                 "most of the older sweeps' jobs were never trained")

@@ -8,6 +8,11 @@
 Each forecast is acknowledged after it is handled, so none is lost if this program stops; one may come
 twice, so handling is idempotent on (pair, interval, target_open_time, model_version). With --queue the
 queue is durable and keeps forecasts while this program is down; without it the queue is temporary.
+
+Each line printed is one forecast as JSON: the point forecast (predicted_close), its 80 % and 95 % ranges
+(range_80, range_95: [lower, upper] in USD) and probability_up, P(close above last_close). The ranges and the
+probability are optional fields of schema version 1: null for a model without calibration (and from an older
+predictor), so read them with .get().
 """
 import argparse
 import json
@@ -65,9 +70,13 @@ def main():
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
         forecast = json.loads(body)
-        print(json.dumps({key: forecast[key] for key in
-                          ("pair", "interval", "target_open_time", "predicted_close", "last_close", "model_name", "model_version")}),
-              flush=True)
+        shown = {key: forecast[key] for key in
+                 ("pair", "interval", "target_open_time", "predicted_close", "last_close", "model_name", "model_version")}
+        ranges = {interval["level"]: [interval["lower"], interval["upper"]] for interval in forecast.get("intervals") or []}
+        shown["range_80"] = ranges.get(0.8)
+        shown["range_95"] = ranges.get(0.95)
+        shown["probability_up"] = forecast.get("probability_up")
+        print(json.dumps(shown), flush=True)
         channel.basic_ack(method.delivery_tag)
         received += 1
         if args.count and received >= args.count:

@@ -16,8 +16,9 @@ public import struct Foundation.Data
 #endif
 public import struct Foundation.Date
 import HTTPTypes
-/// The dashboard: prices, forecasts and their errors, the champion and its alias history, recent training runs,
-/// series freshness and dead-letter depths, as one server-rendered HTML page.
+/// The dashboard: prices, forecasts with their 80 % and 95 % intervals drawn as bands, and their errors; the rolling
+/// interval coverage, Winkler and Brier scores beside the naive baseline's; the champion and its alias history, recent
+/// training runs, series freshness and dead-letter depths, as one server-rendered HTML page.
 /// Conventions (every Candlecast API): an interval is written as the APIs name it (`"1d"`); timestamps are
 /// RFC 3339 in UTC (`2024-01-01T00:00:00Z`); `from`/`to` take an RFC 3339 date (`2024-01-01`; as `to`, the whole
 /// day) or timestamp (any offset).

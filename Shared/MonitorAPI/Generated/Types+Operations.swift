@@ -146,7 +146,12 @@ public enum Operations {
                     self.body = body
                 }
             }
-            /// the page (UTF-8, as its meta element says)
+            /// the page (UTF-8, as its meta element says). Two JSON figures are embedded for scripts:
+            /// `<script type="application/json" id="accuracy">` (the range's MAE, RMSE, MAPE, MASE beside the naive forecast's)
+            /// and `id="interval-scores"` (`model_version`, `window`, and `scores`: `count`, per level `model` and `naive`
+            /// coverage and mean Winkler score, `brier`, `naive_brier`, over the last `window` scored forecasts with intervals
+            /// of the version that made the newest; `null` when there is none), the figures /metrics exports.
+            ///
             ///
             /// - Remark: Generated from `#/paths///get(getDashboard)/responses/200`.
             ///

@@ -24,6 +24,11 @@ import HTTPTypes
 /// formed, but not what the champion in place takes), 413 (body over 256 KiB) or 415 (a body that is not JSON).
 /// A path asked with a method it does not list is answered 405 with `Allow`; `GET` paths also answer `HEAD`.
 /// Parameters are strict: absent takes the default, present must be valid (never clamped or replaced).
+/// Uncertainty (version 3, additive): a forecast carries `intervals` (the 80 % and 95 % ranges of the close, in
+/// that order, nested) and `probability_up` (P(close above `last_close`)); both are left out for a model without
+/// calibration (an LSTM trained before model file version 3). Once scored, each interval says whether the actual
+/// close fell inside it and its Winkler score, beside the naive baseline's (tomorrow = today, empirical quantiles
+/// of the window's trailing daily log-returns) of the same level; `brier` and `naive_brier` score the probabilities.
 ///
 public struct Client: APIProtocol {
     /// The underlying HTTP client.

@@ -94,6 +94,12 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/Forecast/stale`.
             public var stale: Swift.Bool
+            /// the 80 % and 95 % ranges, in that order; absent for a model without calibration
+            ///
+            /// - Remark: Generated from `#/components/schemas/Forecast/intervals`.
+            public var intervals: [Components.Schemas.ForecastInterval]?
+            /// - Remark: Generated from `#/components/schemas/Forecast/probability_up`.
+            public var probabilityUp: Components.Schemas.Probability?
             /// Creates a new `Forecast`.
             ///
             /// - Parameters:
@@ -107,6 +113,8 @@ extension Components {
             ///   - datasetVersion:
             ///   - producedAt:
             ///   - stale: the model is older than CANDLECAST_MODEL_MAX_AGE_DAYS
+            ///   - intervals: the 80 % and 95 % ranges, in that order; absent for a model without calibration
+            ///   - probabilityUp:
             public init(
                 pair: Swift.String,
                 interval: Components.Schemas.Interval,
@@ -117,7 +125,9 @@ extension Components {
                 modelVersion: Swift.Int,
                 datasetVersion: Swift.Int,
                 producedAt: Foundation.Date,
-                stale: Swift.Bool
+                stale: Swift.Bool,
+                intervals: [Components.Schemas.ForecastInterval]? = nil,
+                probabilityUp: Components.Schemas.Probability? = nil
             ) {
                 self.pair = pair
                 self.interval = interval
@@ -129,6 +139,8 @@ extension Components {
                 self.datasetVersion = datasetVersion
                 self.producedAt = producedAt
                 self.stale = stale
+                self.intervals = intervals
+                self.probabilityUp = probabilityUp
             }
             public enum CodingKeys: String, CodingKey {
                 case pair
@@ -141,6 +153,106 @@ extension Components {
                 case datasetVersion = "dataset_version"
                 case producedAt = "produced_at"
                 case stale
+                case intervals
+                case probabilityUp = "probability_up"
+            }
+        }
+        /// P(close above last_close); absent for a model without calibration
+        ///
+        /// - Remark: Generated from `#/components/schemas/Probability`.
+        public typealias Probability = Swift.Double
+        /// nominal coverage: 0.8 or 0.95
+        ///
+        /// - Remark: Generated from `#/components/schemas/Level`.
+        public typealias Level = Swift.Double
+        /// the close is expected in lower..upper (USD) with probability level
+        ///
+        /// - Remark: Generated from `#/components/schemas/ForecastInterval`.
+        public struct ForecastInterval: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/ForecastInterval/level`.
+            public var level: Components.Schemas.Level
+            /// - Remark: Generated from `#/components/schemas/ForecastInterval/lower`.
+            public var lower: Swift.Double
+            /// - Remark: Generated from `#/components/schemas/ForecastInterval/upper`.
+            public var upper: Swift.Double
+            /// Creates a new `ForecastInterval`.
+            ///
+            /// - Parameters:
+            ///   - level:
+            ///   - lower:
+            ///   - upper:
+            public init(
+                level: Components.Schemas.Level,
+                lower: Swift.Double,
+                upper: Swift.Double
+            ) {
+                self.level = level
+                self.lower = lower
+                self.upper = upper
+            }
+            public enum CodingKeys: String, CodingKey {
+                case level
+                case lower
+                case upper
+            }
+        }
+        /// an interval of the forecast and, once scored, how it did beside the naive baseline's interval of the same level
+        ///
+        /// - Remark: Generated from `#/components/schemas/ScoredInterval`.
+        public struct ScoredInterval: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/ScoredInterval/level`.
+            public var level: Components.Schemas.Level
+            /// - Remark: Generated from `#/components/schemas/ScoredInterval/lower`.
+            public var lower: Swift.Double
+            /// - Remark: Generated from `#/components/schemas/ScoredInterval/upper`.
+            public var upper: Swift.Double
+            /// the actual close was inside lower..upper
+            ///
+            /// - Remark: Generated from `#/components/schemas/ScoredInterval/hit`.
+            public var hit: Swift.Bool?
+            /// Winkler score, USD: width + (2 / (1 - level)) x distance of the actual outside; lower is better
+            ///
+            /// - Remark: Generated from `#/components/schemas/ScoredInterval/winkler`.
+            public var winkler: Swift.Double?
+            /// - Remark: Generated from `#/components/schemas/ScoredInterval/naive_hit`.
+            public var naiveHit: Swift.Bool?
+            /// - Remark: Generated from `#/components/schemas/ScoredInterval/naive_winkler`.
+            public var naiveWinkler: Swift.Double?
+            /// Creates a new `ScoredInterval`.
+            ///
+            /// - Parameters:
+            ///   - level:
+            ///   - lower:
+            ///   - upper:
+            ///   - hit: the actual close was inside lower..upper
+            ///   - winkler: Winkler score, USD: width + (2 / (1 - level)) x distance of the actual outside; lower is better
+            ///   - naiveHit:
+            ///   - naiveWinkler:
+            public init(
+                level: Components.Schemas.Level,
+                lower: Swift.Double,
+                upper: Swift.Double,
+                hit: Swift.Bool? = nil,
+                winkler: Swift.Double? = nil,
+                naiveHit: Swift.Bool? = nil,
+                naiveWinkler: Swift.Double? = nil
+            ) {
+                self.level = level
+                self.lower = lower
+                self.upper = upper
+                self.hit = hit
+                self.winkler = winkler
+                self.naiveHit = naiveHit
+                self.naiveWinkler = naiveWinkler
+            }
+            public enum CodingKeys: String, CodingKey {
+                case level
+                case lower
+                case upper
+                case hit
+                case winkler
+                case naiveHit = "naive_hit"
+                case naiveWinkler = "naive_winkler"
             }
         }
         /// a forecast and, once its candle has closed, how far off it was; the score fields are left out until then
@@ -185,6 +297,20 @@ extension Components {
             public var naiveAbsoluteError: Swift.Double?
             /// - Remark: Generated from `#/components/schemas/ScoredForecast/scored_at`.
             public var scoredAt: Foundation.Date?
+            /// the 80 % and 95 % ranges; absent for a model without calibration
+            ///
+            /// - Remark: Generated from `#/components/schemas/ScoredForecast/intervals`.
+            public var intervals: [Components.Schemas.ScoredInterval]?
+            /// - Remark: Generated from `#/components/schemas/ScoredForecast/probability_up`.
+            public var probabilityUp: Components.Schemas.Probability?
+            /// (probability_up - 1 if the close ended above last_close, else 0)^2, once scored
+            ///
+            /// - Remark: Generated from `#/components/schemas/ScoredForecast/brier`.
+            public var brier: Swift.Double?
+            /// the naive baseline's Brier score on the same day
+            ///
+            /// - Remark: Generated from `#/components/schemas/ScoredForecast/naive_brier`.
+            public var naiveBrier: Swift.Double?
             /// Creates a new `ScoredForecast`.
             ///
             /// - Parameters:
@@ -204,6 +330,10 @@ extension Components {
             ///   - percentageError: absolute error as a percentage of the actual close
             ///   - naiveAbsoluteError: absolute error of the naive forecast (last_close)
             ///   - scoredAt:
+            ///   - intervals: the 80 % and 95 % ranges; absent for a model without calibration
+            ///   - probabilityUp:
+            ///   - brier: (probability_up - 1 if the close ended above last_close, else 0)^2, once scored
+            ///   - naiveBrier: the naive baseline's Brier score on the same day
             public init(
                 pair: Swift.String,
                 interval: Components.Schemas.Interval,
@@ -220,7 +350,11 @@ extension Components {
                 absoluteError: Swift.Double? = nil,
                 percentageError: Swift.Double? = nil,
                 naiveAbsoluteError: Swift.Double? = nil,
-                scoredAt: Foundation.Date? = nil
+                scoredAt: Foundation.Date? = nil,
+                intervals: [Components.Schemas.ScoredInterval]? = nil,
+                probabilityUp: Components.Schemas.Probability? = nil,
+                brier: Swift.Double? = nil,
+                naiveBrier: Swift.Double? = nil
             ) {
                 self.pair = pair
                 self.interval = interval
@@ -238,6 +372,10 @@ extension Components {
                 self.percentageError = percentageError
                 self.naiveAbsoluteError = naiveAbsoluteError
                 self.scoredAt = scoredAt
+                self.intervals = intervals
+                self.probabilityUp = probabilityUp
+                self.brier = brier
+                self.naiveBrier = naiveBrier
             }
             public enum CodingKeys: String, CodingKey {
                 case pair
@@ -256,6 +394,10 @@ extension Components {
                 case percentageError = "percentage_error"
                 case naiveAbsoluteError = "naive_absolute_error"
                 case scoredAt = "scored_at"
+                case intervals
+                case probabilityUp = "probability_up"
+                case brier
+                case naiveBrier = "naive_brier"
             }
         }
         /// - Remark: Generated from `#/components/schemas/PredictRequest`.
@@ -322,6 +464,12 @@ extension Components {
             public var modelName: Swift.String
             /// - Remark: Generated from `#/components/schemas/Prediction/model_version`.
             public var modelVersion: Swift.Int
+            /// the 80 % and 95 % ranges; absent for a model without calibration
+            ///
+            /// - Remark: Generated from `#/components/schemas/Prediction/intervals`.
+            public var intervals: [Components.Schemas.ForecastInterval]?
+            /// - Remark: Generated from `#/components/schemas/Prediction/probability_up`.
+            public var probabilityUp: Components.Schemas.Probability?
             /// Creates a new `Prediction`.
             ///
             /// - Parameters:
@@ -331,13 +479,17 @@ extension Components {
             ///   - lastClose:
             ///   - modelName:
             ///   - modelVersion:
+            ///   - intervals: the 80 % and 95 % ranges; absent for a model without calibration
+            ///   - probabilityUp:
             public init(
                 pair: Swift.String,
                 interval: Components.Schemas.Interval,
                 predictedClose: Swift.Double,
                 lastClose: Swift.Double,
                 modelName: Swift.String,
-                modelVersion: Swift.Int
+                modelVersion: Swift.Int,
+                intervals: [Components.Schemas.ForecastInterval]? = nil,
+                probabilityUp: Components.Schemas.Probability? = nil
             ) {
                 self.pair = pair
                 self.interval = interval
@@ -345,6 +497,8 @@ extension Components {
                 self.lastClose = lastClose
                 self.modelName = modelName
                 self.modelVersion = modelVersion
+                self.intervals = intervals
+                self.probabilityUp = probabilityUp
             }
             public enum CodingKeys: String, CodingKey {
                 case pair
@@ -353,6 +507,8 @@ extension Components {
                 case lastClose = "last_close"
                 case modelName = "model_name"
                 case modelVersion = "model_version"
+                case intervals
+                case probabilityUp = "probability_up"
             }
         }
         /// - Remark: Generated from `#/components/schemas/Champion`.
@@ -365,12 +521,29 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/Champion/window`.
             public var window: Swift.Int
-            /// what the model predicts: log_return, return or close
+            /// what an LSTM predicts (its spec's target); a baseline's spec target, which it ignores
             ///
             /// - Remark: Generated from `#/components/schemas/Champion/target`.
             public var target: Swift.String
+            /// 0 for a baseline (nothing is fitted)
+            ///
             /// - Remark: Generated from `#/components/schemas/Champion/epochs_run`.
             public var epochsRun: Swift.Int
+            /// the model family
+            ///
+            /// - Remark: Generated from `#/components/schemas/Champion/kind`.
+            @frozen public enum KindPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case lstm = "lstm"
+                case naiveEmpirical = "naive-empirical"
+            }
+            /// the model family
+            ///
+            /// - Remark: Generated from `#/components/schemas/Champion/kind`.
+            public var kind: Components.Schemas.Champion.KindPayload
+            /// its forecasts carry intervals and probability_up
+            ///
+            /// - Remark: Generated from `#/components/schemas/Champion/calibrated`.
+            public var calibrated: Swift.Bool
             /// when the registry stored this version
             ///
             /// - Remark: Generated from `#/components/schemas/Champion/created_at`.
@@ -381,8 +554,10 @@ extension Components {
             ///   - modelName:
             ///   - modelVersion:
             ///   - window: how many closes POST /v1/predict takes
-            ///   - target: what the model predicts: log_return, return or close
-            ///   - epochsRun:
+            ///   - target: what an LSTM predicts (its spec's target); a baseline's spec target, which it ignores
+            ///   - epochsRun: 0 for a baseline (nothing is fitted)
+            ///   - kind: the model family
+            ///   - calibrated: its forecasts carry intervals and probability_up
             ///   - createdAt: when the registry stored this version
             public init(
                 modelName: Swift.String,
@@ -390,6 +565,8 @@ extension Components {
                 window: Swift.Int,
                 target: Swift.String,
                 epochsRun: Swift.Int,
+                kind: Components.Schemas.Champion.KindPayload,
+                calibrated: Swift.Bool,
                 createdAt: Foundation.Date
             ) {
                 self.modelName = modelName
@@ -397,6 +574,8 @@ extension Components {
                 self.window = window
                 self.target = target
                 self.epochsRun = epochsRun
+                self.kind = kind
+                self.calibrated = calibrated
                 self.createdAt = createdAt
             }
             public enum CodingKeys: String, CodingKey {
@@ -405,6 +584,8 @@ extension Components {
                 case window
                 case target
                 case epochsRun = "epochs_run"
+                case kind
+                case calibrated
                 case createdAt = "created_at"
             }
         }

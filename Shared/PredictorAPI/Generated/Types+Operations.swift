@@ -601,7 +601,7 @@ public enum Operations {
                     self.body = body
                 }
             }
-            /// the champion takes another number of closes (see GET /v1/model), or gives no finite forecast for these
+            /// the champion takes another number of closes (see GET /v1/model), or gives no valid forecast for these (a point or range that is not a positive finite price)
             ///
             /// - Remark: Generated from `#/paths//v1/predict/post(predict)/responses/409`.
             ///

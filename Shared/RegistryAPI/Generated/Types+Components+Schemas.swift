@@ -46,6 +46,91 @@ extension Components {
         ///
         /// - Remark: Generated from `#/components/schemas/Reason`.
         public typealias Reason = Swift.String
+        /// what a run trained and a version is: the LSTM, or the naive baseline (tomorrow = today, intervals from the trailing daily log-returns)
+        ///
+        /// - Remark: Generated from `#/components/schemas/ModelFamily`.
+        @frozen public enum ModelFamily: String, Codable, Hashable, Sendable, CaseIterable {
+            case lstm = "lstm"
+            case naiveEmpirical = "naive-empirical"
+        }
+        /// how a model's intervals at one level did on a set of rows
+        ///
+        /// - Remark: Generated from `#/components/schemas/IntervalScores`.
+        public struct IntervalScores: Codable, Hashable, Sendable {
+            /// nominal coverage (0.8 or 0.95)
+            ///
+            /// - Remark: Generated from `#/components/schemas/IntervalScores/level`.
+            public var level: Swift.Double
+            /// rows scored
+            ///
+            /// - Remark: Generated from `#/components/schemas/IntervalScores/count`.
+            public var count: Swift.Int
+            /// share of actual closes inside the interval (0 to 1)
+            ///
+            /// - Remark: Generated from `#/components/schemas/IntervalScores/coverage`.
+            public var coverage: Swift.Double
+            /// mean width in percent of the last close
+            ///
+            /// - Remark: Generated from `#/components/schemas/IntervalScores/mean_width_percent`.
+            public var meanWidthPercent: Swift.Double
+            /// mean Winkler score in USD (width + 2 / (1 - level) x distance outside); lower is better
+            ///
+            /// - Remark: Generated from `#/components/schemas/IntervalScores/winkler`.
+            public var winkler: Swift.Double
+            /// Creates a new `IntervalScores`.
+            ///
+            /// - Parameters:
+            ///   - level: nominal coverage (0.8 or 0.95)
+            ///   - count: rows scored
+            ///   - coverage: share of actual closes inside the interval (0 to 1)
+            ///   - meanWidthPercent: mean width in percent of the last close
+            ///   - winkler: mean Winkler score in USD (width + 2 / (1 - level) x distance outside); lower is better
+            public init(
+                level: Swift.Double,
+                count: Swift.Int,
+                coverage: Swift.Double,
+                meanWidthPercent: Swift.Double,
+                winkler: Swift.Double
+            ) {
+                self.level = level
+                self.count = count
+                self.coverage = coverage
+                self.meanWidthPercent = meanWidthPercent
+                self.winkler = winkler
+            }
+            public enum CodingKeys: String, CodingKey {
+                case level
+                case count
+                case coverage
+                case meanWidthPercent = "mean_width_percent"
+                case winkler
+            }
+        }
+        /// interval scores per level and the Brier score of the up probability (0 perfect, 0.25 a coin)
+        ///
+        /// - Remark: Generated from `#/components/schemas/DistributionScores`.
+        public struct DistributionScores: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/DistributionScores/intervals`.
+            public var intervals: [Components.Schemas.IntervalScores]
+            /// - Remark: Generated from `#/components/schemas/DistributionScores/brier`.
+            public var brier: Swift.Double
+            /// Creates a new `DistributionScores`.
+            ///
+            /// - Parameters:
+            ///   - intervals:
+            ///   - brier:
+            public init(
+                intervals: [Components.Schemas.IntervalScores],
+                brier: Swift.Double
+            ) {
+                self.intervals = intervals
+                self.brier = brier
+            }
+            public enum CodingKeys: String, CodingKey {
+                case intervals
+                case brier
+            }
+        }
         /// test metrics in USD (MASE against the naive forecast)
         ///
         /// - Remark: Generated from `#/components/schemas/Scores`.
@@ -93,6 +178,19 @@ extension Components {
         ///
         /// - Remark: Generated from `#/components/schemas/TrainingParameters`.
         public struct TrainingParameters: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/TrainingParameters/model`.
+            public var model: Components.Schemas.ModelFamily?
+            /// the LSTM's output: a point, or a Gaussian over the next log-return
+            ///
+            /// - Remark: Generated from `#/components/schemas/TrainingParameters/head`.
+            @frozen public enum HeadPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case point = "point"
+                case gaussian = "gaussian"
+            }
+            /// the LSTM's output: a point, or a Gaussian over the next log-return
+            ///
+            /// - Remark: Generated from `#/components/schemas/TrainingParameters/head`.
+            public var head: Components.Schemas.TrainingParameters.HeadPayload?
             /// - Remark: Generated from `#/components/schemas/TrainingParameters/units`.
             public var units: Swift.Int
             /// - Remark: Generated from `#/components/schemas/TrainingParameters/layers`.
@@ -116,6 +214,8 @@ extension Components {
             /// Creates a new `TrainingParameters`.
             ///
             /// - Parameters:
+            ///   - model:
+            ///   - head: the LSTM's output: a point, or a Gaussian over the next log-return
             ///   - units:
             ///   - layers:
             ///   - activation:
@@ -127,6 +227,8 @@ extension Components {
             ///   - patience:
             ///   - seed:
             public init(
+                model: Components.Schemas.ModelFamily? = nil,
+                head: Components.Schemas.TrainingParameters.HeadPayload? = nil,
                 units: Swift.Int,
                 layers: Swift.Int,
                 activation: Swift.String,
@@ -138,6 +240,8 @@ extension Components {
                 patience: Swift.Int,
                 seed: Swift.Int64
             ) {
+                self.model = model
+                self.head = head
                 self.units = units
                 self.layers = layers
                 self.activation = activation
@@ -150,6 +254,8 @@ extension Components {
                 self.seed = seed
             }
             public enum CodingKeys: String, CodingKey {
+                case model
+                case head
                 case units
                 case layers
                 case activation
@@ -301,10 +407,20 @@ extension Components {
             public var bestEpoch: Swift.Int?
             /// - Remark: Generated from `#/components/schemas/Run/validation_loss`.
             public var validationLoss: Swift.Double?
+            /// - Remark: Generated from `#/components/schemas/Run/model`.
+            public var model: Components.Schemas.ModelFamily
             /// - Remark: Generated from `#/components/schemas/Run/test_metrics`.
             public var testMetrics: Components.Schemas.Scores?
             /// - Remark: Generated from `#/components/schemas/Run/naive_metrics`.
             public var naiveMetrics: Components.Schemas.Scores?
+            /// - Remark: Generated from `#/components/schemas/Run/validation_metrics`.
+            public var validationMetrics: Components.Schemas.Scores?
+            /// - Remark: Generated from `#/components/schemas/Run/test_distribution`.
+            public var testDistribution: Components.Schemas.DistributionScores?
+            /// - Remark: Generated from `#/components/schemas/Run/naive_distribution`.
+            public var naiveDistribution: Components.Schemas.DistributionScores?
+            /// - Remark: Generated from `#/components/schemas/Run/validation_distribution`.
+            public var validationDistribution: Components.Schemas.DistributionScores?
             /// - Remark: Generated from `#/components/schemas/Run/train_seconds`.
             public var trainSeconds: Swift.Double?
             /// times the run was started (a lost trainer's run is requeued up to CANDLECAST_TRAINING_MAX_ATTEMPTS)
@@ -346,8 +462,13 @@ extension Components {
             ///   - epochsRun:
             ///   - bestEpoch:
             ///   - validationLoss:
+            ///   - model:
             ///   - testMetrics:
             ///   - naiveMetrics:
+            ///   - validationMetrics:
+            ///   - testDistribution:
+            ///   - naiveDistribution:
+            ///   - validationDistribution:
             ///   - trainSeconds:
             ///   - attempts: times the run was started (a lost trainer's run is requeued up to CANDLECAST_TRAINING_MAX_ATTEMPTS)
             ///   - queuedAt:
@@ -370,8 +491,13 @@ extension Components {
                 epochsRun: Swift.Int? = nil,
                 bestEpoch: Swift.Int? = nil,
                 validationLoss: Swift.Double? = nil,
+                model: Components.Schemas.ModelFamily,
                 testMetrics: Components.Schemas.Scores? = nil,
                 naiveMetrics: Components.Schemas.Scores? = nil,
+                validationMetrics: Components.Schemas.Scores? = nil,
+                testDistribution: Components.Schemas.DistributionScores? = nil,
+                naiveDistribution: Components.Schemas.DistributionScores? = nil,
+                validationDistribution: Components.Schemas.DistributionScores? = nil,
                 trainSeconds: Swift.Double? = nil,
                 attempts: Swift.Int,
                 queuedAt: Foundation.Date,
@@ -394,8 +520,13 @@ extension Components {
                 self.epochsRun = epochsRun
                 self.bestEpoch = bestEpoch
                 self.validationLoss = validationLoss
+                self.model = model
                 self.testMetrics = testMetrics
                 self.naiveMetrics = naiveMetrics
+                self.validationMetrics = validationMetrics
+                self.testDistribution = testDistribution
+                self.naiveDistribution = naiveDistribution
+                self.validationDistribution = validationDistribution
                 self.trainSeconds = trainSeconds
                 self.attempts = attempts
                 self.queuedAt = queuedAt
@@ -419,8 +550,13 @@ extension Components {
                 case epochsRun = "epochs_run"
                 case bestEpoch = "best_epoch"
                 case validationLoss = "validation_loss"
+                case model
                 case testMetrics = "test_metrics"
                 case naiveMetrics = "naive_metrics"
+                case validationMetrics = "validation_metrics"
+                case testDistribution = "test_distribution"
+                case naiveDistribution = "naive_distribution"
+                case validationDistribution = "validation_distribution"
                 case trainSeconds = "train_seconds"
                 case attempts
                 case queuedAt = "queued_at"
@@ -491,6 +627,16 @@ extension Components {
             public var championRmse: Swift.Double?
             /// - Remark: Generated from `#/components/schemas/GateDecision/challenger_mase`.
             public var challengerMase: Swift.Double?
+            /// - Remark: Generated from `#/components/schemas/GateDecision/champion_mase`.
+            public var championMase: Swift.Double?
+            /// 80% Winkler score in USD on the test rows
+            ///
+            /// - Remark: Generated from `#/components/schemas/GateDecision/challenger_winkler`.
+            public var challengerWinkler: Swift.Double?
+            /// 80% Winkler score in USD on the test rows (absent: no intervals)
+            ///
+            /// - Remark: Generated from `#/components/schemas/GateDecision/champion_winkler`.
+            public var championWinkler: Swift.Double?
             /// - Remark: Generated from `#/components/schemas/GateDecision/decided_at`.
             public var decidedAt: Foundation.Date
             /// Creates a new `GateDecision`.
@@ -503,6 +649,9 @@ extension Components {
             ///   - challengerRmse:
             ///   - championRmse:
             ///   - challengerMase:
+            ///   - championMase:
+            ///   - challengerWinkler: 80% Winkler score in USD on the test rows
+            ///   - championWinkler: 80% Winkler score in USD on the test rows (absent: no intervals)
             ///   - decidedAt:
             public init(
                 challengerVersion: Swift.Int? = nil,
@@ -512,6 +661,9 @@ extension Components {
                 challengerRmse: Swift.Double? = nil,
                 championRmse: Swift.Double? = nil,
                 challengerMase: Swift.Double? = nil,
+                championMase: Swift.Double? = nil,
+                challengerWinkler: Swift.Double? = nil,
+                championWinkler: Swift.Double? = nil,
                 decidedAt: Foundation.Date
             ) {
                 self.challengerVersion = challengerVersion
@@ -521,6 +673,9 @@ extension Components {
                 self.challengerRmse = challengerRmse
                 self.championRmse = championRmse
                 self.challengerMase = challengerMase
+                self.championMase = championMase
+                self.challengerWinkler = challengerWinkler
+                self.championWinkler = championWinkler
                 self.decidedAt = decidedAt
             }
             public enum CodingKeys: String, CodingKey {
@@ -531,13 +686,31 @@ extension Components {
                 case challengerRmse = "challenger_rmse"
                 case championRmse = "champion_rmse"
                 case challengerMase = "challenger_mase"
+                case championMase = "champion_mase"
+                case challengerWinkler = "challenger_winkler"
+                case championWinkler = "champion_winkler"
                 case decidedAt = "decided_at"
             }
         }
-        /// lists of values per parameter; a missing, null or empty list takes the reference value
+        /// lists of values per parameter; a missing, null or empty list takes the reference value. `model` lists
+        /// families: `lstm` (or no list) trains the grid's LSTM points; each baseline listed is one job more (the
+        /// registry's CANDLECAST_SWEEP_BASELINES are added to every sweep). `head` defaults to gaussian for a
+        /// log-return target, else point (gaussian needs log-return).
+        ///
         ///
         /// - Remark: Generated from `#/components/schemas/SweepGrid`.
         public struct SweepGrid: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/model`.
+            public var model: [Components.Schemas.ModelFamily]?
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/HeadPayload`.
+            @frozen public enum HeadPayloadPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case point = "point"
+                case gaussian = "gaussian"
+            }
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/head`.
+            public typealias HeadPayload = [Components.Schemas.SweepGrid.HeadPayloadPayload]
+            /// - Remark: Generated from `#/components/schemas/SweepGrid/head`.
+            public var head: Components.Schemas.SweepGrid.HeadPayload?
             /// - Remark: Generated from `#/components/schemas/SweepGrid/units`.
             public var units: [Swift.Int]?
             /// - Remark: Generated from `#/components/schemas/SweepGrid/layers`.
@@ -576,6 +749,8 @@ extension Components {
             /// Creates a new `SweepGrid`.
             ///
             /// - Parameters:
+            ///   - model:
+            ///   - head:
             ///   - units:
             ///   - layers:
             ///   - activation:
@@ -587,6 +762,8 @@ extension Components {
             ///   - patience:
             ///   - seed:
             public init(
+                model: [Components.Schemas.ModelFamily]? = nil,
+                head: Components.Schemas.SweepGrid.HeadPayload? = nil,
                 units: [Swift.Int]? = nil,
                 layers: [Swift.Int]? = nil,
                 activation: Components.Schemas.SweepGrid.ActivationPayload? = nil,
@@ -598,6 +775,8 @@ extension Components {
                 patience: [Swift.Int]? = nil,
                 seed: [Swift.Int64]? = nil
             ) {
+                self.model = model
+                self.head = head
                 self.units = units
                 self.layers = layers
                 self.activation = activation
@@ -610,6 +789,8 @@ extension Components {
                 self.seed = seed
             }
             public enum CodingKeys: String, CodingKey {
+                case model
+                case head
                 case units
                 case layers
                 case activation
@@ -770,6 +951,8 @@ extension Components {
             public var modelName: Swift.String
             /// - Remark: Generated from `#/components/schemas/ModelVersion/version`.
             public var version: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/ModelVersion/model`.
+            public var model: Components.Schemas.ModelFamily
             /// - Remark: Generated from `#/components/schemas/ModelVersion/run_id`.
             public var runId: Swift.Int64
             /// - Remark: Generated from `#/components/schemas/ModelVersion/dataset_version`.
@@ -788,6 +971,12 @@ extension Components {
             public var testMetrics: Components.Schemas.Scores?
             /// - Remark: Generated from `#/components/schemas/ModelVersion/naive_metrics`.
             public var naiveMetrics: Components.Schemas.Scores?
+            /// - Remark: Generated from `#/components/schemas/ModelVersion/validation_metrics`.
+            public var validationMetrics: Components.Schemas.Scores?
+            /// - Remark: Generated from `#/components/schemas/ModelVersion/test_distribution`.
+            public var testDistribution: Components.Schemas.DistributionScores?
+            /// - Remark: Generated from `#/components/schemas/ModelVersion/naive_distribution`.
+            public var naiveDistribution: Components.Schemas.DistributionScores?
             /// - Remark: Generated from `#/components/schemas/ModelVersion/artifact_bytes`.
             public var artifactBytes: Swift.Int?
             /// - Remark: Generated from `#/components/schemas/ModelVersion/artifact_sha256`.
@@ -797,6 +986,7 @@ extension Components {
             /// - Parameters:
             ///   - modelName:
             ///   - version:
+            ///   - model:
             ///   - runId:
             ///   - datasetVersion:
             ///   - createdAt:
@@ -806,11 +996,15 @@ extension Components {
             ///   - validationLoss:
             ///   - testMetrics:
             ///   - naiveMetrics:
+            ///   - validationMetrics:
+            ///   - testDistribution:
+            ///   - naiveDistribution:
             ///   - artifactBytes:
             ///   - artifactSha256:
             public init(
                 modelName: Swift.String,
                 version: Swift.Int,
+                model: Components.Schemas.ModelFamily,
                 runId: Swift.Int64,
                 datasetVersion: Swift.Int,
                 createdAt: Foundation.Date,
@@ -820,11 +1014,15 @@ extension Components {
                 validationLoss: Swift.Double? = nil,
                 testMetrics: Components.Schemas.Scores? = nil,
                 naiveMetrics: Components.Schemas.Scores? = nil,
+                validationMetrics: Components.Schemas.Scores? = nil,
+                testDistribution: Components.Schemas.DistributionScores? = nil,
+                naiveDistribution: Components.Schemas.DistributionScores? = nil,
                 artifactBytes: Swift.Int? = nil,
                 artifactSha256: Components.Schemas.Sha256? = nil
             ) {
                 self.modelName = modelName
                 self.version = version
+                self.model = model
                 self.runId = runId
                 self.datasetVersion = datasetVersion
                 self.createdAt = createdAt
@@ -834,12 +1032,16 @@ extension Components {
                 self.validationLoss = validationLoss
                 self.testMetrics = testMetrics
                 self.naiveMetrics = naiveMetrics
+                self.validationMetrics = validationMetrics
+                self.testDistribution = testDistribution
+                self.naiveDistribution = naiveDistribution
                 self.artifactBytes = artifactBytes
                 self.artifactSha256 = artifactSha256
             }
             public enum CodingKeys: String, CodingKey {
                 case modelName = "model_name"
                 case version
+                case model
                 case runId = "run_id"
                 case datasetVersion = "dataset_version"
                 case createdAt = "created_at"
@@ -849,6 +1051,9 @@ extension Components {
                 case validationLoss = "validation_loss"
                 case testMetrics = "test_metrics"
                 case naiveMetrics = "naive_metrics"
+                case validationMetrics = "validation_metrics"
+                case testDistribution = "test_distribution"
+                case naiveDistribution = "naive_distribution"
                 case artifactBytes = "artifact_bytes"
                 case artifactSha256 = "artifact_sha256"
             }

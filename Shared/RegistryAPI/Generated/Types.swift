@@ -41,10 +41,10 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `PUT /v1/jobs/{job_id}/artifact`.
     /// - Remark: Generated from `#/paths//v1/jobs/{job_id}/artifact/put`.
     func putV1JobsJobIdArtifact(_ input: Operations.PutV1JobsJobIdArtifact.Input) async throws -> Operations.PutV1JobsJobIdArtifact.Output
-    /// Start a sweep (one training job per grid point) on a dataset version
+    /// Start a sweep (one training job per grid point and per baseline) on a dataset version
     ///
-    /// The grid holds lists of values per parameter; the sweep trains every combination, at most 256 (the
-    /// product of the list lengths; more is a 400). A missing, null or empty list takes the reference value
+    /// The grid holds lists of values per parameter; the sweep trains every combination and every baseline (the
+    /// grid's `model` list and CANDLECAST_SWEEP_BASELINES), at most 256 jobs (more is a 400). A missing, null or empty list takes the reference value
     /// of the parameter; a missing or null grid takes the registry's (`CANDLECAST_SWEEP_GRID`).
     ///
     ///
@@ -147,10 +147,10 @@ extension APIProtocol {
             body: body
         ))
     }
-    /// Start a sweep (one training job per grid point) on a dataset version
+    /// Start a sweep (one training job per grid point and per baseline) on a dataset version
     ///
-    /// The grid holds lists of values per parameter; the sweep trains every combination, at most 256 (the
-    /// product of the list lengths; more is a 400). A missing, null or empty list takes the reference value
+    /// The grid holds lists of values per parameter; the sweep trains every combination and every baseline (the
+    /// grid's `model` list and CANDLECAST_SWEEP_BASELINES), at most 256 jobs (more is a 400). A missing, null or empty list takes the reference value
     /// of the parameter; a missing or null grid takes the registry's (`CANDLECAST_SWEEP_GRID`).
     ///
     ///
