@@ -255,7 +255,10 @@ f = json.load(sys.stdin)
 target = f['target_open_time']
 day = (datetime.datetime.fromtimestamp(target, datetime.timezone.utc).date() if isinstance(target, (int, float)) else target[:10])
 print(f\"    XBTUSD close of {day}: {f['predicted_close']:,.2f} USD\"
-      f\" (last close {f['last_close']:,.2f}; {f['model_name']} v{f['model_version']})\")"
+      f\" (last close {f['last_close']:,.2f}; {f['model_name']} v{f['model_version']})\")
+ranges = ', '.join(f\"{i['level']:.0%} {i['lower']:,.0f}-{i['upper']:,.0f}\" for i in f.get('intervals') or [])
+if ranges:
+    print(f\"    range {ranges}; P(close above the last close) {f.get('probability_up', float('nan')):.0%}\")"
 
 if [ -x scripts/candlecast ]; then cli_hint="scripts/candlecast status"; else cli_hint="source .local/env; $bin/candlecast status"; fi
 [ "$offset" = 0 ] || cli_hint="CANDLECAST_PORT_OFFSET=$offset: export the CANDLECAST_*_URL of these ports, then $cli_hint"
