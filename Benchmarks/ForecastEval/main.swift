@@ -53,8 +53,7 @@ func model(
     named name: String, closes: [Double], spec: ForecastSpec, split: ChronologicalSplit, options: Options
 ) throws -> (ForecastModel, seconds: Double, epochs: Int) {
     if name == ModelFamily.naive.rawValue {
-        let lookback = min(NaiveBaseline.defaultLookback, split.validationTargets.lowerBound - 1)
-        return (.naive(try NaiveBaseline(lookback: lookback), on: spec), 0, 0)
+        return (.naive(try NaiveBaseline.candidate(on: split), on: spec), 0, 0)
     }
     let parts = name.split(separator: "-").map(String.init)
     guard parts.count == 3, parts[0] == "lstm", let head = OutputHead(rawValue: parts[1]), let activation = Activation(rawValue: parts[2])

@@ -139,8 +139,8 @@ final class TrainingWorker: Sendable {
         Counter(label: "candlecast_training_jobs_total", dimensions: [("result", completed.succeeded ? "succeeded" : "failed")]).increment()
     }
 
-    /// Runs CPU-bound work (scoring a model on a thousand windows, encoding its file) on a thread of its own, never
-    /// on Swift's cooperative pool.
+    /// Runs CPU-bound work (training, scoring a model on a thousand windows, encoding its file) on a thread of its own,
+    /// never on Swift's cooperative pool.
     static func onOwnThread<Value: Sendable>(_ name: String, _ work: @escaping @Sendable () throws -> Value) async throws -> Value {
         try await withCheckedThrowingContinuation { continuation in
             let thread = Thread { continuation.resume(with: Result { try work() }) }
@@ -267,31 +267,22 @@ final class TrainingWorker: Sendable {
         let trainerName = self.trainer
         let jobID = job.jobID
         let settings = training
-        let trained: TrainedModel = try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread {
-                continuation.resume(
-                    with: Result {
-                        try Trainer(model: model, training: settings, spec: spec).train(
-                            closes: closes, split: split,
-                            onEpoch: { report in
-                                let metric = TrainingEpochMetric(
-                                    jobID: jobID, trainer: trainerName, epoch: report.epoch, loss: report.loss,
-                                    validationLoss: report.validationLoss,
-                                    learningRate: report.learningRate, seconds: report.seconds)
-                                guard
-                                    let message = try? EnvelopeCodec.encode(
-                                        Envelope(payload: metric), exchange: Exchange.events,
-                                        routingKey: RoutingKey.metric(service: .trainer, name: "epoch"))
-                                else { return }
-                                // Progress is best effort: training does not wait for its confirms.
-                                Task { try? await publisher.publish(message) }
-                            },
-                            shouldCancel: { self.cancelled.withLock { $0 } })
-                    })
-            }
-            thread.name = "trainer"
-            thread.stackSize = 8 << 20
-            thread.start()
+        let trained = try await Self.onOwnThread("trainer") {
+            try Trainer(model: model, training: settings, spec: spec).train(
+                closes: closes, split: split,
+                onEpoch: { report in
+                    let metric = TrainingEpochMetric(
+                        jobID: jobID, trainer: trainerName, epoch: report.epoch, loss: report.loss, validationLoss: report.validationLoss,
+                        learningRate: report.learningRate, seconds: report.seconds)
+                    guard
+                        let message = try? EnvelopeCodec.encode(
+                            Envelope(payload: metric), exchange: Exchange.events,
+                            routingKey: RoutingKey.metric(service: .trainer, name: "epoch"))
+                    else { return }
+                    // Progress is best effort: training does not wait for its confirms.
+                    Task { try? await publisher.publish(message) }
+                },
+                shouldCancel: { self.cancelled.withLock { $0 } })
         }
         let summary = trained.summary
         return Candidate(

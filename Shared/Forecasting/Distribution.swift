@@ -65,6 +65,22 @@ public struct EmpiricalDistribution: Codable, Sendable, Equatable {
         return sortedValues[below] + (sortedValues[above] - sortedValues[below]) * fraction
     }
 
+    /// The forecast after `lastClose` whose next log-return is `location + scale * v` for `v` drawn from this
+    /// distribution: each level's interval between the quantiles at `quantileLevels(level)`, and P(up) the share of
+    /// values above -location / scale. What the naive baseline and split-conformal calibration both answer with.
+    func forecast(
+        lastClose: Double, location: Double, scale: Double, quantileLevels: (Double) -> (lower: Double, upper: Double)
+    ) -> DistributionForecast {
+        let intervals = IntervalLevels.all.map { level in
+            let levels = quantileLevels(level)
+            return ForecastInterval(
+                level: level, lower: lastClose * exp(location + scale * quantile(levels.lower)),
+                upper: lastClose * exp(location + scale * quantile(levels.upper)))
+        }
+        return DistributionForecast(
+            point: lastClose * exp(location), lastClose: lastClose, intervals: intervals, probabilityUp: fractionAbove(-location / scale))
+    }
+
     /// Share of the values strictly above `threshold`.
     public func fractionAbove(_ threshold: Double) -> Double {
         // First index whose value is above the threshold (binary search on the sorted values).
@@ -116,15 +132,7 @@ public struct ResidualCalibration: Codable, Sendable, Equatable {
 
     /// The forecast for a next log-return of location `location` and scale `scale` after `lastClose`.
     public func forecast(lastClose: Double, location: Double, scale: Double) -> DistributionForecast {
-        let intervals = IntervalLevels.all.map { level in
-            let levels = quantileLevels(level)
-            return ForecastInterval(
-                level: level, lower: lastClose * exp(location + scale * scores.quantile(levels.lower)),
-                upper: lastClose * exp(location + scale * scores.quantile(levels.upper)))
-        }
-        return DistributionForecast(
-            point: lastClose * exp(location), lastClose: lastClose, intervals: intervals,
-            probabilityUp: scores.fractionAbove(-location / scale))
+        scores.forecast(lastClose: lastClose, location: location, scale: scale, quantileLevels: quantileLevels)
     }
 }
 
@@ -168,12 +176,8 @@ public struct NaiveBaseline: Codable, Sendable, Equatable {
             throw ForecastingError.invalidInput("closes must be finite and positive")
         }
         let returns = try EmpiricalDistribution(zip(recent.dropFirst(), recent).map { log($0 / $1) })
-        let last = recent[recent.count - 1]
-        let intervals = IntervalLevels.all.map { level in
-            ForecastInterval(
-                level: level, lower: last * exp(returns.quantile((1 - level) / 2)), upper: last * exp(returns.quantile((1 + level) / 2)))
-        }
-        return DistributionForecast(point: last, lastClose: last, intervals: intervals, probabilityUp: returns.fractionAbove(0))
+        // Tomorrow = today (location 0), the returns' own quantiles (no conformal correction: nothing was fitted).
+        return returns.forecast(lastClose: recent[recent.count - 1], location: 0, scale: 1) { ((1 - $0) / 2, (1 + $0) / 2) }
     }
 
     /// The reference baseline on whatever history a window carries: `defaultLookback` returns, or as many as there
