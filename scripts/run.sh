@@ -89,6 +89,7 @@ say "built ($(elapsed))"
 pids=()
 stop_all() {
   say "stopping every process this script started"
+  rm -f "$root/.local/run.env"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
@@ -115,24 +116,38 @@ cli() {
 ingestor_env=()
 if [ -n "$replay" ]; then
   replay_rows=$(grep -c . "$replay")
-  "$bin/fake-kraken" --port "$kraken_port" --replay "$replay" --closed 0 >"$logs/fake-kraken.log" 2>&1 &
+  # Pairs other than the replayed one are answered from Kraken's recorded bodies (data/kraken_fixtures), so
+  # `scripts/candlecast pairs add XBTEUR` works offline too.
+  "$bin/fake-kraken" --port "$kraken_port" --replay "$replay" --closed 0 --fixtures "$root/data/kraken_fixtures" \
+    >"$logs/fake-kraken.log" 2>&1 &
   pids+=($!)
   ingestor_env=(CANDLECAST_KRAKEN_URL=http://127.0.0.1:$kraken_port CANDLECAST_KRAKEN_POLL_SECONDS=1)
 fi
 
+# Where this run's services (and in a replay its fake Kraken) answer, for scripts/candlecast in another shell;
+# deleted when this script stops.
+{
+  for variable in CANDLECAST_INGESTOR_URL CANDLECAST_PREPROCESSOR_URL CANDLECAST_REGISTRY_URL CANDLECAST_PREDICTOR_URL \
+    CANDLECAST_MONITOR_URL CANDLECAST_TRAINER_URLS; do
+    echo "export $variable=${!variable}"
+  done
+  [ -z "$replay" ] || echo "export CANDLECAST_KRAKEN_URL=http://127.0.0.1:$kraken_port"
+} >"$root/.local/run.env"
+
 say "starting the services (one log file each in .local/logs/)"
-start ingestor "$ingestor_port" "" "${ingestor_env[@]}"
 start preprocessor "$preprocessor_port" ""
 start trainer "$trainer1_port" -1
 start trainer "$trainer2_port" -2
 start registry "$registry_port" ""
 start predictor "$predictor_port" ""
 start monitor "$monitor_port" ""
-for port in $ingestor_port $preprocessor_port $trainer1_port $trainer2_port $registry_port $predictor_port $monitor_port; do
-  for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
-  curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { say "the service on port $port is not ready; see .local/logs"; exit 1; }
-done
-say "all seven processes ready ($(elapsed))"
+wait_ready() {
+  for port in "$@"; do
+    for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { say "the service on port $port is not ready; see .local/logs"; exit 1; }
+  done
+}
+wait_ready $preprocessor_port $trainer1_port $trainer2_port $registry_port $predictor_port $monitor_port
 
 for file in "$history" "$extra_history"; do
   [ -n "$file" ] || continue
@@ -143,6 +158,11 @@ for file in "$history" "$extra_history"; do
     exit 1
   fi
 done
+# The ingestor starts after the history is in: its first poll of Kraken then tops the history up (one batch of
+# the days after it), instead of arriving before it.
+start ingestor "$ingestor_port" "" "${ingestor_env[@]}"
+wait_ready $ingestor_port
+say "all seven processes ready ($(elapsed))"
 [ -n "$history" ] || say "waiting for the ingestor's first poll of Kraken's REST API"
 
 say "waiting for the first dataset version"
@@ -261,13 +281,13 @@ if ranges:
     print(f\"    range {ranges}; P(close above the last close) {f.get('probability_up', float('nan')):.0%}\")"
 
 if [ -x scripts/candlecast ]; then cli_hint="scripts/candlecast status"; else cli_hint="source .local/env; $bin/candlecast status"; fi
-[ "$offset" = 0 ] || cli_hint="CANDLECAST_PORT_OFFSET=$offset: export the CANDLECAST_*_URL of these ports, then $cli_hint"
 cat <<URLS
     dashboard  http://127.0.0.1:$monitor_port/
     API        http://127.0.0.1:$predictor_port/v1/forecasts/latest?pair=XBTUSD&interval=1d   (docs/predictor-openapi.yaml)
     registry   http://127.0.0.1:$registry_port/v1/models                                     (docs/registry-openapi.yaml)
     metrics    http://127.0.0.1:$monitor_port/metrics (and /metrics on every service's port)
     CLI        $cli_hint
+    add a pair scripts/candlecast pairs add XBTEUR   (its own dataset, sweep, champion and forecasts: README, "Adding a pair")
     logs       .local/logs/ (one file per service; servers: scripts/servers.sh status)
 URLS
 # Only the CLI's own output: each forecast as it is published.

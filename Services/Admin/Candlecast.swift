@@ -12,8 +12,8 @@ import ServiceKit
 struct Candlecast: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "candlecast",
-        abstract: "Operate Candlecast: backfill, sweeps, models, runs, forecasts and status.",
-        subcommands: [Backfill.self, Sweep.self, Models.self, Runs.self, Forecasts.self, Status.self])
+        abstract: "Operate Candlecast: backfill, pairs, sweeps, models, runs, forecasts and status.",
+        subcommands: [Backfill.self, Pairs.self, Sweep.self, Models.self, Runs.self, Forecasts.self, Status.self])
 }
 
 /// Where the services answer: `CANDLECAST_<SERVICE>_URL`, else their default loopback ports.

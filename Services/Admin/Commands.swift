@@ -10,20 +10,24 @@ import RegistryAPI
 import ServiceKit
 import Synchronization
 
+/// The contract's pair and interval rules (`ContractRules`), as every service applies them, for a command line:
+/// the pair as the contract writes it.
+func validatedSeries(pair: String, field: String, interval: String) throws -> String {
+    do throws(ValidationFailure) {
+        let pair = try ContractRules.pair(pair, field: field)
+        _ = try ContractRules.interval(interval, field: "--interval")
+        return pair
+    } catch {
+        throw ValidationError(error.reason)
+    }
+}
+
 /// The model of a pair and interval, as the registry names it.
 struct SeriesOptions: ParsableArguments {
     @Option(help: "Kraken pair.") var pair = "XBTUSD"
     @Option(help: "Candle interval (1d, 4h, 1w...).") var interval = "1d"
 
-    /// The contract's pair and interval rules (`ContractRules`), as every service applies them.
-    mutating func validate() throws {
-        do throws(ValidationFailure) {
-            pair = try ContractRules.pair(pair, field: "--pair")
-            _ = try ContractRules.interval(interval, field: "--interval")
-        } catch {
-            throw ValidationError(error.reason)
-        }
-    }
+    mutating func validate() throws { pair = try validatedSeries(pair: pair, field: "--pair", interval: interval) }
 
     func candleInterval() throws -> CandleInterval {
         guard let value = CandleInterval(interval) else { throw ValidationError("\(interval) is not a Kraken interval") }
@@ -61,19 +65,84 @@ struct Backfill: AsyncParsableCommand {
     func run() async throws {
         try await reporting { _ in
             guard FileManager.default.isReadableFile(atPath: file) else { throw CommandFailure(.misconfigured, "cannot read \(file)") }
-            guard let directory = Bundle.main.executableURL?.resolvingSymlinksInPath().deletingLastPathComponent() else {
-                throw CommandFailure(.misconfigured, "cannot tell where this executable is")
-            }
-            let ingestor = directory.appendingPathComponent("ingestor").path
-            guard FileManager.default.isExecutableFile(atPath: ingestor) else {
-                throw CommandFailure(.misconfigured, "\(ingestor) is missing: build the ingestor too")
-            }
-            var arguments = [ingestor, "backfill", file, "--pair", series.pair, "--interval", series.interval]
+            var arguments = ["backfill", file, "--pair", series.pair, "--interval", series.interval]
             if restart { arguments.append("--restart") }
-            // The ingestor takes over this process: its progress bar and exit status are the command's.
-            let argv = arguments.map { strdup($0) } + [nil]
-            execv(ingestor, argv)
-            throw CommandFailure(.misconfigured, "cannot run \(ingestor): \(String(cString: strerror(errno)))")
+            try execIngestor(arguments)
+        }
+    }
+}
+
+/// Replaces this process with the `ingestor` executable next to this one, so that its output (a progress bar)
+/// and its exit status are the command's. Returns only by throwing.
+func execIngestor(_ arguments: [String]) throws(CommandFailure) -> Never {
+    guard let directory = Bundle.main.executableURL?.resolvingSymlinksInPath().deletingLastPathComponent() else {
+        throw CommandFailure(.misconfigured, "cannot tell where this executable is")
+    }
+    let ingestor = directory.appendingPathComponent("ingestor").path
+    guard FileManager.default.isExecutableFile(atPath: ingestor) else {
+        throw CommandFailure(.misconfigured, "\(ingestor) is missing: build the ingestor too")
+    }
+    let argv = ([ingestor] + arguments).map { strdup($0) } + [nil]
+    execv(ingestor, argv)
+    throw CommandFailure(.misconfigured, "cannot run \(ingestor): \(String(cString: strerror(errno)))")
+}
+
+/// A pair named on the command line (`candlecast pairs add XBTEUR`), by the contract's rules.
+struct PairArgument: ParsableArguments {
+    @Argument(help: "Kraken pair, e.g. XBTEUR.") var pair: String
+    @Option(help: "Candle interval (1d, 4h, 1w...).") var interval = "1d"
+
+    mutating func validate() throws { pair = try validatedSeries(pair: pair, field: "pair", interval: interval) }
+}
+
+/// `candlecast pairs add XBTEUR`: the one command that adds a pair to a running system.
+struct Pairs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The pairs the system ingests: add one to a running system, list them, stop polling one.",
+        discussion: "Runs the ingestor's own `ingestor pairs` (the executable next to this one) with the environment of .local/env.",
+        subcommands: [Add.self, List.self, Remove.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Load a pair's history (a file, then Kraken's last 720 candles) and have the running ingestor poll it.",
+            discussion: """
+                The pair then gets its own dataset version, sweep, champion (the naive baseline when no LSTM beats it), \
+                forecasts on forecast.created.<pair>.<interval>, and its dashboard series (/?pair=<PAIR>).
+                """)
+
+        @OptionGroup var series: PairArgument
+        @Option(help: "A Kraken OHLCVT history file of the pair, loaded first.") var history: String?
+
+        func run() async throws {
+            try await reporting { _ in
+                var arguments = ["pairs", "add", series.pair, "--interval", series.interval]
+                if let history {
+                    guard FileManager.default.isReadableFile(atPath: history) else {
+                        throw CommandFailure(.misconfigured, "cannot read \(history)")
+                    }
+                    arguments += ["--history", history]
+                }
+                try execIngestor(arguments)
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every pair with stored candles or tracked: its range, how it is polled.")
+
+        func run() async throws {
+            try await reporting { _ in try execIngestor(["pairs", "list"]) }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop polling a pair added with `pairs add` (its candles, models and forecasts stay).")
+
+        @OptionGroup var series: PairArgument
+
+        func run() async throws {
+            try await reporting { _ in try execIngestor(["pairs", "remove", series.pair, "--interval", series.interval]) }
         }
     }
 }
@@ -335,9 +404,9 @@ extension ForecastCreated {
     }
 
     var line: String {
-        "\(pair) \(interval.name) close of \(utcDay(targetOpenTime)): \(Shown.usd(predictedClose)) USD, "
+        "\(pair) \(interval.name) close of \(utcDay(targetOpenTime)): \(Shown.price(predictedClose)) \(QuoteCurrency(pair: pair)), "
             + "\(Shown.uncertainty(intervals: intervals, probabilityUp: probabilityUp)) "
-            + "(last close \(Shown.usd(lastClose)), "
+            + "(last close \(Shown.price(lastClose)), "
             + "\(modelName) v\(modelVersion)\(stale ? ", stale model" : ""))"
     }
 }
@@ -505,10 +574,10 @@ struct Forecasts: AsyncParsableCommand {
                             }
                             let brier = forecast.brier.map { Shown.number($0) + " (\(Shown.number(forecast.naiveBrier)))" } ?? "-"
                             return [
-                                Shown.time(forecast.targetOpenTime), Shown.usd(forecast.predictedClose), ranges[0], ranges[1],
-                                Shown.probability(forecast.probabilityUp), Shown.usd(forecast.lastClose),
-                                forecast.actualClose.map(Shown.usd) ?? "-", forecast.absoluteError.map(Shown.usd) ?? "-",
-                                forecast.naiveAbsoluteError.map(Shown.usd) ?? "-", hits.contains("-") ? "-" : hits.joined(separator: "/"),
+                                Shown.time(forecast.targetOpenTime), Shown.price(forecast.predictedClose), ranges[0], ranges[1],
+                                Shown.probability(forecast.probabilityUp), Shown.price(forecast.lastClose),
+                                forecast.actualClose.map(Shown.price) ?? "-", forecast.absoluteError.map(Shown.price) ?? "-",
+                                forecast.naiveAbsoluteError.map(Shown.price) ?? "-", hits.contains("-") ? "-" : hits.joined(separator: "/"),
                                 brier, "\(forecast.modelName) v\(forecast.modelVersion)\(forecast.stale ? " (stale)" : "")",
                             ]
                         }))

@@ -146,9 +146,9 @@ enum Shown {
         return value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(format: "%.4g", value)
     }
     static func integer(_ value: (some BinaryInteger)?) -> String { value.map { "\($0)" } ?? "-" }
-    static func usd(_ value: Double) -> String { String(format: "%.2f", value) }
+    static func price(_ value: Double) -> String { String(format: "%.2f", value) }
     /// `41234.50-43210.00` (USD).
-    static func range(_ lower: Double, _ upper: Double) -> String { "\(usd(lower))-\(usd(upper))" }
+    static func range(_ lower: Double, _ upper: Double) -> String { "\(price(lower))-\(price(upper))" }
     /// `P(up)` as a percentage: `55.2%`.
     static func probability(_ value: Double?) -> String { value.map { String(format: "%.1f%%", $0 * 100) } ?? "-" }
     /// `80% 41234.50-43210.00, 95% 40100.00-44500.00, P(up) 55.2%`: a forecast's ranges and up probability, or

@@ -74,7 +74,8 @@ struct Status: AsyncParsableCommand {
             if let latest {
                 print(
                     "latest forecast: \(latest.pair) \(latest.interval.rawValue) close of \(Shown.time(latest.targetOpenTime)): "
-                        + "\(Shown.usd(latest.predictedClose)) USD by \(latest.modelName) v\(latest.modelVersion), "
+                        + "\(Shown.price(latest.predictedClose)) \(QuoteCurrency(pair: latest.pair)) "
+                        + "by \(latest.modelName) v\(latest.modelVersion), "
                         + "made \(Shown.time(latest.producedAt))"
                         + (latest.stale ? " (the model is older than CANDLECAST_MODEL_MAX_AGE_DAYS)" : "") + "; "
                         + Shown.uncertainty(

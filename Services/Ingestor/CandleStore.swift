@@ -99,6 +99,21 @@ enum CandleStore {
         return outcome
     }
 
+    /// Enqueues the one `candle.backfilled` event of a stored history batch, when it changed something.
+    static func announceHistory(
+        _ candles: [Candle], pair: String, interval: CandleInterval, outcome: StoreOutcome, source: String,
+        on connection: PostgresConnection
+    ) throws {
+        guard outcome.inserted + outcome.revised > 0, let first = candles.map(\.openTime).min(),
+            let last = candles.map(\.openTime).max()
+        else { return }
+        let event = CandlesBackfilled(
+            pair: pair, interval: interval, firstOpenTime: first, lastOpenTime: last, inserted: outcome.inserted,
+            updated: outcome.revised, rejected: outcome.rejected, source: source)
+        try Outbox.enqueue(
+            Envelope(payload: event), routingKey: event.routingKey, exchange: Exchange.events, schema: schema, on: connection)
+    }
+
     /// Records rejected rows once each (the same raw row rejected again is not a new rejection).
     static func reject(_ rows: [RejectedRow], pair: String, interval: CandleInterval, source: String, on connection: PostgresConnection)
         throws -> Int

@@ -64,14 +64,7 @@ struct HistoryBackfill: Sendable {
             let outcome = try await database.transaction { connection -> StoreOutcome in
                 var outcome = try CandleStore.storeHistory(batch, source: source, on: connection)
                 outcome.rejected = try CandleStore.reject(bad, pair: pair, interval: interval, source: source, on: connection)
-                if outcome.inserted + outcome.revised > 0, let first = batch.map(\.openTime).min(), let last = batch.map(\.openTime).max() {
-                    let event = CandlesBackfilled(
-                        pair: pair, interval: interval, firstOpenTime: first, lastOpenTime: last, inserted: outcome.inserted,
-                        updated: outcome.revised, rejected: outcome.rejected, source: source)
-                    try Outbox.enqueue(
-                        Envelope(payload: event), routingKey: event.routingKey, exchange: Exchange.events, schema: IngestSchema.name,
-                        on: connection)
-                }
+                try CandleStore.announceHistory(batch, pair: pair, interval: interval, outcome: outcome, source: source, on: connection)
                 try connection.query("UPDATE ingest.backfill_files SET lines_done = \(linesDone) WHERE fingerprint = \(fingerprint)")
                 return outcome
             }

@@ -9,7 +9,8 @@ import Storage
 /// Ingestor settings beyond the common ones (see README):
 /// `CANDLECAST_KRAKEN_URL` (https://api.kraken.com), `CANDLECAST_INGEST_PAIRS` (XBTUSD),
 /// `CANDLECAST_INGEST_INTERVALS` (1d), `CANDLECAST_KRAKEN_POLL_SECONDS` (unset: poll when candles close),
-/// `CANDLECAST_KRAKEN_TIMEOUT_SECONDS` (10), `CANDLECAST_KRAKEN_CLOSE_DELAY_SECONDS` (5).
+/// `CANDLECAST_KRAKEN_TIMEOUT_SECONDS` (10), `CANDLECAST_KRAKEN_CLOSE_DELAY_SECONDS` (5),
+/// `CANDLECAST_INGEST_PAIRS_REFRESH_SECONDS` (5: how soon a pair added with `ingestor pairs add` is polled).
 struct IngestorSettings: Sendable {
     var krakenURL: URL
     var pairs: [String]
@@ -17,6 +18,12 @@ struct IngestorSettings: Sendable {
     var pollPeriod: Duration?
     var timeout: Duration
     var closeDelay: Duration
+    var trackedRefresh: Duration
+
+    /// Every configured pair at every configured interval.
+    var configuredSeries: [TrackedSeries] {
+        pairs.flatMap { pair in intervals.map { TrackedSeries(pair: pair, interval: $0) } }
+    }
 
     init(_ environment: EnvironmentReader) throws {
         let url = environment.string("CANDLECAST_KRAKEN_URL", default: "https://api.kraken.com")
@@ -43,6 +50,7 @@ struct IngestorSettings: Sendable {
         pollPeriod = poll > 0 ? .seconds(poll) : nil
         timeout = .seconds(try environment.int("CANDLECAST_KRAKEN_TIMEOUT_SECONDS", default: 10, in: 1...600))
         closeDelay = .seconds(try environment.int("CANDLECAST_KRAKEN_CLOSE_DELAY_SECONDS", default: 5, in: 0...3600))
+        trackedRefresh = .seconds(try environment.int("CANDLECAST_INGEST_PAIRS_REFRESH_SECONDS", default: 5, in: 1...3600))
     }
 }
 
@@ -59,18 +67,18 @@ enum IngestorService {
             let relay = OutboxRelay(
                 schema: IngestSchema.name, database: context.database, publisher: context.publisher, logger: context.logger,
                 options: try OutboxOptions(context.configuration.environment))
+            let tracker = SeriesTracker(
+                configured: settings.configuredSeries, database: context.database, logger: context.logger, refresh: settings.trackedRefresh
+            ) { series in
+                LivePoller(
+                    pair: series.pair, interval: series.interval, client: client, database: context.database, logger: context.logger,
+                    pollPeriod: settings.pollPeriod, closeDelay: settings.closeDelay, now: { Date() })
+            }
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { try? await relay.run() }
-                for pair in settings.pairs {
-                    for interval in settings.intervals {
-                        let poller = LivePoller(
-                            pair: pair, interval: interval, client: client, database: context.database, logger: context.logger,
-                            pollPeriod: settings.pollPeriod, closeDelay: settings.closeDelay, now: { Date() })
-                        group.addTask { await poller.run() }
-                    }
-                }
+                group.addTask { await tracker.run() }
                 context.logger.info(
-                    "polling Kraken",
+                    "ingesting",
                     metadata: ["url": "\(settings.krakenURL)", "pairs": "\(settings.pairs)", "intervals": "\(settings.intervals)"])
                 await context.waitForShutdown()
                 group.cancelAll()
@@ -110,23 +118,40 @@ struct BackfillCommand: AsyncParsableCommand {
         let backfill = HistoryBackfill(database: database, logger: logger)
         let summary = try await backfill.run(
             path: file, pair: pair, interval: interval, restart: restart, progress: ProgressReporter(label: "backfill", logger: logger))
-        print(
-            """
-            \(file): \(summary.linesRead) lines\(summary.resumedAfterLine > 0 ? " (resumed after line \(summary.resumedAfterLine))" : "")
-              stored: \(summary.inserted) new, \(summary.revised) revised, \(summary.unchanged) unchanged; rejected: \(summary.rejected)
-              gaps: \(summary.gaps.count) (\(summary.missingIntervals) missing \(interval) candles)
-            """)
-        // Publish the summary events now if the broker is there; otherwise the running ingestor's relay will.
-        let publisher = try Publisher(
-            configuration: configuration.broker,
-            options: Publisher.Options(confirmTimeout: .seconds(10), topology: ServiceName.ingestor.topology), logger: logger)
-        let relay = OutboxRelay(schema: IngestSchema.name, database: database, publisher: publisher, logger: logger)
+        print(summary.text(file: file, interval: interval))
+        await OutboxRelay.publishNow(configuration: configuration, database: database, logger: logger)
+        await database.close()
+    }
+}
+
+extension HistoryBackfill.Summary {
+    /// What a person reads after a backfill.
+    func text(file: String, interval: CandleInterval) -> String {
+        """
+        \(file): \(linesRead) lines\(resumedAfterLine > 0 ? " (resumed after line \(resumedAfterLine))" : "")
+          stored: \(inserted) new, \(revised) revised, \(unchanged) unchanged; rejected: \(rejected)
+          gaps: \(gaps.count) (\(missingIntervals) missing \(interval) candles)
+        """
+    }
+}
+
+extension OutboxRelay {
+    /// Publishes the outbox's events now if the broker is there (a command's, before it exits); otherwise the
+    /// running ingestor's relay will.
+    static func publishNow(configuration: ServiceConfiguration, database: PostgresClient, logger: Logger) async {
         do {
-            while try await relay.relayOnce() > 0 {}
+            let publisher = try Publisher(
+                configuration: configuration.broker,
+                options: Publisher.Options(confirmTimeout: .seconds(10), topology: ServiceName.ingestor.topology), logger: logger)
+            let relay = OutboxRelay(schema: IngestSchema.name, database: database, publisher: publisher, logger: logger)
+            do {
+                while try await relay.relayOnce() > 0 {}
+            } catch {
+                logger.warning("events stay in the outbox until the ingestor relays them", metadata: ["error": "\(error)"])
+            }
+            await publisher.close()
         } catch {
             logger.warning("events stay in the outbox until the ingestor relays them", metadata: ["error": "\(error)"])
         }
-        await publisher.close()
-        await database.close()
     }
 }

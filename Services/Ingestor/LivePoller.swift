@@ -17,49 +17,44 @@ struct LivePoller: Sendable {
     let closeDelay: Duration
     let now: @Sendable () -> Date
 
+    /// The source of candles stored from a series' first poll.
+    static let firstPollSource = "rest-history"
+
     struct Outcome: Sendable, Equatable {
         var store = StoreOutcome()
         var skippedOpenCandle = false
         var newGaps = 0
+        /// Open times of the first and the last closed candle in the answer.
+        var first: Int64?
+        var last: Int64?
     }
 
-    /// One request and its storage, in one transaction.
+    /// One request and its storage, in one transaction. The first poll of a series (no cursor yet) stores what
+    /// Kraken answers as history, with one `candle.backfilled` event; every later one, each new or revised candle
+    /// with its `candle.closed` event.
     func pollOnce() async throws -> Outcome {
         let pair = self.pair
         let interval = self.interval
         let since = try await database.withConnection { try CandleStore.cursor(pair: pair, interval: interval, on: $0) }
         let response = try await client.ohlc(pair: pair, interval: interval, since: since)
         var outcome = Outcome()
-        // `last` is the newest committed (closed) candle: rows after it are still being traded, whatever their
-        // values or their place in the response (Kraken sends the open one last, but order is not relied on).
-        // A row without a readable time goes on to validation, which rejects it with its reason.
-        let closedRows = response.rows.filter { ($0.openTime ?? .min) <= response.last }.sorted {
-            ($0.openTime ?? .min) < ($1.openTime ?? .min)
-        }
-        outcome.skippedOpenCandle = response.rows.contains { ($0.openTime ?? .min) > response.last }
-        var candles: [Candle] = []
-        var rejected: [RejectedRow] = []
-        let now = self.now()
-        for row in closedRows {
-            guard row.fields.count == 6 else {
-                rejected.append(RejectedRow(raw: row.raw, reason: "expected [time, open, high, low, close, vwap, volume, count]"))
-                continue
-            }
-            switch CandleValidator.validate(
-                pair: pair, interval: interval, openTime: row.openTime, open: row.fields[0], high: row.fields[1], low: row.fields[2],
-                close: row.fields[3], vwap: row.fields[4], volume: row.fields[5], trades: row.trades, now: now)
-            {
-            case .success(let candle): candles.append(candle)
-            case .failure(let error): rejected.append(RejectedRow(raw: row.raw, reason: error.reason))
-            }
-        }
+        let (candles, rejected, skippedOpenCandle) = Self.closedCandles(in: response, pair: pair, interval: interval, now: now())
+        outcome.skippedOpenCandle = skippedOpenCandle
         let nextSince = max(response.last, since ?? response.last)
         let earliest = candles.map(\.openTime).min()
-        let validCandles = candles
-        let rejectedRows = rejected
         let (store, gaps) = try await database.transaction { connection in
-            var store = try CandleStore.storeClosed(validCandles, source: "rest", on: connection)
-            store.rejected = try CandleStore.reject(rejectedRows, pair: pair, interval: interval, source: "rest", on: connection)
+            // A series' first answer is its recent history (up to 720 candles): stored as one batch with one summary
+            // event, as a backfill, so that downstream cuts one dataset version from it, not one per candle.
+            let firstPoll = since == nil
+            var store =
+                firstPoll
+                ? try CandleStore.storeHistory(candles, source: Self.firstPollSource, on: connection)
+                : try CandleStore.storeClosed(candles, source: "rest", on: connection)
+            store.rejected = try CandleStore.reject(rejected, pair: pair, interval: interval, source: "rest", on: connection)
+            if firstPoll {
+                try CandleStore.announceHistory(
+                    candles, pair: pair, interval: interval, outcome: store, source: Self.firstPollSource, on: connection)
+            }
             try CandleStore.setCursor(nextSince, pair: pair, interval: interval, on: connection)
             let gaps =
                 try earliest.map { try CandleStore.recordGaps(pair: pair, interval: interval, from: $0 - interval.seconds, on: connection) }
@@ -68,6 +63,8 @@ struct LivePoller: Sendable {
         }
         outcome.store = store
         outcome.newGaps = gaps
+        outcome.first = candles.first?.openTime
+        outcome.last = candles.last?.openTime
         let labels = [("pair", pair), ("interval", interval.name)]
         Counter(label: "candlecast_candles_stored_total", dimensions: labels + [("outcome", "inserted")]).increment(by: store.inserted)
         Counter(label: "candlecast_candles_stored_total", dimensions: labels + [("outcome", "revised")]).increment(by: store.revised)
@@ -81,6 +78,34 @@ struct LivePoller: Sendable {
                 ])
         }
         return outcome
+    }
+
+    /// The closed candles of a response, validated, oldest first, and the rows refused with their reasons.
+    /// `last` is the newest committed (closed) candle: rows after it are still being traded, whatever their
+    /// values or their place in the response (Kraken sends the open one last, but order is not relied on).
+    /// A row without a readable time goes on to validation, which rejects it with its reason.
+    static func closedCandles(in response: KrakenOHLC, pair: String, interval: CandleInterval, now: Date) -> (
+        candles: [Candle], rejected: [RejectedRow], skippedOpenCandle: Bool
+    ) {
+        let closedRows = response.rows.filter { ($0.openTime ?? .min) <= response.last }.sorted {
+            ($0.openTime ?? .min) < ($1.openTime ?? .min)
+        }
+        var candles: [Candle] = []
+        var rejected: [RejectedRow] = []
+        for row in closedRows {
+            guard row.fields.count == 6 else {
+                rejected.append(RejectedRow(raw: row.raw, reason: "expected [time, open, high, low, close, vwap, volume, count]"))
+                continue
+            }
+            switch CandleValidator.validate(
+                pair: pair, interval: interval, openTime: row.openTime, open: row.fields[0], high: row.fields[1], low: row.fields[2],
+                close: row.fields[3], vwap: row.fields[4], volume: row.fields[5], trades: row.trades, now: now)
+            {
+            case .success(let candle): candles.append(candle)
+            case .failure(let error): rejected.append(RejectedRow(raw: row.raw, reason: error.reason))
+            }
+        }
+        return (candles, rejected, response.rows.contains { ($0.openTime ?? .min) > response.last })
     }
 
     /// Polls on schedule until cancelled; Kraken and database failures back off exponentially.

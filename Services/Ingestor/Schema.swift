@@ -78,5 +78,17 @@ enum IngestSchema {
                     GRANT USAGE ON SCHEMA ingest TO PUBLIC;
                     GRANT SELECT ON candles_v1 TO PUBLIC;
                     """),
+            Migration(
+                version: 4, name: "tracked series",
+                sql: """
+                    -- Series added to a running system (`ingestor pairs add`), polled besides CANDLECAST_INGEST_PAIRS';
+                    -- the service re-reads this table every CANDLECAST_INGEST_PAIRS_REFRESH_SECONDS.
+                    CREATE TABLE tracked_series (
+                        pair text NOT NULL,
+                        interval_seconds integer NOT NULL,
+                        added_at timestamptz NOT NULL DEFAULT now(),
+                        PRIMARY KEY (pair, interval_seconds)
+                    );
+                    """),
         ])
 }

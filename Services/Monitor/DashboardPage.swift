@@ -8,12 +8,13 @@ import ServiceKit
 /// shown; accuracy comes from the shared metrics (Forecasting), never computed here.
 struct DashboardPage {
     let data: DashboardData
-    let usd: MoneyFormat
+    let money: MoneyFormat
     let accuracy: ForecastAccuracy?
 
     init(data: DashboardData) {
         self.data = data
-        usd = MoneyFormat(prices: data.prices.map(\.close) + data.forecasts.map(\.predictedClose))
+        money = MoneyFormat(
+            prices: data.prices.map(\.close) + data.forecasts.map(\.predictedClose), currency: QuoteCurrency(pair: data.query.pair))
         accuracy = data.accuracy
     }
 
@@ -67,9 +68,9 @@ struct DashboardPage {
         }
         let change = (latest.predictedClose - latest.lastClose) / latest.lastClose * 100
         return card(
-            title: "Latest forecast", value: "<span id=\"latest-forecast\">\(usd(latest.predictedClose))</span>",
+            title: "Latest forecast", value: "<span id=\"latest-forecast\">\(money(latest.predictedClose))</span>",
             detail:
-                "close of \(utcDay(latest.targetOpenTime)) · \(String(format: "%+.2f", change))% on \(usd(latest.lastClose)) · "
+                "close of \(utcDay(latest.targetOpenTime)) · \(String(format: "%+.2f", change))% on \(money(latest.lastClose)) · "
                 + "v\(latest.modelVersion)\(latest.stale ? " · stale model" : "")"
         )
     }
@@ -83,7 +84,8 @@ struct DashboardPage {
         return json
             + card(
                 title: "Accuracy in range", value: "MASE <span id=\"mase\">\(mase)</span>",
-                detail: "MAE \(usd(accuracy.mae)) vs naive \(usd(accuracy.naiveMAE)) over \(accuracy.count) scored forecasts · \(verdict)")
+                detail:
+                    "MAE \(money(accuracy.mae)) vs naive \(money(accuracy.naiveMAE)) over \(accuracy.count) scored forecasts · \(verdict)")
     }
 
     /// The rolling interval figures beside the naive baseline's (`/metrics` exports the same), also as JSON
@@ -101,9 +103,9 @@ struct DashboardPage {
         }
         let naiveCoverage = levels.map { percent(scores.scores.naive($0)?.coverage) }
         let winkler = levels.map { level in
-            "<span id=\"winkler-\(Self.levelName(level))\">\(scores.scores.model(level).map { usd($0.winkler) } ?? "–")</span>"
+            "<span id=\"winkler-\(Self.levelName(level))\">\(scores.scores.model(level).map { money($0.winkler) } ?? "–")</span>"
         }
-        let naiveWinkler = levels.map { level in scores.scores.naive(level).map { usd($0.winkler) } ?? "–" }
+        let naiveWinkler = levels.map { level in scores.scores.naive(level).map { money($0.winkler) } ?? "–" }
         let brier = { (value: Double?) in value.map { String(format: "%.3f", $0) } ?? "–" }
         let names = levels.map { "\(Self.levelName($0))%" }.joined(separator: " / ")
         return json
@@ -152,12 +154,12 @@ struct DashboardPage {
             cx="\(Self.number(scale.x(point.targetOpenTime)))" cy="\(Self.number(scale.y(point.predictedClose)))" r="3" \
             data-target="\(utcDay(point.targetOpenTime))" data-predicted="\(Self.number(point.predictedClose))" \
             data-version="\(point.modelVersion)"><title>\(utcDay(point.targetOpenTime)) v\(point.modelVersion): \
-            forecast \(usd(point.predictedClose))\(point.actualClose.map { ", actual \(usd($0))" } ?? "")</title></circle>
+            forecast \(money(point.predictedClose))\(point.actualClose.map { ", actual \(money($0))" } ?? "")</title></circle>
             """
         }.joined()
         return """
             <svg id="price-chart" viewBox="0 0 \(Int(Self.width)) \(Int(Self.height))" role="img" aria-label="Close price and forecasts">
-            \(scale.axes(money: usd))
+            \(scale.axes(money: money))
             \(intervalBands(scale))
             <polyline class="price-line" points="\(line)"/>
             \(points)
@@ -213,16 +215,16 @@ struct DashboardPage {
             return """
                 <rect class="error-bar model" x="\(Self.number(x))" y="\(Self.number(scale.y(0) - model))" \
                 width="\(Self.number(barWidth))" height="\(Self.number(model))"><title>\(utcDay(point.targetOpenTime)) model error \
-                \(usd(point.absoluteError ?? 0))</title></rect>\
+                \(money(point.absoluteError ?? 0))</title></rect>\
                 <rect class="error-bar naive" x="\(Self.number(x + barWidth))" y="\(Self.number(scale.y(0) - naive))" \
                 width="\(Self.number(barWidth))" height="\(Self.number(naive))"><title>\(utcDay(point.targetOpenTime)) naive error \
-                \(usd(point.naiveAbsoluteError ?? 0))</title></rect>
+                \(money(point.naiveAbsoluteError ?? 0))</title></rect>
                 """
         }.joined()
         return """
             <svg id="error-chart" viewBox="0 0 \(Int(Self.width)) \(Int(height))" role="img" \
             aria-label="Absolute error per forecast, model and naive">
-            \(scale.axes(money: usd))
+            \(scale.axes(money: money))
             \(bars)
             </svg>
             <p class="legend"><span class="swatch model"></span>model absolute error \
@@ -239,11 +241,11 @@ struct DashboardPage {
             let better = point.absoluteError.flatMap { model in point.naiveAbsoluteError.map { model < $0 } }
             return """
                 <tr class="forecast-row"><td>\(utcDay(point.targetOpenTime))</td><td>v\(point.modelVersion)</td>\
-                <td>\(usd(point.predictedClose))</td>\
-                <td>\(point.interval(IntervalLevels.gated).map { "\(usd($0.lower))–\(usd($0.upper))" } ?? "–")</td>\
-                <td>\(point.actualClose.map(usd.callAsFunction) ?? "pending")</td>\
-                <td>\(point.absoluteError.map(usd.callAsFunction) ?? "–")</td>\
-                <td>\(point.naiveAbsoluteError.map(usd.callAsFunction) ?? "–")</td>\
+                <td>\(money(point.predictedClose))</td>\
+                <td>\(point.interval(IntervalLevels.gated).map { "\(money($0.lower))–\(money($0.upper))" } ?? "–")</td>\
+                <td>\(point.actualClose.map(money.callAsFunction) ?? "pending")</td>\
+                <td>\(point.absoluteError.map(money.callAsFunction) ?? "–")</td>\
+                <td>\(point.naiveAbsoluteError.map(money.callAsFunction) ?? "–")</td>\
                 <td>\(better.map { $0 ? "model" : "naive" } ?? "–")</td></tr>
                 """
         }.joined()
@@ -278,7 +280,7 @@ struct DashboardPage {
         let rows = data.runs.map { run in
             """
             <tr class="run-row"><td>\(run.id)</td><td>\(escape(run.status))</td><td>\(escape(run.parameters))</td>\
-            <td>\(run.testRMSE.map(usd.callAsFunction) ?? "–")</td><td>\(run.naiveRMSE.map(usd.callAsFunction) ?? "–")</td>\
+            <td>\(run.testRMSE.map(money.callAsFunction) ?? "–")</td><td>\(run.naiveRMSE.map(money.callAsFunction) ?? "–")</td>\
             <td>\(run.testMASE.map { String(format: "%.3f", $0) } ?? "–")</td>\
             <td>\(run.trainSeconds.map { String(format: "%.0f s", $0) } ?? "–")</td></tr>
             """
@@ -505,12 +507,18 @@ enum DateTicks {
 /// reach $100 (Bitcoin), cents below that, four decimals below $1.
 struct MoneyFormat: Sendable {
     let decimals: Int
+    /// The pair's quote currency: `$1,234` for XBTUSD, `€1,234` for XBTEUR, `1,234 USDT` for ETHUSDT.
+    let currency: QuoteCurrency
 
-    init(decimals: Int) { self.decimals = decimals }
+    init(decimals: Int, currency: QuoteCurrency = QuoteCurrency(pair: "XBTUSD")) {
+        self.decimals = decimals
+        self.currency = currency
+    }
 
-    init(prices: [Double]) {
+    init(prices: [Double], currency: QuoteCurrency = QuoteCurrency(pair: "XBTUSD")) {
         let top = prices.filter(\.isFinite).map(\.magnitude).max() ?? 0
         decimals = top >= 100 ? 0 : top >= 1 ? 2 : 4
+        self.currency = currency
     }
 
     /// This format, with more decimals if ticks `step` apart would otherwise print alike.
@@ -521,7 +529,7 @@ struct MoneyFormat: Sendable {
                 let scaled = step * pow(10, Double(digits))
                 return (scaled - scaled.rounded()).magnitude < 1e-6 * scaled
             } ?? 8
-        return MoneyFormat(decimals: max(decimals, needed))
+        return MoneyFormat(decimals: max(decimals, needed), currency: currency)
     }
 
     func callAsFunction(_ value: Double) -> String {
@@ -536,7 +544,9 @@ struct MoneyFormat: Sendable {
         }
         groups.insert(Substring(digits), at: 0)
         let negative = value < 0 && (Double(text) ?? 0) != 0
-        return (negative ? "-$" : "$") + groups.joined(separator: ",") + (parts.count > 1 ? "." + parts[1] : "")
+        let amount = groups.joined(separator: ",") + (parts.count > 1 ? "." + parts[1] : "")
+        guard let symbol = currency.symbol else { return (negative ? "-" : "") + amount + " " + currency.code }
+        return (negative ? "-" : "") + symbol + amount
     }
 }
 

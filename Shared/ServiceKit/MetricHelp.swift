@@ -20,6 +20,8 @@ public enum MetricHelp {
             "Closed candles stored from Kraken's REST API, by pair, interval and outcome (inserted or revised).",
         "candlecast_candles_rejected_total": "Candles from Kraken rejected as invalid, by pair and interval.",
         "candlecast_kraken_errors_total": "Failed Kraken requests, by kind of failure.",
+        "candlecast_ingest_series_polled":
+            "Pairs and intervals the ingestor polls: CANDLECAST_INGEST_PAIRS' and those added with `candlecast pairs add`.",
         // Trainer.
         "candlecast_training_jobs_total": "Training jobs this trainer finished, by result.",
         // Predictor.

@@ -85,6 +85,31 @@ struct IngestorHarness {
         collector.deliveries.compactMap { try? EnvelopeCodec.decode(CandleClosed.self, from: $0).payload }
     }
 
+    /// The `candle.backfilled` events received so far, decoded (a series' first poll is announced as one).
+    var backfilledEvents: [CandlesBackfilled] {
+        collector.deliveries.compactMap { try? EnvelopeCodec.decode(CandlesBackfilled.self, from: $0).payload }
+    }
+
+    /// How many candles the events announce, and every way they break the rule that each candle is announced
+    /// exactly once: the first poll's batch in one `candle.backfilled` event, each later one in its own
+    /// `candle.closed` (revision 0) event, never both.
+    struct Announced: Equatable, CustomStringConvertible {
+        var candles = 0
+        var problems: [String] = []
+        var description: String { "\(candles) candles\(problems.isEmpty ? "" : ", " + problems.joined(separator: ", "))" }
+    }
+
+    func announced() -> Announced {
+        let batches = backfilledEvents
+        let closed = candleEvents.filter { $0.revision == 0 }
+        let batchEnd = batches.map(\.lastOpenTime).max() ?? .min
+        var result = Announced(candles: batches.map(\.inserted).reduce(0, +) + closed.count)
+        if batches.count > 1 { result.problems.append("\(batches.count) first batches") }
+        if !closed.allSatisfy({ $0.openTime > batchEnd }) { result.problems.append("a candle both in the first batch and closed") }
+        if Set(closed.map(\.openTime)).count != closed.count { result.problems.append("a candle.closed twice") }
+        return result
+    }
+
     func tearDown() async {
         await events.stop()
         await publisher.close()

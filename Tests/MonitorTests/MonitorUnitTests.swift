@@ -1,3 +1,4 @@
+import Contracts
 import Foundation
 import ServiceKit
 import TestSupport
@@ -108,6 +109,17 @@ func dollars() {
     #expect(cheap(1234.5) == "$1,234.50")
     #expect(cheap(0.456) == "$0.46")
     #expect(bitcoin.distinguishing(step: 2.5)(7.5) == "$7.5")
+}
+
+@Test("money is written in the pair's quote currency: $ for XBTUSD, € for XBTEUR, the code after the amount otherwise")
+func quoteCurrencies() {
+    #expect(MoneyFormat(prices: [8_000], currency: QuoteCurrency(pair: "XBTEUR"))(8_123.4) == "€8,123")
+    #expect(MoneyFormat(prices: [8_000], currency: QuoteCurrency(pair: "XBTEUR"))(-12) == "-€12")
+    #expect(MoneyFormat(prices: [3_000], currency: QuoteCurrency(pair: "ETHUSDT"))(3_210) == "3,210 USDT")
+    #expect(QuoteCurrency(pair: "XXBTZUSD").code == "USD")
+    #expect(QuoteCurrency(pair: "XBTGBP").symbol == "£")
+    #expect(QuoteCurrency(pair: "USD").code == "?", "a name that is only a currency quotes nothing")
+    #expect(QuoteCurrency(pair: "FOO").code == "?")
 }
 
 @Test("price gridlines sit at round values that cover the data, never below zero for prices")

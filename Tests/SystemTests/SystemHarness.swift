@@ -80,11 +80,13 @@ final class SystemHarness: @unchecked Sendable {
         ]
     }
 
-    /// The fake Kraken server and every service, each waited for until ready.
-    func startAll() async throws {
+    /// The fake Kraken server (replaying 2024, and whatever `krakenArguments` add) and every service, each waited
+    /// for until ready.
+    func startAll(krakenArguments: [String] = []) async throws {
         processes["fake-kraken"] = try ServiceProcess(
             "fake-kraken",
-            arguments: ["--port", "\(ports.kraken)", "--replay", Self.data + "/kraken_XBTUSD_1440_2024.csv", "--closed", "0"],
+            arguments: ["--port", "\(ports.kraken)", "--replay", Self.data + "/kraken_XBTUSD_1440_2024.csv", "--closed", "0"]
+                + krakenArguments,
             environment: [:])
         for role in Self.roles { try start(role) }
         for role in Self.roles { try await waitReady(role) }
@@ -136,6 +138,8 @@ final class SystemHarness: @unchecked Sendable {
             "CANDLECAST_PREPROCESSOR_URL": "http://127.0.0.1:\(ports.preprocessor)",
             "CANDLECAST_INGESTOR_URL": "http://127.0.0.1:\(ports.ingestor)",
             "CANDLECAST_TRAINER_URLS": "http://127.0.0.1:\(ports.trainerA),http://127.0.0.1:\(ports.trainerB)",
+            // `pairs add` asks Kraken, as the ingestor does.
+            "CANDLECAST_KRAKEN_URL": "http://127.0.0.1:\(ports.kraken)",
         ].merging(extra) { $1 }
         return try ServiceProcess("candlecast", arguments: arguments, environment: environment)
     }
@@ -189,18 +193,22 @@ final class SystemHarness: @unchecked Sendable {
         return decision
     }
 
-    /// Closes `count` more candles of the 2024 replay, `pause` apart.
-    func tick(_ count: Int, pause: Duration = .milliseconds(25)) async throws {
+    /// Closes `count` more candles of the 2024 replay (of every replay, unless `pair` names one), `pause` apart.
+    func tick(_ count: Int, pause: Duration = .milliseconds(25), pair: String? = nil) async throws {
         for _ in 0..<count {
-            _ = await httpRequest("POST", "http://127.0.0.1:\(ports.kraken)/control/tick?count=1")
+            _ = await httpRequest("POST", "http://127.0.0.1:\(ports.kraken)/control/tick?count=1" + (pair.map { "&pair=\($0)" } ?? ""))
             try await Task.sleep(for: pause)
         }
     }
 
-    /// Rows of the predictor's forecasts from 2024 on: (target, model version, actual close or nil).
-    func storedForecasts() async throws -> [(target: Int64, version: Int, actual: Double?)] {
+    /// Rows of the predictor's forecasts of `pair` from 2024 on (of XBTUSD by default): (target, model version,
+    /// actual close or nil).
+    func storedForecasts(pair: String = "XBTUSD", from: Int64? = nil) async throws -> [(target: Int64, version: Int, actual: Double?)] {
         try await client.query(
-            "SELECT target_open_time, model_version, actual_close FROM predictions.forecasts WHERE target_open_time >= \(rows2024[0].time)"
+            """
+            SELECT target_open_time, model_version, actual_close FROM predictions.forecasts
+            WHERE pair = \(pair) AND target_open_time >= \(from ?? rows2024[0].time)
+            """
         ).map { (try $0.decode(0, as: Int64.self), try $0.decode(1, as: Int.self), try $0.decode(2, as: Double?.self)) }
     }
 
