@@ -33,7 +33,9 @@ database=candlecast_bench_backfill
 export PGPASSWORD; PGPASSWORD=$(cat "$CANDLECAST_DATABASE_PASSWORD_FILE")
 psql_main() { psql -q -h 127.0.0.1 -p "${CANDLECAST_PG_PORT:-55432}" -U candlecast -d candlecast -v ON_ERROR_STOP=1 "$@"; }
 psql_bench() { psql -q -h 127.0.0.1 -p "${CANDLECAST_PG_PORT:-55432}" -U candlecast -d "$database" -v ON_ERROR_STOP=1 "$@"; }
-psql_main -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" -c "CREATE DATABASE $database"
+# An earlier run's ingestor connection may still be closing (another role's: FORCE cannot end it): retry.
+for _ in 1 2 3 4 5; do psql_main -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" 2>/dev/null && break; sleep 1; done
+psql_main -c "CREATE DATABASE $database"
 
 psql_bench -c "CREATE TABLE copy_anchor (open_time bigint PRIMARY KEY, open numeric, high numeric, low numeric, close numeric, volume numeric, trades integer)"
 start=$(date +%s.%N)
@@ -45,7 +47,6 @@ CANDLECAST_DATABASE_URL="${CANDLECAST_DATABASE_URL%/*}/$database" CANDLECAST_LOG
   "$bin/ingestor" backfill "$file" --pair XBTUSD --interval 1m
 ours_s=$(echo "$(date +%s.%N) - $start" | bc)
 stored=$(psql_bench -tA -c "SELECT count(*) FROM ingest.candles")
-psql_main -c "DROP DATABASE IF EXISTS $database WITH (FORCE)"
 
 python3 - "$rows" "$copy_s" "$ours_s" "$stored" <<'PY'
 import sys
@@ -53,3 +54,5 @@ rows, copy_s, ours_s, stored = int(sys.argv[1]), float(sys.argv[2]), float(sys.a
 print(f"psql \\copy:        {rows} rows in {copy_s:.2f} s = {rows / copy_s:,.0f} rows/s")
 print(f"ingestor backfill: {stored} rows in {ours_s:.2f} s = {rows / ours_s:,.0f} rows/s ({ours_s / copy_s:.2f}x the time of \\copy)")
 PY
+# A connection of the ingestor's may still be closing: the next run drops the database first anyway.
+psql_main -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" 2>/dev/null || true

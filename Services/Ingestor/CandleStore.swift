@@ -59,6 +59,9 @@ enum CandleStore {
         latestIndex.reserveCapacity(candles.count)
         for (index, candle) in candles.enumerated() { latestIndex[candle.openTime] = index }
         let unique = latestIndex.count == candles.count ? candles : latestIndex.values.sorted().map { candles[$0] }
+        if let outcome = try copyIntoEmptyRange(unique, source: source, on: connection) {
+            return StoreOutcome(inserted: outcome, revised: 0, unchanged: candles.count - outcome)
+        }
         try connection.executeScript(
             """
             CREATE TEMP TABLE IF NOT EXISTS candle_staging (
@@ -66,16 +69,7 @@ enum CandleStore {
                 vwap numeric, volume numeric, trades integer, source text
             ) ON COMMIT DELETE ROWS
             """)
-        try connection.copy(
-            into: "candle_staging",
-            columns: ["pair", "interval_seconds", "open_time", "open", "high", "low", "close", "vwap", "volume", "trades", "source"],
-            rows: unique.lazy.map { candle in
-                [
-                    candle.pair, String(candle.interval.minutes * 60), String(candle.openTime), candle.open, candle.high, candle.low,
-                    candle.close,
-                    candle.vwap, candle.volume, candle.trades.map(String.init), source,
-                ]
-            })
+        try connection.copy(into: "candle_staging", columns: historyColumns, rows: unique.lazy.map { historyRow($0, source: source) })
         // One summary row back instead of one row per candle.
         let counts = try connection.query(
             """
@@ -97,6 +91,45 @@ enum CandleStore {
         outcome.revised = try counts.decode(1, as: Int.self)
         outcome.unchanged = candles.count - outcome.inserted - outcome.revised
         return outcome
+    }
+
+    /// A batch of one series whose time range holds no stored candle yet (a first backfill, the usual case) is
+    /// copied straight into the table: one write instead of COPY into staging plus an upsert. Returns the rows
+    /// inserted, or nil when the range holds candles or a concurrent writer got there first (the caller upserts).
+    private static func copyIntoEmptyRange(_ candles: [Candle], source: String, on connection: PostgresConnection) throws -> Int? {
+        guard let first = candles.first, candles.allSatisfy({ $0.pair == first.pair && $0.interval == first.interval }),
+            let low = candles.map(\.openTime).min(), let high = candles.map(\.openTime).max()
+        else { return nil }
+        let occupied = try connection.query(
+            """
+            SELECT EXISTS (SELECT 1 FROM ingest.candles WHERE pair = \(first.pair) AND interval_seconds = \(first.interval.minutes * 60)
+                           AND open_time BETWEEN \(low) AND \(high))
+            """
+        )[0].decode(0, as: Bool.self)
+        guard !occupied else { return nil }
+        try connection.executeScript("SAVEPOINT copy_into_empty_range")
+        do {
+            let copied = try connection.copy(
+                into: "candles", schema: schema, columns: historyColumns, rows: candles.lazy.map { historyRow($0, source: source) })
+            try connection.executeScript("RELEASE SAVEPOINT copy_into_empty_range")
+            return copied
+        } catch {
+            // A live poll stored one of these candles since the check: upsert the batch instead.
+            guard error.sqlState == PostgresError.uniqueViolation else { throw error }
+            try connection.executeScript("ROLLBACK TO SAVEPOINT copy_into_empty_range")
+            return nil
+        }
+    }
+
+    static let historyColumns = [
+        "pair", "interval_seconds", "open_time", "open", "high", "low", "close", "vwap", "volume", "trades", "source",
+    ]
+
+    static func historyRow(_ candle: Candle, source: String) -> [String?] {
+        [
+            candle.pair, String(candle.interval.minutes * 60), String(candle.openTime), candle.open, candle.high, candle.low, candle.close,
+            candle.vwap, candle.volume, candle.trades.map(String.init), source,
+        ]
     }
 
     /// Enqueues the one `candle.backfilled` event of a stored history batch, when it changed something.
@@ -137,6 +170,16 @@ enum CandleStore {
     static func recordGaps(pair: String, interval: CandleInterval, from: Int64, on connection: PostgresConnection) throws -> [(Int64, Int)]
     {
         let seconds = interval.minutes * 60
+        // As many candles as the span has intervals: no gap, and no need for the window scan (a backfill of a
+        // million candles ends with this check, about a tenth of the scan's time).
+        let span = try connection.query(
+            """
+            SELECT count(*)::bigint, coalesce(min(open_time), 0), coalesce(max(open_time), 0) FROM ingest.candles
+            WHERE pair = \(pair) AND interval_seconds = \(seconds) AND open_time >= \(from)
+            """
+        )[0]
+        let count = try span.decode(0, as: Int64.self)
+        if try count == 0 || (span.decode(2, as: Int64.self) - span.decode(1, as: Int64.self)) / Int64(seconds) + 1 == count { return [] }
         let rows = try connection.query(
             """
             INSERT INTO ingest.gaps (pair, interval_seconds, after_open_time, missing_intervals)

@@ -48,52 +48,52 @@ struct HistoryBackfill: Sendable {
             }
         var summary = Summary(resumedAfterLine: resumeAfter)
         if resumeAfter > 0 { logger.info("resuming backfill", metadata: ["path": "\(path)", "after_line": "\(resumeAfter)"]) }
-        var firstOpenTime: Int64?
-        var lineNumber = 0
-        var candles: [Candle] = []
-        var rejected: [RejectedRow] = []
-        let now = Date()
+        let parser = BatchParser(reader: reader, pair: pair, interval: interval, skipLines: resumeAfter, batchSize: batchSize)
 
-        func flush() async throws {
-            guard lineNumber > resumeAfter else { return }
-            let batch = candles
-            let bad = rejected
-            let linesDone = lineNumber
-            candles.removeAll(keepingCapacity: true)
-            rejected.removeAll(keepingCapacity: true)
-            let outcome = try await database.transaction { connection -> StoreOutcome in
-                var outcome = try CandleStore.storeHistory(batch, source: source, on: connection)
-                outcome.rejected = try CandleStore.reject(bad, pair: pair, interval: interval, source: source, on: connection)
-                try CandleStore.announceHistory(batch, pair: pair, interval: interval, outcome: outcome, source: source, on: connection)
-                try connection.query("UPDATE ingest.backfill_files SET lines_done = \(linesDone) WHERE fingerprint = \(fingerprint)")
+        /// One batch, its rejected rows, its event and the file's progress, in one transaction.
+        @Sendable func store(_ batch: BatchParser.Batch) async throws -> StoreOutcome {
+            try await database.transaction { connection -> StoreOutcome in
+                var outcome = try CandleStore.storeHistory(batch.candles, source: source, on: connection)
+                outcome.rejected = try CandleStore.reject(batch.rejected, pair: pair, interval: interval, source: source, on: connection)
+                try CandleStore.announceHistory(
+                    batch.candles, pair: pair, interval: interval, outcome: outcome, source: source, on: connection)
+                try connection.query("UPDATE ingest.backfill_files SET lines_done = \(batch.linesDone) WHERE fingerprint = \(fingerprint)")
                 return outcome
             }
+        }
+
+        // Two stages on the two cores: the next batch is parsed and validated on a thread of its own while the
+        // database stores the previous one. Batches commit in file order, so the progress row only moves forward.
+        var storing: Task<StoreOutcome, Error>?
+        func collect() async throws {
+            guard let outcome = try await storing?.value else { return }
             summary.inserted += outcome.inserted
             summary.revised += outcome.revised
             summary.unchanged += outcome.unchanged
             summary.rejected += outcome.rejected
+            storing = nil
         }
-
-        while let line = try reader.nextLine() {
-            lineNumber += 1
-            guard lineNumber > resumeAfter else { continue }
-            switch OHLCVTLine.parse(line, pair: pair, interval: interval, now: now) {
-            case .candle(let candle):
-                candles.append(candle)
-                firstOpenTime = min(firstOpenTime ?? candle.openTime, candle.openTime)
-            case .rejected(let row):
-                rejected.append(row)
-            case .header, .blank:
-                break
+        do {
+            while true {
+                let batch = try await onOwnThread("backfill-parser") { try parser.next() }
+                try await collect()
+                if batch.linesDone > resumeAfter {
+                    storing = Task { try await store(batch) }
+                }
+                progress?.update(done: batch.bytesRead, total: reader.size, rows: batch.linesDone)
+                if batch.atEnd {
+                    summary.linesRead = batch.linesDone
+                    break
+                }
             }
-            if candles.count + rejected.count >= batchSize {
-                try await flush()
-                progress?.update(done: reader.bytesRead, total: reader.size, rows: lineNumber)
-            }
+            try await collect()
+        } catch {
+            // The batch being stored commits or rolls back on its own; its outcome is not counted.
+            storing?.cancel()
+            _ = try? await storing?.value
+            throw error
         }
-        try await flush()
-        summary.linesRead = lineNumber
-        progress?.finish(done: reader.size, rows: lineNumber)
+        progress?.finish(done: reader.size, rows: summary.linesRead)
 
         let gaps = try await database.transaction { connection -> [(Int64, Int)] in
             _ = try CandleStore.recordGaps(pair: pair, interval: interval, from: 0, on: connection)
@@ -107,7 +107,6 @@ struct HistoryBackfill: Sendable {
             ).map { (try $0.decode(0, as: Int64.self), try $0.decode(1, as: Int.self)) }
         }
         summary.gaps = Dictionary(uniqueKeysWithValues: gaps)
-        _ = firstOpenTime
         return summary
     }
 
@@ -119,6 +118,56 @@ struct HistoryBackfill: Sendable {
             if let problem = OHLCVTLine.layoutProblem(firstLine: line) { throw BackfillError(.unrecognisedLayout, problem, path: path) }
             return
         }
+    }
+}
+
+/// Reads a history file in batches of parsed, validated rows. Used by one thread at a time, one batch after the
+/// other (the backfill waits for each batch before asking for the next).
+final class BatchParser: @unchecked Sendable {
+    struct Batch: Sendable {
+        var candles: [Candle] = []
+        var rejected: [RejectedRow] = []
+        /// Lines read from the file's start, this batch included.
+        var linesDone = 0
+        var bytesRead = 0
+        var atEnd = false
+    }
+
+    private let reader: LineReader
+    private let pair: String
+    private let interval: CandleInterval
+    private let skipLines: Int
+    private let batchSize: Int
+    private let now = Date()
+    private var lineNumber = 0
+
+    init(reader: LineReader, pair: String, interval: CandleInterval, skipLines: Int, batchSize: Int) {
+        self.reader = reader
+        self.pair = pair
+        self.interval = interval
+        self.skipLines = skipLines
+        self.batchSize = batchSize
+    }
+
+    /// The next `batchSize` rows after the lines an earlier run completed (those are read past, not parsed).
+    func next() throws -> Batch {
+        var batch = Batch()
+        while batch.candles.count + batch.rejected.count < batchSize {
+            guard let line = try reader.nextLine() else {
+                batch.atEnd = true
+                break
+            }
+            lineNumber += 1
+            guard lineNumber > skipLines else { continue }
+            switch OHLCVTLine.parse(line, pair: pair, interval: interval, now: now) {
+            case .candle(let candle): batch.candles.append(candle)
+            case .rejected(let row): batch.rejected.append(row)
+            case .header, .blank: break
+            }
+        }
+        batch.linesDone = lineNumber
+        batch.bytesRead = reader.bytesRead
+        return batch
     }
 }
 

@@ -102,7 +102,7 @@ final class TrainingWorker: Sendable {
             // Test rows: the dataset version's own (its stored training_end on); validation rows: its split's, the
             // same for every candidate of the sweep, which the registry ranks them on.
             let closes = dataset.closes
-            let (test, validation, file) = try await Self.onOwnThread("scorer") {
+            let (test, validation, file) = try await onOwnThread("scorer") {
                 (
                     try model.evaluate(closes: closes, targets: split.testTargets),
                     try model.evaluate(closes: closes, targets: split.validationTargets), try model.encode()
@@ -137,17 +137,6 @@ final class TrainingWorker: Sendable {
             Envelope(payload: completed, correlationID: correlationID), exchange: Exchange.events, routingKey: RoutingKey.trainingCompleted)
         try await publisher.publish(message)
         Counter(label: "candlecast_training_jobs_total", dimensions: [("result", completed.succeeded ? "succeeded" : "failed")]).increment()
-    }
-
-    /// Runs CPU-bound work (training, scoring a model on a thousand windows, encoding its file) on a thread of its own,
-    /// never on Swift's cooperative pool.
-    static func onOwnThread<Value: Sendable>(_ name: String, _ work: @escaping @Sendable () throws -> Value) async throws -> Value {
-        try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread { continuation.resume(with: Result { try work() }) }
-            thread.name = name
-            thread.stackSize = 8 << 20
-            thread.start()
-        }
     }
 
     private func failure(_ job: TrainingJob, reason: String, started: ContinuousClock.Instant) -> TrainingCompleted {
@@ -267,7 +256,7 @@ final class TrainingWorker: Sendable {
         let trainerName = self.trainer
         let jobID = job.jobID
         let settings = training
-        let trained = try await Self.onOwnThread("trainer") {
+        let trained = try await onOwnThread("trainer") {
             try Trainer(model: model, training: settings, spec: spec).train(
                 closes: closes, split: split,
                 onEpoch: { report in

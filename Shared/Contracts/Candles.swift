@@ -104,7 +104,13 @@ public func pairToken(_ pair: String) -> String { pair.lowercased() }
 
 /// A pair name as Kraken spells it: 1 to 32 ASCII letters and digits (safe in a routing key, a URL and a label).
 public func isValidPairName(_ pair: String) -> Bool {
-    (1...32).contains(pair.utf8.count) && pair.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }
+    // On bytes: this runs for every candle of a backfill.
+    (1...32).contains(pair.utf8.count) && pair.utf8.allSatisfy(isASCIILetterOrDigit)
+}
+
+/// A-Z, a-z or 0-9.
+func isASCIILetterOrDigit(_ byte: UInt8) -> Bool {
+    (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte | 0x20) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
 }
 
 /// A model name of the registry: 1 to 64 letters, digits, `-` and `_`.

@@ -152,22 +152,32 @@ public enum ContractRules {
     public static func candle(open: String, high: String, low: String, close: String, volume: String, trades: Int?)
         throws(ValidationFailure)
     {
-        for (name, value) in [("open", open), ("high", high), ("low", low), ("close", close), ("volume", volume)] {
+        // One field at a time, without building arrays: this runs for every candle of a backfill.
+        func decimal(_ name: String, _ value: String) throws(ValidationFailure) {
             guard isDecimal(value) else {
                 throw ValidationFailure(
                     .notADecimal, "\(name) \(String(value.prefix(50)).debugDescription) is not a non-negative decimal", field: name)
             }
         }
+        try decimal("open", open)
+        try decimal("high", high)
+        try decimal("low", low)
+        try decimal("close", close)
+        try decimal("volume", volume)
         // Comparisons in Double are exact enough for ordering prices (rounding is monotonic); the stored values
         // stay the exact text.
         guard let o = Double(open), let h = Double(high), let l = Double(low), let c = Double(close), let v = Double(volume) else {
             throw ValidationFailure(.notADecimal, "prices are not numbers")
         }
-        for (name, value) in [("open", o), ("high", h), ("low", l), ("close", c)] {
+        func price(_ name: String, _ value: Double) throws(ValidationFailure) {
             guard value > 0, value <= maximumAmount else {
                 throw ValidationFailure(.outOfRange, "\(name) must be positive and at most \(maximumAmount)", field: name)
             }
         }
+        try price("open", o)
+        try price("high", h)
+        try price("low", l)
+        try price("close", c)
         guard l <= o, l <= c, o <= h, c <= h else {
             throw ValidationFailure(.inconsistent, "prices out of order: need low <= open, close <= high")
         }

@@ -85,14 +85,18 @@ public final class PostgresConnection {
         try check(result, handle: handle)
     }
 
-    /// Loads rows with `COPY ... FROM STDIN` (text format), the fastest bulk path. Returns the row count.
+    /// Loads rows with `COPY ... FROM STDIN` (text format), the fastest bulk path, into `schema.table` (or `table` on
+    /// the search path). Returns the row count.
     @discardableResult
-    public func copy(into table: String, columns: [String], rows: some Sequence<[String?]>) throws(PostgresError) -> Int {
-        guard SQLIdentifier.isValid(table), columns.allSatisfy(SQLIdentifier.isValid) else {
+    public func copy(into table: String, schema: String? = nil, columns: [String], rows: some Sequence<[String?]>) throws(PostgresError)
+        -> Int
+    {
+        guard SQLIdentifier.isValid(table), schema.map(SQLIdentifier.isValid) ?? true, columns.allSatisfy(SQLIdentifier.isValid) else {
             throw PostgresError(.client, "invalid table or column name for COPY: \(table)(\(columns.joined(separator: ",")))")
         }
         let handle = try liveHandle()
-        let statement = "COPY \(SQLIdentifier.quoted(table)) (\(columns.map(SQLIdentifier.quoted).joined(separator: ", "))) FROM STDIN"
+        let target = (schema.map { SQLIdentifier.quoted($0) + "." } ?? "") + SQLIdentifier.quoted(table)
+        let statement = "COPY \(target) (\(columns.map(SQLIdentifier.quoted).joined(separator: ", "))) FROM STDIN"
         let start = PQexec(handle, statement)
         let startStatus = PQresultStatus(start)
         if startStatus != PGRES_COPY_IN {
@@ -144,6 +148,11 @@ public final class PostgresConnection {
             if index > 0 { buffer.append(UInt8(ascii: "\t")) }
             guard let value else {
                 buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "N")])
+                continue
+            }
+            // Most values need no escaping: copied in one piece.
+            if !value.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 < 0x20 }) {
+                buffer.append(contentsOf: value.utf8)
                 continue
             }
             for byte in value.utf8 {
