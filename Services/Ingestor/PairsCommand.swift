@@ -78,7 +78,8 @@ struct PairsCommand: AsyncParsableCommand {
             } catch let error as KrakenError {
                 await database.close()
                 if error.code == .api {
-                    throw PairsCommand.fail("Kraken refuses \(series): \(error.message); nothing was added", code: 1)
+                    let kept = history == nil ? "nothing was added" : "the file's candles are stored, but the pair is not polled"
+                    throw PairsCommand.fail("Kraken refuses \(series): \(error.message); \(kept)", code: 1)
                 }
                 throw PairsCommand.fail(
                     "Kraken (\(settings.krakenURL)) did not answer: \(error.message); nothing was added. Try again, or give "
