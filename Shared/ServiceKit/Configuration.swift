@@ -134,9 +134,10 @@ public struct ServiceConfiguration: Sendable {
                 .missing, key: "CANDLECAST_DATABASE_PASSWORD", reason: "required: set it or CANDLECAST_DATABASE_PASSWORD_FILE")
         }
         let databaseURL = environment.string("CANDLECAST_DATABASE_URL", default: "postgresql://candlecast@127.0.0.1:5432/candlecast")
-        guard databaseURL.hasPrefix("postgresql://") || databaseURL.hasPrefix("postgres://"), URLComponents(string: databaseURL) != nil
-        else {
-            throw ConfigurationError(key: "CANDLECAST_DATABASE_URL", reason: "not a postgresql:// URI")
+        // libpq's own URI rule: several hosts (`db1:5432,db2:5432`) with `target_session_attrs=read-write` follow a
+        // failover to the new primary.
+        if let problem = DatabaseConfiguration.problem(with: databaseURL) {
+            throw ConfigurationError(key: "CANDLECAST_DATABASE_URL", reason: problem)
         }
         database = DatabaseConfiguration(
             url: databaseURL,

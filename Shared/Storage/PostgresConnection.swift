@@ -16,6 +16,20 @@ public struct DatabaseConfiguration: Sendable, Equatable {
         self.connectTimeoutSeconds = connectTimeoutSeconds
         self.applicationName = applicationName
     }
+
+    /// Nil when libpq reads `url` as a connection URI (its own parser, so a multi-host URI such as
+    /// `postgresql://candlecast@db1:5432,db2:5432/candlecast?target_session_attrs=read-write` is accepted), else why not.
+    public static func problem(with url: String) -> String? {
+        guard url.hasPrefix("postgresql://") || url.hasPrefix("postgres://") else { return "not a postgresql:// URI" }
+        var error: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(url, &error) else {
+            let message = error.map { String(cString: $0).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "out of memory"
+            if let error { PQfreemem(error) }
+            return "not a libpq connection URI: \(message)"
+        }
+        PQconninfoFree(options)
+        return nil
+    }
 }
 
 /// One libpq connection used synchronously.

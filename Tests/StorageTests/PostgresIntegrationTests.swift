@@ -181,6 +181,26 @@ struct PostgresIntegrationTests {
         await client.close()
     }
 
+    @Test("a libpq multi-host URI: a host that is down is skipped for the next, the one that takes writes")
+    func multiHostURI() async throws {
+        var configuration = try TestEnvironment.database()
+        let components = try #require(URLComponents(string: configuration.url))
+        let user = components.user.map { "\($0)@" } ?? ""
+        let live = "\(components.host ?? "127.0.0.1"):\(components.port ?? 5432)"
+        let query = ((components.query.map { [$0] } ?? []) + ["target_session_attrs=read-write"]).joined(separator: "&")
+        // Port 9 on loopback refuses at once: the first host of the list is "down", as a failed primary would be.
+        configuration.url = "postgresql://\(user)127.0.0.1:9,\(live)\(components.path)?\(query)"
+        #expect(DatabaseConfiguration.problem(with: configuration.url) == nil, "\(configuration.url)")
+        let client = PostgresClient(
+            configuration: configuration, options: PostgresClient.Options(connections: 1, reconnectAttempts: 0), logger: logger)
+        let readOnly = try await client.query("SELECT current_setting('transaction_read_only')").first?.decode(0, as: String.self)
+        #expect(readOnly == "off", "connected to the host that takes writes")
+        await client.close()
+        #expect(DatabaseConfiguration.problem(with: "postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write") == nil)
+        #expect(DatabaseConfiguration.problem(with: "postgresql://u@h1:5432/db?no_such_option=1")?.contains("no_such_option") == true)
+        #expect(DatabaseConfiguration.problem(with: "mysql://u@h1/db") == "not a postgresql:// URI")
+    }
+
     @Test("a bad password or unreachable server is a connection error")
     func connectionErrors() async throws {
         var configuration = try TestEnvironment.database()
