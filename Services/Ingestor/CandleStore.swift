@@ -59,8 +59,8 @@ enum CandleStore {
         latestIndex.reserveCapacity(candles.count)
         for (index, candle) in candles.enumerated() { latestIndex[candle.openTime] = index }
         let unique = latestIndex.count == candles.count ? candles : latestIndex.values.sorted().map { candles[$0] }
-        if let outcome = try copyIntoEmptyRange(unique, source: source, on: connection) {
-            return StoreOutcome(inserted: outcome, revised: 0, unchanged: candles.count - outcome)
+        if let copied = try copyIntoEmptyRange(unique, source: source, on: connection) {
+            return StoreOutcome(inserted: copied, revised: 0, unchanged: candles.count - copied)
         }
         try connection.executeScript(
             """

@@ -99,28 +99,31 @@ struct BackfillCommand: AsyncParsableCommand {
     @Flag(help: "Read the file from its first line even if an earlier run completed it") var restart = false
 
     func run() async throws {
-        let interval: CandleInterval
-        let pair: String
-        do throws(ValidationFailure) {
-            interval = try ContractRules.interval(self.interval)
-            pair = try ContractRules.pair(self.pair)
-        } catch {
-            throw ValidationError(error.reason)
-        }
+        let series = try TrackedSeries(commandLinePair: pair, interval: self.interval)
+        let (pair, interval) = (series.pair, series.interval)
         // A file in another layout is refused before any configuration is read or any server is touched.
         try HistoryBackfill.checkLayout(path: file)
-        let configuration = try ServiceConfiguration(service: "ingestor-backfill", defaultHTTPPort: 0)
-        ServiceRunner.bootstrapLogging(configuration)
-        let logger = Logger(label: "ingestor")
-        let database = PostgresClient(configuration: configuration.database, logger: logger)
+        let (configuration, database, logger) = try await IngestorCommand.connect("ingestor-backfill")
         defer { Task { await database.close() } }
-        try await database.migrate(IngestSchema.migrations, logger: logger)
         let backfill = HistoryBackfill(database: database, logger: logger)
         let summary = try await backfill.run(
             path: file, pair: pair, interval: interval, restart: restart, progress: ProgressReporter(label: "backfill", logger: logger))
         print(summary.text(file: file, interval: interval))
         await OutboxRelay.publishNow(configuration: configuration, database: database, logger: logger)
         await database.close()
+    }
+}
+
+/// What the ingestor's commands (`backfill`, `pairs`) share.
+enum IngestorCommand {
+    /// The configuration, logging and a migrated database, as the service has them.
+    static func connect(_ name: String) async throws -> (ServiceConfiguration, PostgresClient, Logger) {
+        let configuration = try ServiceConfiguration(service: name, defaultHTTPPort: 0)
+        ServiceRunner.bootstrapLogging(configuration)
+        let logger = Logger(label: "ingestor")
+        let database = PostgresClient(configuration: configuration.database, logger: logger)
+        try await database.migrate(IngestSchema.migrations, logger: logger)
+        return (configuration, database, logger)
     }
 }
 

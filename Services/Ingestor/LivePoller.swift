@@ -41,7 +41,7 @@ struct LivePoller: Sendable {
         let (candles, rejected, skippedOpenCandle) = Self.closedCandles(in: response, pair: pair, interval: interval, now: now())
         outcome.skippedOpenCandle = skippedOpenCandle
         let nextSince = max(response.last, since ?? response.last)
-        let earliest = candles.map(\.openTime).min()
+        let earliest = candles.first?.openTime  // oldest first
         let (store, gaps) = try await database.transaction { connection in
             // A series' first answer is its recent history (up to 720 candles): stored as one batch with one summary
             // event, as a backfill, so that downstream cuts one dataset version from it, not one per candle.

@@ -21,23 +21,7 @@ struct PairsCommand: AsyncParsableCommand {
         /// Refused before anything runs, with the subcommand's usage.
         func validate() throws { _ = try series() }
 
-        func series() throws -> TrackedSeries {
-            do throws(ValidationFailure) {
-                return TrackedSeries(pair: try ContractRules.pair(pair), interval: try ContractRules.interval(interval))
-            } catch {
-                throw ValidationError(error.reason)
-            }
-        }
-    }
-
-    /// The configuration, logging and a migrated database, as the service has them.
-    static func connect(_ name: String) async throws -> (ServiceConfiguration, PostgresClient, Logger) {
-        let configuration = try ServiceConfiguration(service: name, defaultHTTPPort: 0)
-        ServiceRunner.bootstrapLogging(configuration)
-        let logger = Logger(label: "ingestor")
-        let database = PostgresClient(configuration: configuration.database, logger: logger)
-        try await database.migrate(IngestSchema.migrations, logger: logger)
-        return (configuration, database, logger)
+        func series() throws -> TrackedSeries { try TrackedSeries(commandLinePair: pair, interval: interval) }
     }
 
     static func fail(_ message: String, code: Int32) -> ExitCode {
@@ -62,7 +46,7 @@ struct PairsCommand: AsyncParsableCommand {
         func run() async throws {
             let series = try target.series()
             if let history { try HistoryBackfill.checkLayout(path: history) }
-            let (configuration, database, logger) = try await PairsCommand.connect("ingestor-pairs")
+            let (configuration, database, logger) = try await IngestorCommand.connect("ingestor-pairs")
             let settings = try IngestorSettings(configuration.environment)
             if let history {
                 let summary = try await HistoryBackfill(database: database, logger: logger).run(
@@ -109,7 +93,7 @@ struct PairsCommand: AsyncParsableCommand {
             abstract: "Every pair and interval with stored candles or tracked, with its range and how it is polled.")
 
         func run() async throws {
-            let (_, database, _) = try await PairsCommand.connect("ingestor-pairs")
+            let (_, database, _) = try await IngestorCommand.connect("ingestor-pairs")
             let rows = try await database.withConnection { connection in
                 try connection.query(
                     """
@@ -122,7 +106,7 @@ struct PairsCommand: AsyncParsableCommand {
                     """
                 ).map { row in
                     let seconds = try row.decode(1, as: Int.self)
-                    let interval = CandleInterval.supported.first { $0.seconds == Int64(seconds) }?.name ?? "\(seconds) s"
+                    let interval = CandleInterval(seconds: seconds)?.name ?? "\(seconds) s"
                     let count = try row.decode(2, as: Int.self)
                     let range = try row.decode(3, as: Int64?.self).flatMap { first in
                         try row.decode(4, as: Int64?.self).map { "\(utcDay(first)) .. \(utcDay($0))" }
@@ -145,7 +129,7 @@ struct PairsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let series = try target.series()
-            let (configuration, database, _) = try await PairsCommand.connect("ingestor-pairs")
+            let (configuration, database, _) = try await IngestorCommand.connect("ingestor-pairs")
             let removed = try await database.withConnection { try TrackedSeriesStore.remove(series, on: $0) }
             await database.close()
             guard removed else { throw PairsCommand.fail("\(series) is not tracked", code: 1) }

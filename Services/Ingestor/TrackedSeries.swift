@@ -1,3 +1,4 @@
+import ArgumentParser
 import Contracts
 import Foundation
 import Logging
@@ -14,14 +15,24 @@ struct TrackedSeries: Hashable, Sendable, CustomStringConvertible {
     var description: String { "\(pair) \(interval.name)" }
 }
 
+extension TrackedSeries {
+    /// A pair and interval from a command line, by the contract's rules (`ContractRules`).
+    init(commandLinePair pair: String, interval: String) throws {
+        do throws(ValidationFailure) {
+            self.init(pair: try ContractRules.pair(pair), interval: try ContractRules.interval(interval))
+        } catch {
+            throw ValidationError(error.reason)
+        }
+    }
+}
+
 /// `ingest.tracked_series`: the series added to a running system (`ingestor pairs add`), polled besides the ones
 /// `CANDLECAST_INGEST_PAIRS` names. Every function runs on a connection inside the caller's transaction.
 enum TrackedSeriesStore {
     static func list(on connection: PostgresConnection) throws -> [TrackedSeries] {
         try connection.query("SELECT pair, interval_seconds FROM ingest.tracked_series ORDER BY pair, interval_seconds").compactMap { row in
             // A row written by hand with an interval Kraken does not have is skipped, not polled.
-            let seconds = try row.decode(1, as: Int.self)
-            guard let interval = CandleInterval.supported.first(where: { $0.seconds == Int64(seconds) }) else { return nil }
+            guard let interval = CandleInterval(seconds: try row.decode(1, as: Int.self)) else { return nil }
             return TrackedSeries(pair: try row.decode(0, as: String.self), interval: interval)
         }
     }
