@@ -52,9 +52,9 @@ candlecast_registry
   ^registry$
   ^registry$
 candlecast_predictor
-  ^(candlecast\.(events|dead-letters)|predictor\.(windows|models|candles|dead-letters))$
-  ^(candlecast\.(events|dead-letters)|predictor\.(windows|models|candles|dead-letters))$
-  ^(candlecast\.(events|dead-letters)|predictor\.(windows|models|candles))$
+  ^(candlecast\.(events|dead-letters)|predictor\.(windows|models\.[A-Za-z0-9-]+|candles|dead-letters))$
+  ^(candlecast\.(events|dead-letters)|predictor\.(windows|models\.[A-Za-z0-9-]+|candles|dead-letters))$
+  ^(candlecast\.(events|dead-letters)|predictor\.(windows|models\.[A-Za-z0-9-]+|candles))$
   ^(forecast\.created\.[^.]+\.[^.]+|metric\.predictor\.[^.]+)$
   ^(features\.window|model\.promoted|candle\.closed)\.
   ^predictor$

@@ -135,6 +135,12 @@ fi
 } >"$root/.local/run.env"
 
 say "starting the services (one log file each in .local/logs/)"
+# A broker that an earlier version used still has classic queues: they become quorum queues, with their messages,
+# before any service declares its own (a no-op when they already are; README, "Scaling out").
+if ! cli queues migrate >/dev/null; then
+  say "cannot move the broker's queues to quorum queues: see .local/logs/candlecast.log"
+  exit 1
+fi
 start preprocessor "$preprocessor_port" ""
 start trainer "$trainer1_port" -1
 start trainer "$trainer2_port" -2

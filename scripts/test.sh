@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/servers.sh start
+# The scaling-out tests (ScaleOutTests) also need a three-node RabbitMQ cluster and a PostgreSQL primary with a
+# synchronous standby, on loopback beside the servers above. A pair whose standby an earlier run promoted is made anew.
+scripts/servers.sh cluster-start
+scripts/servers.sh pg-pair-start || scripts/servers.sh pg-pair-reset
 # shellcheck source=/dev/null
 source .local/env
 

@@ -13,7 +13,7 @@ struct Candlecast: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "candlecast",
         abstract: "Operate Candlecast: backfill, pairs, sweeps, models, runs, forecasts and status.",
-        subcommands: [Backfill.self, Pairs.self, Sweep.self, Models.self, Runs.self, Forecasts.self, Status.self])
+        subcommands: [Backfill.self, Pairs.self, Sweep.self, Models.self, Runs.self, Forecasts.self, Status.self, Queues.self])
 }
 
 /// Where the services answer: `CANDLECAST_<SERVICE>_URL`, else their default loopback ports.
@@ -68,7 +68,7 @@ struct Endpoints {
     /// The broker, from the same variables the services read.
     func broker() throws(CommandFailure) -> BrokerConfiguration {
         do {
-            return try ServiceConfiguration(service: "candlecast-cli", defaultHTTPPort: 0, environment: environment).broker
+            return try ServiceConfiguration.broker(service: "candlecast-cli", environment: environment)
         } catch {
             throw CommandFailure(.misconfigured, "\(error) (source .local/env)")
         }

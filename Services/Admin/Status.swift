@@ -52,7 +52,7 @@ struct Status: AsyncParsableCommand {
             if let broker = try? endpoints.broker() {
                 var depths: [[String]] = []
                 for service in ServiceName.allCases {
-                    for queue in service.subscriptions.map(\.queue) + [service.deadLetterQueue] {
+                    for queue in service.subscriptions.filter({ $0.sharing != .perReplica }).map(\.queue) + [service.deadLetterQueue] {
                         let depth = try? await BrokerAdmin.messageCount(queue: queue, configuration: broker)
                         depths.append([queue, depth.map(String.init) ?? "not declared yet"])
                     }

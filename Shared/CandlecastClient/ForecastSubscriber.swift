@@ -31,12 +31,19 @@ public final class ForecastSubscriber: Sendable {
         public var interval: CandleInterval?
         /// Forecasts delivered ahead of your handler.
         public var prefetch: UInt16
+        /// Your durable queue is a quorum queue, replicated over a cluster's nodes, so it survives the loss of one.
+        /// false: a classic queue (one node's), as versions before quorum queues declared it. A temporary queue is
+        /// always classic.
+        public var replicated: Bool
 
-        public init(queue: String? = nil, pair: String? = nil, interval: CandleInterval? = nil, prefetch: UInt16 = 16) {
+        public init(
+            queue: String? = nil, pair: String? = nil, interval: CandleInterval? = nil, prefetch: UInt16 = 16, replicated: Bool = true
+        ) {
             self.queue = queue
             self.pair = pair
             self.interval = interval
             self.prefetch = prefetch
+            self.replicated = replicated
         }
     }
 
@@ -48,6 +55,7 @@ public final class ForecastSubscriber: Sendable {
         let temporary = options.queue == nil
         queue = options.queue ?? "candlecast.client.\(UInt64.random(in: 0...UInt64.max))"
         let expiry: Duration? = temporary ? .seconds(60) : nil
+        let kind: Topology.Queue.Kind = !temporary && options.replicated ? .quorum(deliveryLimit: ServiceName.deliveryLimit) : .classic
         let deadLetters = queue + ".dead-letters"
         let routingKey = RoutingKey.forecastCreated(pair: options.pair.map(pairToken) ?? "*", interval: options.interval?.name ?? "*")
         let topology = Topology(
@@ -56,8 +64,9 @@ public final class ForecastSubscriber: Sendable {
             ],
             queues: [
                 Topology.Queue(
-                    name: queue, deadLetterExchange: Exchange.deadLetters, deadLetterRoutingKey: deadLetters, expiresAfter: expiry),
-                Topology.Queue(name: deadLetters, expiresAfter: expiry),
+                    name: queue, kind: kind, deadLetterExchange: Exchange.deadLetters, deadLetterRoutingKey: deadLetters,
+                    expiresAfter: expiry),
+                Topology.Queue(name: deadLetters, kind: kind, expiresAfter: expiry),
             ],
             bindings: [
                 Topology.Binding(queue: queue, exchange: Exchange.events, routingKey: routingKey),

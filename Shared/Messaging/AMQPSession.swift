@@ -32,26 +32,53 @@ final class AMQPSession {
         var properties: MessageProperties
     }
 
-    init(configuration: BrokerConfiguration) throws {
+    /// The node this session is connected to.
+    let endpoint: BrokerConfiguration.Endpoint
+
+    /// Connects to the first of the configuration's nodes that answers, trying them in order from `preferred`
+    /// (wrapping around). Returns the session and the index of its node.
+    static func connect(_ configuration: BrokerConfiguration, preferring preferred: Int = 0) throws -> (AMQPSession, Int) {
+        let count = configuration.endpoints.count
+        var failures: [String] = []
+        for offset in 0..<count {
+            let index = (max(0, preferred) + offset) % count
+            do {
+                return (try AMQPSession(configuration: configuration, endpoint: configuration.endpoints[index]), index)
+            } catch let error as BrokerError where count > 1 && error.code == .connectionFailed {
+                failures.append(error.message)
+            }
+        }
+        throw BrokerError(.connectionFailed, "no broker node answered: " + failures.joined(separator: "; "))
+    }
+
+    convenience init(configuration: BrokerConfiguration) throws {
+        try self.init(configuration: configuration, endpoint: configuration.endpoints[0])
+    }
+
+    init(configuration: BrokerConfiguration, endpoint: BrokerConfiguration.Endpoint) throws {
         guard let connection = amqp_new_connection() else {
             throw BrokerError(.connectionFailed, "amqp_new_connection returned nil")
         }
         self.connection = connection
+        self.endpoint = endpoint
         do {
-            guard let socket = amqp_tcp_socket_new(connection) else {
-                throw BrokerError(.connectionFailed, "amqp_tcp_socket_new returned nil")
-            }
+            let socket = try Self.socket(on: connection, tls: configuration.tls)
             var timeout = timeval(configuration.connectTimeout)
-            let status = amqp_socket_open_noblock(socket, configuration.host, Int32(configuration.port), &timeout)
+            let status = amqp_socket_open_noblock(socket, endpoint.host, Int32(endpoint.port), &timeout)
             guard status == AMQP_STATUS_OK.rawValue else {
                 throw BrokerError(
                     .connectionFailed,
-                    "cannot reach \(configuration.host):\(configuration.port): \(String(cString: amqp_error_string2(status)))")
+                    "cannot reach \(endpoint)\(configuration.tls == nil ? "" : " over TLS"): \(String(cString: amqp_error_string2(status)))"
+                )
             }
             amqp_set_handshake_timeout(connection, &timeout)
+            // The broker lists the connection under this name (rabbitmqctl list_connections, the management UI).
+            var properties = FieldTableBuilder()
+            defer { properties.deallocate() }
+            var table = properties.table(["connection_name": .string(configuration.connectionName)])
             try Self.check(
-                candlecast_amqp_login(
-                    connection, configuration.virtualHost, 0, 131_072, Int32(configuration.heartbeatSeconds),
+                candlecast_amqp_login_with_properties(
+                    connection, configuration.virtualHost, 0, 131_072, Int32(configuration.heartbeatSeconds), &table,
                     configuration.user, configuration.password),
                 context: "login as \(configuration.user) to vhost \(configuration.virtualHost)", code: .connectionFailed)
             amqp_channel_open(connection, Self.channel)
@@ -62,6 +89,35 @@ final class AMQPSession {
             isOpen = false
             throw error
         }
+    }
+
+    /// A plain TCP socket, or a TLS one that verifies the broker's certificate chain and host name.
+    private static func socket(on connection: amqp_connection_state_t, tls: BrokerConfiguration.TLS?) throws -> OpaquePointer {
+        guard let tls else {
+            guard let socket = amqp_tcp_socket_new(connection) else {
+                throw BrokerError(.connectionFailed, "amqp_tcp_socket_new returned nil")
+            }
+            return socket
+        }
+        guard let socket = amqp_ssl_socket_new(connection) else {
+            throw BrokerError(.connectionFailed, "amqp_ssl_socket_new returned nil")
+        }
+        amqp_ssl_socket_set_verify_peer(socket, 1)
+        amqp_ssl_socket_set_verify_hostname(socket, 1)
+        let status = amqp_ssl_socket_set_cacert(socket, tls.caFile)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw BrokerError(
+                .invalidConfiguration, "cannot load the CA file \(tls.caFile): \(String(cString: amqp_error_string2(status)))")
+        }
+        if let certificate = tls.certificateFile, let key = tls.keyFile {
+            let status = amqp_ssl_socket_set_key(socket, certificate, key)
+            guard status == AMQP_STATUS_OK.rawValue else {
+                throw BrokerError(
+                    .invalidConfiguration,
+                    "cannot load the client certificate \(certificate): \(String(cString: amqp_error_string2(status)))")
+            }
+        }
+        return socket
     }
 
     /// Closes the channel and connection politely, then frees rabbitmq-c's state. Safe to call twice.
@@ -100,7 +156,16 @@ final class AMQPSession {
         for queue in topology.queues {
             let arguments = names.table(queue.arguments)
             amqp_queue_declare(connection, Self.channel, names.bytes(queue.name), 0, 1, 0, 0, arguments)
-            try checkLastReply("queue.declare \(queue.name)", code: .brokerRejected)
+            do {
+                try checkLastReply("queue.declare \(queue.name)", code: .brokerRejected)
+            } catch let error as BrokerError where error.message.contains("inequivalent arg") {
+                // A queue's type and arguments cannot change in place: an older deployment's classic queue blocks the
+                // quorum one.
+                throw BrokerError(
+                    .queueTypeMismatch,
+                    "\(error.message); an earlier version declared the queue with other arguments (a classic queue): stop the "
+                        + "services and run `candlecast queues migrate` (README, Scaling out)")
+            }
         }
         for binding in topology.bindings {
             amqp_queue_bind(
@@ -118,6 +183,72 @@ final class AMQPSession {
         let reply = amqp_queue_declare(connection, Self.channel, names.bytes(queue), 1, 0, 0, 0, amqp_empty_table)
         try checkLastReply("queue.declare passive \(queue)", code: .brokerRejected)
         return reply?.pointee.message_count ?? 0
+    }
+
+    /// Messages ready and consumers attached (passive declare); nil when the queue does not exist. A missing
+    /// queue closes the channel, so the session is no longer usable after nil.
+    func queueState(_ queue: String) throws -> (messages: Int, consumers: Int)? {
+        var names = FieldTableBuilder()
+        defer { names.deallocate() }
+        let reply = amqp_queue_declare(connection, Self.channel, names.bytes(queue), 1, 0, 0, 0, amqp_empty_table)
+        do {
+            try checkLastReply("queue.declare passive \(queue)", code: .brokerRejected)
+        } catch let error as BrokerError where error.message.contains("404") {
+            return nil
+        }
+        return (Int(reply?.pointee.message_count ?? 0), Int(reply?.pointee.consumer_count ?? 0))
+    }
+
+    func unbind(_ binding: Topology.Binding) throws {
+        var names = FieldTableBuilder()
+        defer { names.deallocate() }
+        amqp_queue_unbind(
+            connection, Self.channel, names.bytes(binding.queue), names.bytes(binding.exchange), names.bytes(binding.routingKey),
+            amqp_empty_table)
+        try checkLastReply("queue.unbind \(binding.queue) from \(binding.exchange) on \(binding.routingKey)", code: .brokerRejected)
+    }
+
+    /// One message taken from the queue (basic.get, to be acked), or nil when the queue is empty.
+    func get(queue: String) throws -> ReceivedMessage? {
+        var names = FieldTableBuilder()
+        defer { names.deallocate() }
+        let reply = amqp_basic_get(connection, Self.channel, names.bytes(queue), 0)
+        try Self.check(reply, context: "basic.get \(queue)", code: .brokerRejected)
+        guard reply.reply.id == CANDLECAST_BASIC_GET_OK_METHOD else { return nil }
+        let ok = reply.reply.decoded.assumingMemoryBound(to: amqp_basic_get_ok_t.self).pointee
+        return try readContent(
+            channel: Self.channel, deliveryTag: ok.delivery_tag, redelivered: ok.redelivered != 0, exchange: ok.exchange.string,
+            routingKey: ok.routing_key.string)
+    }
+
+    /// Reads the content frames that follow a basic.deliver or basic.get-ok. The method's fields are passed in,
+    /// copied already: reading the content reuses the pool they live in.
+    private func readContent(channel: amqp_channel_t, deliveryTag: UInt64, redelivered: Bool, exchange: String, routingKey: String)
+        throws -> ReceivedMessage
+    {
+        var message = amqp_message_t()
+        let reply = amqp_read_message(connection, channel, &message, 0)
+        guard reply.reply_type == AMQP_RESPONSE_NORMAL else { throw lost("read message content", status: reply.library_error) }
+        defer { amqp_destroy_message(&message) }
+        return ReceivedMessage(
+            deliveryTag: deliveryTag, redelivered: redelivered, exchange: exchange, routingKey: routingKey,
+            body: message.body.byteArray, properties: Self.properties(message.properties))
+    }
+
+    /// Waits until the broker confirms every publish up to `deliveryTag` (after `enablePublisherConfirms`).
+    func awaitConfirm(_ deliveryTag: UInt64, timeout: Duration) throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            switch try nextEvent(timeout: .milliseconds(200)) {
+            case .confirmed(let tag, let multiple) where tag == deliveryTag || (multiple && tag >= deliveryTag):
+                return
+            case .rejected(let tag, let multiple) where tag == deliveryTag || (multiple && tag >= deliveryTag):
+                throw BrokerError(.publishNacked, "the broker nacked message \(deliveryTag)")
+            default:
+                continue
+            }
+        }
+        throw BrokerError(.publishTimedOut, "no confirm for message \(deliveryTag) within \(timeout)")
     }
 
     func purge(queue: String) throws {
@@ -141,6 +272,15 @@ final class AMQPSession {
     func enablePublisherConfirms() throws {
         amqp_confirm_select(connection, Self.channel)
         try checkLastReply("confirm.select", code: .brokerRejected)
+        confirmsEnabled = true
+    }
+
+    private var confirmsEnabled = false
+    /// Publishes on this channel so far: in confirm mode, the delivery tag of the last one.
+    private(set) var lastPublishTag: UInt64 = 0
+
+    func enablePublisherConfirmsOnce() throws {
+        if !confirmsEnabled { try enablePublisherConfirms() }
     }
 
     func publish(_ message: OutgoingMessage) throws {
@@ -189,6 +329,7 @@ final class AMQPSession {
         guard status == AMQP_STATUS_OK.rawValue else {
             throw lost("basic.publish", status: status)
         }
+        lastPublishTag += 1
     }
 
     // MARK: Consuming
@@ -236,21 +377,10 @@ final class AMQPSession {
             return .rejected(deliveryTag: nack.delivery_tag, multiple: nack.multiple != 0)
         case CANDLECAST_BASIC_DELIVER_METHOD:
             let deliver = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
-            // Copy the method's fields now: reading the content frames reuses the pool they live in.
-            let deliveryTag = deliver.delivery_tag
-            let redelivered = deliver.redelivered != 0
-            let exchange = deliver.exchange.string
-            let routingKey = deliver.routing_key.string
-            var message = amqp_message_t()
-            let reply = amqp_read_message(connection, frame.channel, &message, 0)
-            guard reply.reply_type == AMQP_RESPONSE_NORMAL else {
-                throw lost("read message content", status: reply.library_error)
-            }
-            defer { amqp_destroy_message(&message) }
             return .delivery(
-                ReceivedMessage(
-                    deliveryTag: deliveryTag, redelivered: redelivered, exchange: exchange, routingKey: routingKey,
-                    body: message.body.byteArray, properties: Self.properties(message.properties)))
+                try readContent(
+                    channel: frame.channel, deliveryTag: deliver.delivery_tag, redelivered: deliver.redelivered != 0,
+                    exchange: deliver.exchange.string, routingKey: deliver.routing_key.string))
         case CANDLECAST_BASIC_CANCEL_METHOD:
             return .consumerCancelled
         case CANDLECAST_CONNECTION_BLOCKED_METHOD:

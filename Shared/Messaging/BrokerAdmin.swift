@@ -35,7 +35,7 @@ public enum BrokerAdmin {
             startIOThread(name: "amqp-admin") {
                 continuation.resume(
                     with: Result {
-                        let session = try AMQPSession(configuration: configuration)
+                        let (session, _) = try AMQPSession.connect(configuration)
                         defer { session.close() }
                         return try body(session)
                     })

@@ -16,6 +16,9 @@ public struct BrokerError: Error, CustomStringConvertible, Sendable, Equatable {
         public static let publishTimedOut = Code(name: "publishTimedOut")
         /// The publisher or consumer was closed before the operation finished.
         public static let closed = Code(name: "closed")
+        /// A queue exists with another type or arguments than declared (a classic queue where a quorum queue is
+        /// declared): `QueueMigration` moves it.
+        public static let queueTypeMismatch = Code(name: "queueTypeMismatch")
         /// A configuration value (URL, credentials) is invalid.
         public static let invalidConfiguration = Code(name: "invalidConfiguration")
     }

@@ -47,6 +47,8 @@ public final class Consumer: Sendable {
         var commands: [Command] = []
         var stopping = false
         var connected = false
+        /// The connection generation whose delivery tags are valid now.
+        var generation: UInt64 = 0
         var connections = 0
         var hasStopped = false
         var stopped: [CheckedContinuation<Void, Never>] = []
@@ -107,9 +109,15 @@ public final class Consumer: Sendable {
         }
     }
 
-    fileprivate func setConnected(_ connected: Bool) {
+    /// Whether settling `delivery` still reaches the broker: the consumer runs, on the connection that delivered it.
+    func isCurrent(_ delivery: Delivery) -> Bool {
+        shared.withLock { $0.connected && !$0.stopping && $0.generation == delivery.generation }
+    }
+
+    fileprivate func setConnected(_ connected: Bool, generation: UInt64) {
         shared.withLock { state in
             state.connected = connected
+            state.generation = generation
             if connected { state.connections += 1 }
         }
     }
@@ -213,6 +221,8 @@ private final class ConsumerLoop: @unchecked Sendable {
     private let options: Consumer.Options
     private let logger: Logger
     private var session: AMQPSession?
+    /// The broker node tried first on the next connect: the one after the node whose connection was lost.
+    private var preferredNode = 0
     private var generation: UInt64 = 0
     private var backoff: Backoff
     private let received: Counter
@@ -292,7 +302,7 @@ private final class ConsumerLoop: @unchecked Sendable {
     private func connectedSession(owner: Consumer) -> AMQPSession? {
         if let session { return session }
         do {
-            let session = try AMQPSession(configuration: configuration)
+            let (session, node) = try AMQPSession.connect(configuration, preferring: preferredNode)
             do {
                 try session.declare(options.topology)
                 try session.consume(queue: options.queue, prefetch: options.prefetch, consumerTag: "")
@@ -301,10 +311,11 @@ private final class ConsumerLoop: @unchecked Sendable {
                 throw error
             }
             self.session = session
+            preferredNode = node
             generation += 1
             backoff.reset()
-            owner.setConnected(true)
-            logger.info("consumer subscribed", metadata: ["broker.host": "\(configuration.host)", "prefetch": "\(options.prefetch)"])
+            owner.setConnected(true, generation: generation)
+            logger.info("consumer subscribed", metadata: ["broker.node": "\(session.endpoint)", "prefetch": "\(options.prefetch)"])
             return session
         } catch {
             logger.warning("consumer cannot subscribe", metadata: ["error": "\(error)"])
@@ -313,11 +324,13 @@ private final class ConsumerLoop: @unchecked Sendable {
     }
 
     private func connectionLost(owner: Consumer, error: any Error) {
-        logger.warning("consumer lost its connection", metadata: ["error": "\(error)"])
+        if let session { preferredNode = configuration.endpoints.firstIndex(of: session.endpoint).map { $0 + 1 } ?? 0 }
+        logger.warning(
+            "consumer lost its connection", metadata: ["error": "\(error)", "broker.node": "\(session.map { "\($0.endpoint)" } ?? "-")"])
         session?.abandon()
         session = nil
         generation += 1
-        owner.setConnected(false)
+        owner.setConnected(false, generation: generation)
         reconnections.increment()
     }
 }

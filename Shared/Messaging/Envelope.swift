@@ -330,7 +330,6 @@ extension Consumer {
     public func handle(_ handlers: [MessageHandler]) async {
         let byType = Dictionary(handlers.map { ($0.messageType, $0) }) { first, _ in first }
         let policy = options.redelivery
-        var transientDelay = policy.retryDelay
         for await delivery in deliveries {
             guard let handler = delivery.properties.type.flatMap({ byType[$0] }) ?? (byType.count == 1 ? byType.values.first : nil) else {
                 await delivery.deadLetter(
@@ -341,46 +340,65 @@ extension Consumer {
                 continue
             }
             let key = delivery.attemptKey
-            do {
-                try await handler.process(delivery)
-                delivery.ack()
-                attempts.forget(key)
-                transientDelay = policy.retryDelay
-            } catch let failure as EnvelopeDecodingFailure {
-                await delivery.deadLetter(reason: failure.description)
-            } catch let failure as PermanentFailure {
-                attempts.forget(key)
-                await delivery.deadLetter(reason: failure.reason)
-            } catch  where policy.isTransient(error) {
-                logger.warning(
-                    "handler failed on a transient error; retrying",
-                    metadata: [
-                        "error": "\(error)", "message.id": "\(delivery.properties.messageID ?? "-")", "retry_in": "\(transientDelay)",
-                    ])
-                try? await Task.sleep(for: transientDelay)
-                transientDelay = min(transientDelay * 2, policy.maximumTransientDelay)
-                delivery.reject(requeue: true)
-            } catch {
-                let attempt = attempts.recordFailure(key)
-                if attempt >= policy.maximumAttempts {
+            var transientDelay = policy.retryDelay
+            // A transient failure is retried here, without giving the message back: a requeue would count against
+            // the quorum queue's delivery limit, and the message is not at fault.
+            while true {
+                do {
+                    try await handler.process(delivery)
+                    delivery.ack()
                     attempts.forget(key)
-                    await delivery.deadLetter(reason: "handler failed \(attempt) times; last error: \(error)")
-                } else {
+                } catch let failure as EnvelopeDecodingFailure {
+                    await delivery.deadLetter(reason: failure.description)
+                } catch let failure as PermanentFailure {
+                    attempts.forget(key)
+                    await delivery.deadLetter(reason: failure.reason)
+                } catch  where policy.isTransient(error) {
+                    guard isCurrent(delivery) else {
+                        // The connection that delivered it is gone: the broker gives the message to a consumer again.
+                        logger.warning(
+                            "handler failed on a transient error; the message returns to the queue", metadata: ["error": "\(error)"])
+                        break
+                    }
                     logger.warning(
-                        "handler failed; requeueing",
+                        "handler failed on a transient error; retrying",
                         metadata: [
-                            "error": "\(error)", "message.id": "\(delivery.properties.messageID ?? "-")",
-                            "attempt": "\(attempt)", "attempts.maximum": "\(policy.maximumAttempts)",
+                            "error": "\(error)", "message.id": "\(delivery.properties.messageID ?? "-")", "retry_in": "\(transientDelay)",
                         ])
-                    try? await Task.sleep(for: policy.retryDelay)
-                    delivery.reject(requeue: true)
+                    try? await Task.sleep(for: transientDelay)
+                    transientDelay = min(transientDelay * 2, policy.maximumTransientDelay)
+                    continue
+                } catch {
+                    // The broker's count survives restarts and spans replicas; the ledger covers classic queues.
+                    let attempt = max(attempts.recordFailure(key), delivery.deliveryCount + 1)
+                    if attempt >= policy.maximumAttempts {
+                        attempts.forget(key)
+                        await delivery.deadLetter(reason: "handler failed \(attempt) times; last error: \(error)")
+                    } else {
+                        logger.warning(
+                            "handler failed; requeueing",
+                            metadata: [
+                                "error": "\(error)", "message.id": "\(delivery.properties.messageID ?? "-")",
+                                "attempt": "\(attempt)", "attempts.maximum": "\(policy.maximumAttempts)",
+                            ])
+                        try? await Task.sleep(for: policy.retryDelay)
+                        delivery.reject(requeue: true)
+                    }
                 }
+                break
             }
         }
     }
 }
 
 extension Delivery {
+    /// How many times a quorum queue gave this message out before without an ack (`x-delivery-count`; 0 when
+    /// absent, as on a classic queue). Clamped: the header could come from a publisher.
+    public var deliveryCount: Int {
+        guard case .int(let count) = properties.headers["x-delivery-count"] else { return 0 }
+        return Int(min(max(count, 0), 1_000_000))
+    }
+
     /// Identifies the message across redeliveries: its message id, else a hash of its routing key and body.
     var attemptKey: String {
         if let id = properties.messageID, !id.isEmpty { return id }

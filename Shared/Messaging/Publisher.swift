@@ -163,6 +163,8 @@ private final class PublisherLoop: @unchecked Sendable {
     private let options: Options
     private var logger: Logger
     private var session: AMQPSession?
+    /// The broker node tried first on the next connect: the one after the node whose connection was lost.
+    private var preferredNode = 0
     private var nextDeliveryTag: UInt64 = 0
     /// Sent and awaiting basic.ack, by delivery tag.
     private var unconfirmed: [UInt64: Publisher.PendingPublish] = [:]
@@ -232,7 +234,7 @@ private final class PublisherLoop: @unchecked Sendable {
     private func connectedSession(owner: Publisher) -> AMQPSession? {
         if let session { return session }
         do {
-            let session = try AMQPSession(configuration: configuration)
+            let (session, node) = try AMQPSession.connect(configuration, preferring: preferredNode)
             do {
                 try session.declare(options.topology)
                 try session.enablePublisherConfirms()
@@ -241,12 +243,13 @@ private final class PublisherLoop: @unchecked Sendable {
                 throw error
             }
             self.session = session
+            preferredNode = node
             nextDeliveryTag = 0
             // After a refusal the backoff is reset only by a confirm, so a refused publisher does not reconnect
             // at full speed.
             if !refusedSinceLastConfirm { backoff.reset() }
             owner.setConnected(true)
-            logger.info("publisher connected", metadata: ["broker.host": "\(configuration.host)", "broker.port": "\(configuration.port)"])
+            logger.info("publisher connected", metadata: ["broker.node": "\(session.endpoint)"])
             return session
         } catch {
             logger.warning("publisher cannot connect", metadata: ["error": "\(error)"])
@@ -334,7 +337,12 @@ private final class PublisherLoop: @unchecked Sendable {
     }
 
     private func connectionLost(owner: Publisher, error: any Error) {
-        logger.warning("publisher lost its connection", metadata: ["error": "\(error)", "unconfirmed": "\(unconfirmed.count)"])
+        if let session { preferredNode = configuration.endpoints.firstIndex(of: session.endpoint).map { $0 + 1 } ?? 0 }
+        logger.warning(
+            "publisher lost its connection",
+            metadata: [
+                "error": "\(error)", "broker.node": "\(session.map { "\($0.endpoint)" } ?? "-")", "unconfirmed": "\(unconfirmed.count)",
+            ])
         session?.abandon()
         session = nil
         owner.setConnected(false)

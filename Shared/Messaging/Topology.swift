@@ -12,18 +12,43 @@ public struct Topology: Sendable, Equatable {
     }
 
     public struct Queue: Sendable, Equatable {
+        /// How the broker stores the queue. A queue cannot change type in place: see `QueueMigration`.
+        public enum Kind: Sendable, Equatable {
+            /// One node's queue: for temporary queues (a subscriber's, a test's).
+            case classic
+            /// Replicated over the cluster's nodes by Raft. The broker dead-letters a message once it has been
+            /// returned `deliveryLimit` times (a handler that crashes its process on it included), and dead-letters
+            /// at least once: a dead letter leaves the queue only when its target queue confirmed it.
+            case quorum(deliveryLimit: Int)
+        }
+
         public var name: String
+        public var kind: Kind
         /// Where the broker routes messages rejected without requeue (`x-dead-letter-exchange`).
         public var deadLetterExchange: String?
         /// The routing key those dead letters carry (`x-dead-letter-routing-key`).
         public var deadLetterRoutingKey: String?
         /// The broker deletes the queue after it has had no consumer for this long (`x-expires`); nil keeps it.
         public var expiresAfter: Duration?
-        public init(name: String, deadLetterExchange: String? = nil, deadLetterRoutingKey: String? = nil, expiresAfter: Duration? = nil) {
+        /// Only one consumer at a time gets the queue's messages, in order; the others wait as standbys
+        /// (`x-single-active-consumer`). For queues whose messages must be handled one after another.
+        public var singleActiveConsumer: Bool
+
+        public init(
+            name: String, kind: Kind = .classic, deadLetterExchange: String? = nil, deadLetterRoutingKey: String? = nil,
+            expiresAfter: Duration? = nil, singleActiveConsumer: Bool = false
+        ) {
             self.name = name
+            self.kind = kind
             self.deadLetterExchange = deadLetterExchange
             self.deadLetterRoutingKey = deadLetterRoutingKey
             self.expiresAfter = expiresAfter
+            self.singleActiveConsumer = singleActiveConsumer
+        }
+
+        public var isQuorum: Bool {
+            if case .quorum = kind { return true }
+            return false
         }
 
         var arguments: [String: HeaderValue] {
@@ -33,6 +58,16 @@ public struct Topology: Sendable, Equatable {
             if let expiresAfter {
                 arguments["x-expires"] = .int(
                     expiresAfter.components.seconds * 1000 + expiresAfter.components.attoseconds / 1_000_000_000_000_000)
+            }
+            if singleActiveConsumer { arguments["x-single-active-consumer"] = .bool(true) }
+            if case .quorum(let deliveryLimit) = kind {
+                arguments["x-queue-type"] = .string("quorum")
+                arguments["x-delivery-limit"] = .int(Int64(deliveryLimit))
+                if deadLetterExchange != nil {
+                    // At-least-once dead-lettering needs reject-publish: the queue never drops its head to make room.
+                    arguments["x-dead-letter-strategy"] = .string("at-least-once")
+                    arguments["x-overflow"] = .string("reject-publish")
+                }
             }
             return arguments
         }

@@ -95,6 +95,8 @@ public struct EnvironmentReader: Sendable {
 /// | `CANDLECAST_AMQP_URL` | `amqp://candlecast@127.0.0.1:5672/` | broker URL (no password in it) |
 /// | `CANDLECAST_AMQP_PASSWORD` / `_FILE` | required | broker password |
 /// | `CANDLECAST_AMQP_HEARTBEAT` | `30` | heartbeat seconds |
+/// | `CANDLECAST_AMQP_CA_FILE` | none | for an `amqps://` URL: PEM certificate authorities the broker's certificate must chain to |
+/// | `CANDLECAST_AMQP_CERT_FILE`, `CANDLECAST_AMQP_KEY_FILE` | none | a client certificate and key, if the broker asks for one |
 /// | `CANDLECAST_DATABASE_URL` | `postgresql://candlecast@127.0.0.1:5432/candlecast` | libpq URI |
 /// | `CANDLECAST_DATABASE_PASSWORD` / `_FILE` | required | database password |
 /// | `CANDLECAST_DATABASE_CONNECTIONS` | `2` | connections in the pool |
@@ -116,19 +118,45 @@ public struct ServiceConfiguration: Sendable {
 
     public enum LogFormat: String, Sendable { case json, text }
 
-    public init(service: String, defaultHTTPPort: Int, environment: EnvironmentReader = EnvironmentReader()) throws {
-        self.environment = environment
+    /// The broker settings alone (URL, password, heartbeat, TLS files), for a program that needs no database (the
+    /// CLI's `queues migrate`).
+    public static func broker(service: String, environment: EnvironmentReader = EnvironmentReader()) throws -> BrokerConfiguration {
         let amqpURL = environment.string("CANDLECAST_AMQP_URL", default: "amqp://candlecast@127.0.0.1:5672/")
         guard let amqpPassword = try environment.secret("CANDLECAST_AMQP_PASSWORD") else {
             throw ConfigurationError(.missing, key: "CANDLECAST_AMQP_PASSWORD", reason: "required: set it or CANDLECAST_AMQP_PASSWORD_FILE")
         }
         let heartbeat = try environment.int("CANDLECAST_AMQP_HEARTBEAT", default: 30, in: 0...3600)
+        let caFile = environment.string("CANDLECAST_AMQP_CA_FILE", default: "")
+        let certificateFile = environment.string("CANDLECAST_AMQP_CERT_FILE", default: "")
+        let keyFile = environment.string("CANDLECAST_AMQP_KEY_FILE", default: "")
+        guard certificateFile.isEmpty == keyFile.isEmpty else {
+            throw ConfigurationError(
+                key: "CANDLECAST_AMQP_CERT_FILE",
+                reason: "a client certificate needs its key (CANDLECAST_AMQP_KEY_FILE), and a key its certificate")
+        }
+        for (key, path) in [
+            ("CANDLECAST_AMQP_CA_FILE", caFile), ("CANDLECAST_AMQP_CERT_FILE", certificateFile), ("CANDLECAST_AMQP_KEY_FILE", keyFile),
+        ]
+        where !path.isEmpty && !FileManager.default.isReadableFile(atPath: path) {
+            throw ConfigurationError(.unreadableFile, key: key, reason: "cannot read \(path)")
+        }
+        let tls =
+            caFile.isEmpty
+            ? nil
+            : BrokerConfiguration.TLS(
+                caFile: caFile, certificateFile: certificateFile.isEmpty ? nil : certificateFile, keyFile: keyFile.isEmpty ? nil : keyFile)
         do {
-            broker = try BrokerConfiguration(url: amqpURL, password: amqpPassword, heartbeatSeconds: heartbeat)
+            var broker = try BrokerConfiguration(url: amqpURL, password: amqpPassword, heartbeatSeconds: heartbeat, tls: tls)
+            broker.connectionName = service
+            return broker
         } catch {
             throw ConfigurationError(key: "CANDLECAST_AMQP_URL", reason: (error as? BrokerError)?.message ?? "\(error)")
         }
-        broker.connectionName = service
+    }
+
+    public init(service: String, defaultHTTPPort: Int, environment: EnvironmentReader = EnvironmentReader()) throws {
+        self.environment = environment
+        broker = try Self.broker(service: service, environment: environment)
         guard let databasePassword = try environment.secret("CANDLECAST_DATABASE_PASSWORD") else {
             throw ConfigurationError(
                 .missing, key: "CANDLECAST_DATABASE_PASSWORD", reason: "required: set it or CANDLECAST_DATABASE_PASSWORD_FILE")

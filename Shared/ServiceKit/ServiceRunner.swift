@@ -84,15 +84,23 @@ public struct ServiceContext: Sendable {
     let consumers: ConsumerRegistry
 
     /// Subscribes to one of the service's queues, with this service's topology and dead-letter route.
+    /// This process among the service's replicas: `<host>-<pid>`, unique while it runs.
+    public var replica: String { Self.replica }
+    static let replica = QueueSubscription.replicaName(
+        host: ProcessInfo.processInfo.hostName, processID: ProcessInfo.processInfo.processIdentifier)
+
     public func consumer(for subscription: QueueSubscription, prefetch: UInt16 = 32) throws -> Consumer {
+        let queue = subscription.queueName(replica: replica)
         let consumer = try Consumer(
             configuration: configuration.broker,
             options: Consumer.Options(
-                queue: subscription.queue, prefetch: prefetch, topology: name.topology, deadLetterRoute: name.deadLetterRoute,
+                queue: queue, prefetch: prefetch,
+                topology: subscription.sharing == .perReplica ? name.topology(replica: replica) : name.topology,
+                deadLetterRoute: name.deadLetterRoute,
                 redelivery: RedeliveryPolicy(maximumAttempts: configuration.maximumDeliveryAttempts, isTransient: isTransientFailure)),
             deadLetterPublisher: publisher, logger: logger)
         consumers.add(consumer)
-        readiness.add("consumer \(subscription.queue)") { consumer.isConnected }
+        readiness.add("consumer \(queue)") { consumer.isConnected }
         return consumer
     }
 }

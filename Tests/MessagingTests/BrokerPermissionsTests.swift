@@ -85,11 +85,13 @@ struct BrokerPermissionsTests {
 
         for service in ServiceName.allCases {
             let configuration = try Self.configuration("candlecast_\(service.rawValue)", vhost: vhost)
-            try await BrokerAdmin.declare(service.topology, configuration: configuration)
-            // Its queues: it may consume them.
+            let replica = "host-\(service.rawValue)-1"
+            try await BrokerAdmin.declare(service.topology(replica: replica), configuration: configuration)
+            // Its queues, a replica's own among them: it may consume them.
             for subscription in service.subscriptions {
-                let refusal = try await Self.consume(configuration, queue: subscription.queue)
-                #expect(refusal == nil, "\(service) cannot consume \(subscription.queue): \(refusal ?? "")")
+                let queue = subscription.queueName(replica: replica)
+                let refusal = try await Self.consume(configuration, queue: queue)
+                #expect(refusal == nil, "\(service) cannot consume \(queue): \(refusal ?? "")")
                 allowed += 1
             }
             // Its own dead letters, to its own dead-letter queue only.

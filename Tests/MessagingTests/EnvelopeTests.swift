@@ -78,4 +78,28 @@ struct EnvelopeTests {
         #expect(throws: BrokerError.self) { try BrokerConfiguration(url: "amqp://h/", password: "p") }
         #expect(throws: BrokerError.self) { try BrokerConfiguration(url: "amqp://svc@h/") }
     }
+
+    @Test("a cluster's nodes are listed in one URL, as libpq lists hosts; amqps needs its CA, and TLS settings need amqps")
+    func severalNodesAndTLS() throws {
+        let cluster = try BrokerConfiguration(url: "amqp://svc@node1:5672,node2,[::1]:5674/prod", password: "p")
+        #expect(
+            cluster.endpoints == [
+                .init(host: "node1", port: 5672), .init(host: "node2", port: 5672), .init(host: "::1", port: 5674),
+            ])
+        #expect(cluster.virtualHost == "prod" && cluster.user == "svc" && cluster.tls == nil)
+        let tls = BrokerConfiguration.TLS(caFile: "/etc/ca.pem")
+        let secure = try BrokerConfiguration(url: "amqps://svc:secret@rabbit-1,rabbit-2:5999/", tls: tls)
+        #expect(secure.endpoints.map(\.port) == [5671, 5999])
+        #expect(secure.password == "secret" && secure.tls == tls)
+        #expect(BrokerConfiguration.redacted("amqps://svc:secret@a,b/") == "amqps://svc:****@a,b/")
+        for bad in [
+            "amqp://svc@a,,b/", "amqp://svc@a:0/", "amqp://svc@a:65536/", "amqp://svc@a:99999999999999999999/", "amqp://svc@a:x/",
+            "amqp://svc@[::1/", "amqp://svc@/", "amqp://svc@a b/",
+            "amqp://svc@" + Array(repeating: "h", count: 17).joined(separator: ",") + "/",
+        ] {
+            #expect(throws: BrokerError.self, "\(bad)") { try BrokerConfiguration(url: bad, password: "p") }
+        }
+        #expect(throws: BrokerError.self) { try BrokerConfiguration(url: "amqps://svc@h/", password: "p") }
+        #expect(throws: BrokerError.self) { try BrokerConfiguration(url: "amqp://svc@h/", password: "p", tls: tls) }
+    }
 }

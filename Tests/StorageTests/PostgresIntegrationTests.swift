@@ -214,3 +214,55 @@ struct PostgresIntegrationTests {
         await client.close()
     }
 }
+
+/// PostgreSQL over TLS with `sslmode=verify-full` and the certificates scripts/servers.sh generated.
+@Suite("PostgreSQL over TLS")
+struct PostgresTLSTests {
+    let logger = TestEnvironment.logger
+
+    /// The test database's URI with another host part and TLS settings.
+    func url(host: String, rootCertificate: String, extra: String = "") throws -> DatabaseConfiguration {
+        var configuration = try TestEnvironment.database()
+        let components = try #require(URLComponents(string: configuration.url))
+        let user = components.user.map { "\($0)@" } ?? ""
+        let settings = "sslmode=verify-full&sslrootcert=\(rootCertificate)\(extra)"
+        configuration.url = "postgresql://\(user)\(host):\(components.port ?? 5432)\(components.path)?\(settings)"
+        return configuration
+    }
+
+    func attempt(_ configuration: DatabaseConfiguration) async -> Result<Bool, PostgresError> {
+        let client = PostgresClient(
+            configuration: configuration, options: PostgresClient.Options(connections: 1, reconnectAttempts: 0), logger: logger)
+        defer { Task { await client.close() } }
+        do {
+            let ssl = try await client.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").first?.decode(0, as: Bool.self)
+            return .success(ssl ?? false)
+        } catch let error as PostgresError {
+            return .failure(error)
+        } catch {
+            return .failure(PostgresError(.connectionFailed, "\(error)"))
+        }
+    }
+
+    @Test("verify-full: the certificate chains to the CA and names the host; another CA, or a name it does not carry, is refused")
+    func verifyFull() async throws {
+        let ca = try #require(TestEnvironment.variables["CANDLECAST_TLS_CA_FILE"], "scripts/servers.sh start writes it to .local/env")
+        let otherCA = try #require(TestEnvironment.variables["CANDLECAST_TLS_OTHER_CA_FILE"])
+        #expect(try await attempt(url(host: "localhost", rootCertificate: ca)).get() == true, "connected over TLS")
+        #expect(try await attempt(url(host: "127.0.0.1", rootCertificate: ca)).get() == true)
+        guard case .failure(let untrusted) = await attempt(try url(host: "localhost", rootCertificate: otherCA)) else {
+            Issue.record("connected with a CA that did not sign the server's certificate")
+            return
+        }
+        #expect(untrusted.message.contains("certificate verify failed"), "\(untrusted.message)")
+        // The right server, reached under a name its certificate does not carry (hostaddr keeps it on loopback).
+        guard
+            case .failure(let misnamed) = await attempt(
+                try url(host: "not-this-host.example", rootCertificate: ca, extra: "&hostaddr=127.0.0.1"))
+        else {
+            Issue.record("connected to a server whose certificate names another host")
+            return
+        }
+        #expect(misnamed.message.contains("does not match host name"), "\(misnamed.message)")
+    }
+}

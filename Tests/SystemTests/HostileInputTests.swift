@@ -61,7 +61,14 @@ struct HostileInputTests {
             let publisher = try Publisher(configuration: system.broker, options: Publisher.Options(), logger: TestEnvironment.logger)
             var expected: [ServiceName: Int] = [:]
             var messages: [OutgoingMessage] = []
-            for (service, queue, type) in Self.queues {
+            for (service, sharedQueue, type) in Self.queues {
+                // The predictor's promotions arrive on a queue of its own process.
+                let queue =
+                    sharedQueue == "predictor.models"
+                    ? sharedQueue + "."
+                        + QueueSubscription.replicaName(
+                            host: ProcessInfo.processInfo.hostName, processID: system.processes["predictor"]?.pid ?? 0)
+                    : sharedQueue
                 for (_, body, messageType, version) in try Self.poison(for: type) {
                     // Straight to the queue through the default exchange, as a confused or hostile publisher could.
                     messages.append(

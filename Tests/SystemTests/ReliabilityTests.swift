@@ -10,10 +10,11 @@ import Testing
 @Suite("Reliability", .serialized)
 struct ReliabilityTests {
     /// A system with history, a champion and a subscriber, ready for the 2024 replay.
-    static func forecastingSystem(basePort: Int) async throws -> (
-        SystemHarness, ForecastSubscriber, SharedList<ForecastCreated>, Task<Void, Never>
-    ) {
-        let system = try await SystemHarness(basePort: basePort)
+    static func forecastingSystem(
+        basePort: Int, brokerCluster: Bool = false, databasePair: Bool = false, replicas: [String] = []
+    ) async throws -> (SystemHarness, ForecastSubscriber, SharedList<ForecastCreated>, Task<Void, Never>) {
+        let system = try await SystemHarness(
+            basePort: basePort, brokerCluster: brokerCluster, databasePair: databasePair, replicas: replicas)
         return try await system.tearingDownOnFailure {
             try await system.startAll()
             let subscriber = try ForecastSubscriber(

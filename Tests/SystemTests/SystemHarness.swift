@@ -23,8 +23,11 @@ final class SystemHarness: @unchecked Sendable {
         var monitor: Int { base + 6 }
         var trainerB: Int { base + 7 }
         var kraken: Int { base + 9 }
+        /// Extra replicas, in order, from base + 10.
+        var replicas: [String] = []
         func port(of role: String) -> Int {
-            [
+            if let index = replicas.firstIndex(of: role) { return base + 10 + index }
+            return [
                 "ingestor": ingestor, "preprocessor": preprocessor, "trainer-a": trainerA, "trainer-b": trainerB, "registry": registry,
                 "predictor": predictor, "monitor": monitor, "fake-kraken": kraken,
             ][role] ?? 0
@@ -32,6 +35,14 @@ final class SystemHarness: @unchecked Sendable {
     }
 
     static let roles = ["ingestor", "preprocessor", "trainer-a", "trainer-b", "registry", "predictor", "monitor"]
+    /// Every process of this system: the roles above and the extra replicas (`predictor-2`, `trainer-c`, ...).
+    var roles: [String] { Self.roles + ports.replicas }
+
+    /// The executable a role runs, and the role whose settings a replica shares.
+    static func baseRole(of role: String) -> String {
+        if role.hasPrefix("trainer") { return "trainer-a" }
+        return Self.roles.first { role == $0 || role.hasPrefix($0 + "-") } ?? role
+    }
 
     let ports: Ports
     let database: TestDatabase
@@ -54,14 +65,14 @@ final class SystemHarness: @unchecked Sendable {
 
     init(
         basePort: Int, sweepGrid: String = #"{"units":[8],"epochs":[4],"batch_size":[32,64]}"#, rolePrefix: String? = nil,
-        datasetEvery: Int = 1000, baselines: String = ""
+        datasetEvery: Int = 1000, baselines: String = "", brokerCluster: Bool = false, databasePair: Bool = false, replicas: [String] = []
     ) async throws {
-        ports = Ports(base: basePort)
+        ports = Ports(base: basePort, replicas: replicas)
         self.rolePrefix = rolePrefix
-        database = try await TestDatabase.create()
+        database = try await TestDatabase.create(onPair: databasePair)
         if let rolePrefix { try await TestEnvironment.servers("database-roles", database.name, rolePrefix) }
         client = database.client()
-        vhost = try await TestVirtualHost.create()
+        vhost = try await TestVirtualHost.create(onCluster: brokerCluster)
         broker = try vhost.broker()
         rows2024 = try FakeKraken.Row.load(csv: Self.data + "/kraken_XBTUSD_1440_2024.csv")
         let registryURL = "http://127.0.0.1:\(ports.registry)"
@@ -88,15 +99,16 @@ final class SystemHarness: @unchecked Sendable {
             arguments: ["--port", "\(ports.kraken)", "--replay", Self.data + "/kraken_XBTUSD_1440_2024.csv", "--closed", "0"]
                 + krakenArguments,
             environment: [:])
-        for role in Self.roles { try start(role) }
-        for role in Self.roles { try await waitReady(role) }
+        for role in roles { try start(role) }
+        for role in roles { try await waitReady(role) }
     }
 
     func start(_ role: String) throws {
-        let executable = role.hasPrefix("trainer") ? "trainer" : role
+        let base = Self.baseRole(of: role)
+        let executable = base.hasPrefix("trainer") ? "trainer" : base
         let variables = [
             "CANDLECAST_AMQP_URL": vhost.url, "CANDLECAST_REGISTRY_TOKEN": token, "CANDLECAST_HTTP_PORT": "\(ports.port(of: role))",
-        ].merging(databaseEnvironment(for: executable)) { $1 }.merging(environment[role] ?? [:]) { $1 }
+        ].merging(databaseEnvironment(for: executable)) { $1 }.merging(environment[role] ?? environment[base] ?? [:]) { $1 }
         processes[role] = try ServiceProcess(executable, environment: variables)
     }
 

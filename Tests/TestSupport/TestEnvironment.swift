@@ -15,12 +15,16 @@ public enum TestEnvironment {
     /// The variables of `.local/env`, overridden by the process environment.
     public static let variables: [String: String] = {
         var values: [String: String] = [:]
-        let file = repositoryRoot.appendingPathComponent(".local/env")
-        if let text = try? String(contentsOf: file, encoding: .utf8) {
+        // The local servers, and the broker cluster and database pair when scripts/servers.sh started them.
+        for name in [".local/env", ".local/cluster.env", ".local/pair.env"] {
+            let file = repositoryRoot.appendingPathComponent(name)
+            guard let text = try? String(contentsOf: file, encoding: .utf8) else { continue }
             for line in text.split(separator: "\n") where line.hasPrefix("export ") {
                 let assignment = line.dropFirst("export ".count)
                 guard let equals = assignment.firstIndex(of: "=") else { continue }
-                values[String(assignment[..<equals])] = String(assignment[assignment.index(after: equals)...])
+                var value = assignment[assignment.index(after: equals)...]
+                if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 { value = value.dropFirst().dropLast() }
+                values[String(assignment[..<equals])] = String(value)
             }
         }
         return values.merging(ProcessInfo.processInfo.environment.filter { $0.key.hasPrefix("CANDLECAST_") }) { $1 }
@@ -81,6 +85,16 @@ public enum TestEnvironment {
                 continuation.resume(returning: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f))
             }.start()
         }
+    }
+
+    /// Runs a program to completion and returns what it printed on stdout (stderr goes to the test's).
+    public static func output(_ executable: String, _ arguments: [String]) async throws -> String {
+        let file = NSTemporaryDirectory() + "candlecast-output-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let command = ([executable] + arguments).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        let status = try await run("/bin/sh", ["-c", command + " > '\(file)'"])
+        guard status == 0 else { throw TestSetupError("\(executable) \(arguments.joined(separator: " ")) exited \(status)") }
+        return (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
     }
 
     /// A name no other test run uses.
