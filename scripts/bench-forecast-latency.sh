@@ -19,7 +19,7 @@ psql -q -h 127.0.0.1 -p "$port" -U candlecast -d candlecast -c "DROP DATABASE IF
 export CANDLECAST_DATABASE_URL="${CANDLECAST_DATABASE_URL%/*}/$database" CANDLECAST_LOG_LEVEL=warning
 export CANDLECAST_PROMOTION_MAX_MASE=100 CANDLECAST_SWEEP_GRID='{"units":[8],"epochs":[3],"batch_size":[64]}'
 export CANDLECAST_REGISTRY_URL=http://127.0.0.1:18801
-for queue in training.jobs registry.datasets registry.training-results predictor.windows predictor.models predictor.candles preprocessor.candles; do
+for queue in training.jobs registry.datasets registry.training-results predictor.windows predictor.candles preprocessor.candles; do
   HOME=.local/rabbitmq RABBITMQ_NODENAME=candlecast-${CANDLECAST_AMQP_PORT:-5672}@localhost /usr/lib/rabbitmq/bin/rabbitmqctl -q purge_queue "$queue" >/dev/null 2>&1 || true
 done
 "$bin/ingestor" backfill data/kraken_XBTUSD_1440.csv >/dev/null

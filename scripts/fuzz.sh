@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(envelope payload-fields kraken-body csv-row model-file)
+[ ${#targets[@]} -gt 0 ] || targets=(envelope payload-fields kraken-body csv-row model-file broker-url)
 scratch=.build-fuzz
 
 started=$SECONDS

@@ -90,7 +90,8 @@ export PGOPTIONS="-c client_min_messages=warning"
 log() { printf '[servers] %s\n' "$*" >&2; }
 
 install_packages() {
-  local wanted=(rabbitmq-server postgresql librabbitmq-dev libpq-dev libopenblas-dev pkg-config curl)
+  # openssl makes the TLS certificates; iproute2 (ss) tells which cluster node listens.
+  local wanted=(rabbitmq-server postgresql librabbitmq-dev libpq-dev libopenblas-dev pkg-config curl openssl iproute2)
   local missing=()
   for package in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -168,7 +169,7 @@ await_rabbit() { # description log-folder rabbitmqctl-command...
   local waited=0
   until "${@:3}" -q await_startup --timeout 60 >/dev/null 2>&1; do
     waited=$((waited + 1))
-    [ $waited -ge 90 ] && { log "$2 did not start; see $3"; exit 1; }
+    [ $waited -ge 90 ] && { log "$1 did not start; see $2"; exit 1; }
     sleep 1
   done
 }

@@ -109,8 +109,9 @@ extension ServiceName {
     /// reason, after `CANDLECAST_MAX_DELIVERY_ATTEMPTS`. Part of the queues' declaration, so every replica must agree.
     public static let deliveryLimit = 20
 
-    /// How long a replica's own queue outlives its replica.
-    public static let replicaQueueExpiry: Duration = .seconds(600)
+    /// How long a replica's own queue outlives its replica: long enough that a replica cut off from the broker
+    /// for hours still finds the promotions it missed.
+    public static let replicaQueueExpiry: Duration = .seconds(86_400)
 
     /// A durable service queue: quorum, dead-lettered at least once to this service's dead-letter queue.
     private func serviceQueue(_ name: String, singleActiveConsumer: Bool = false) -> Topology.Queue {
@@ -119,8 +120,9 @@ extension ServiceName {
             deadLetterRoutingKey: deadLetterRoutingKey, singleActiveConsumer: singleActiveConsumer)
     }
 
+    /// No delivery limit: reading the dead letters (and giving them back) must never make the broker drop one.
     private static func deadLetterQueue(of service: ServiceName) -> Topology.Queue {
-        Topology.Queue(name: service.deadLetterQueue, kind: .quorum(deliveryLimit: deliveryLimit))
+        Topology.Queue(name: service.deadLetterQueue, kind: .quorum(deliveryLimit: nil))
     }
 
     /// Everything this service declares at start: both exchanges, its shared queues with their dead-lettering,

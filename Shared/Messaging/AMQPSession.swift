@@ -193,7 +193,7 @@ final class AMQPSession {
         let reply = amqp_queue_declare(connection, Self.channel, names.bytes(queue), 1, 0, 0, 0, amqp_empty_table)
         do {
             try checkLastReply("queue.declare passive \(queue)", code: .brokerRejected)
-        } catch let error as BrokerError where error.message.contains("404") {
+        } catch let error as BrokerError where error.message.contains("channel closed by broker: 404 NOT_FOUND") {
             return nil
         }
         return (Int(reply?.pointee.message_count ?? 0), Int(reply?.pointee.consumer_count ?? 0))
@@ -265,6 +265,15 @@ final class AMQPSession {
         defer { names.deallocate() }
         amqp_queue_delete(connection, Self.channel, names.bytes(queue), 0, 0)
         try checkLastReply("queue.delete \(queue)", code: .brokerRejected)
+    }
+
+    /// Declares a queue only this connection may use, deleted when it closes; refused (405 RESOURCE_LOCKED) while
+    /// another connection has it: a lock across processes.
+    func declareExclusive(_ queue: String) throws {
+        var names = FieldTableBuilder()
+        defer { names.deallocate() }
+        amqp_queue_declare(connection, Self.channel, names.bytes(queue), 0, 0, 1, 1, amqp_empty_table)
+        try checkLastReply("queue.declare exclusive \(queue)", code: .brokerRejected)
     }
 
     // MARK: Publishing

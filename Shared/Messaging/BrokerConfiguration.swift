@@ -109,11 +109,12 @@ public struct BrokerConfiguration: Sendable, Equatable {
         }
         let defaultPort = scheme == "amqps" ? 5671 : 5672
         let endpoints = try hosts.map { try Self.endpoint($0, defaultPort: defaultPort, url: url) }
+        // URLComponents' `user`, `password` and `path` are decoded already: decoding them again would read `%2540` as `@`.
         var vhost = components.path
         if vhost.hasPrefix("/") { vhost.removeFirst() }
         self.init(
-            endpoints: endpoints, tls: tls, virtualHost: vhost.isEmpty ? "/" : (vhost.removingPercentEncoding ?? vhost),
-            user: user.removingPercentEncoding ?? user, password: password, heartbeatSeconds: heartbeatSeconds)
+            endpoints: endpoints, tls: tls, virtualHost: vhost.isEmpty ? "/" : vhost, user: user, password: password,
+            heartbeatSeconds: heartbeatSeconds)
     }
 
     /// The scheme, the authority's comma-separated hosts, and the URL with only the first of them (which
@@ -151,15 +152,25 @@ public struct BrokerConfiguration: Sendable, Equatable {
                 guard rest.hasPrefix(":") else { throw BrokerError(.invalidConfiguration, "bad AMQP host \(text): \(redacted(url))") }
                 portText = rest.dropFirst()
             }
-        } else if let colon = host.lastIndex(of: ":") {
-            portText = host[host.index(after: colon)...]
-            host = host[..<colon]
-        }
-        guard !host.isEmpty, host.allSatisfy({ $0.isLetter || $0.isNumber || ".-_:%".contains($0) }) else {
-            throw BrokerError(.invalidConfiguration, "bad AMQP host \(text): \(redacted(url))")
+            // An IPv6 address, with a zone (`%25eth0` in a URL): hex digits, colons, dots and the zone's name.
+            guard !host.isEmpty, host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ":.%".contains($0)) }) else {
+                throw BrokerError(.invalidConfiguration, "bad AMQP host \(text): \(redacted(url))")
+            }
+            host = Substring(host.replacingOccurrences(of: "%25", with: "%"))
+        } else {
+            if let colon = host.firstIndex(of: ":") {
+                portText = host[host.index(after: colon)...]
+                host = host[..<colon]
+            }
+            // A host name or an IPv4 address: ASCII letters, digits, dots, hyphens and underscores only.
+            guard !host.isEmpty, host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ".-_".contains($0)) }) else {
+                throw BrokerError(.invalidConfiguration, "bad AMQP host \(text): \(redacted(url))")
+            }
         }
         guard let portText else { return Endpoint(host: String(host), port: defaultPort) }
-        guard portText.count <= 5, portText.allSatisfy(\.isASCII), let port = Int(portText), (1...65535).contains(port) else {
+        guard (1...5).contains(portText.count), portText.allSatisfy({ $0.isASCII && $0.isNumber }), let port = Int(portText),
+            (1...65535).contains(port)
+        else {
             throw BrokerError(.invalidConfiguration, "port \(portText) is outside 1...65535: \(redacted(url))")
         }
         return Endpoint(host: String(host), port: port)

@@ -308,6 +308,8 @@ private final class ConsumerLoop: @unchecked Sendable {
                 try session.consume(queue: options.queue, prefetch: options.prefetch, consumerTag: "")
             } catch {
                 session.close()
+                // This node let the client in but refused the rest: the next attempt starts at the next node.
+                preferredNode = node + 1
                 throw error
             }
             self.session = session

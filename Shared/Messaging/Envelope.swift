@@ -353,8 +353,11 @@ extension Consumer {
                 } catch let failure as PermanentFailure {
                     attempts.forget(key)
                     await delivery.deadLetter(reason: failure.reason)
+                } catch is CancellationError {
+                    // Shutting down: the message goes back to the queue when the connection closes.
+                    break
                 } catch  where policy.isTransient(error) {
-                    guard isCurrent(delivery) else {
+                    guard isCurrent(delivery), !Task.isCancelled else {
                         // The connection that delivered it is gone: the broker gives the message to a consumer again.
                         logger.warning(
                             "handler failed on a transient error; the message returns to the queue", metadata: ["error": "\(error)"])
@@ -367,10 +370,13 @@ extension Consumer {
                         ])
                     try? await Task.sleep(for: transientDelay)
                     transientDelay = min(transientDelay * 2, policy.maximumTransientDelay)
+                    if Task.isCancelled || !isCurrent(delivery) { break }
                     continue
                 } catch {
-                    // The broker's count survives restarts and spans replicas; the ledger covers classic queues.
-                    let attempt = max(attempts.recordFailure(key), delivery.deliveryCount + 1)
+                    // Only the handler's failures count here. The broker's count (`x-delivery-count`) also counts returns
+                    // that were not failures (a restart, a failover, a long outage past the consumer timeout): it drives
+                    // the quorum queue's delivery limit, the backstop for a message that kills its consumer.
+                    let attempt = attempts.recordFailure(key)
                     if attempt >= policy.maximumAttempts {
                         attempts.forget(key)
                         await delivery.deadLetter(reason: "handler failed \(attempt) times; last error: \(error)")

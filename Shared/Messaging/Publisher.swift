@@ -240,6 +240,8 @@ private final class PublisherLoop: @unchecked Sendable {
                 try session.enablePublisherConfirms()
             } catch {
                 session.close()
+                // This node let the client in but refused the rest: the next attempt starts at the next node.
+                preferredNode = node + 1
                 throw error
             }
             self.session = session

@@ -27,6 +27,8 @@ public enum QueueMigration {
     }
 
     public static let temporarySuffix = ".migrating"
+    /// The exclusive queue a running migration holds.
+    public static let lockQueue = "candlecast.queues-migrate.lock"
 
     public static func migrate(
         _ topology: Topology, retiring retired: [String] = [], configuration: BrokerConfiguration, logger: Logger
@@ -44,6 +46,21 @@ public enum QueueMigration {
         var report = Report()
         // A failed declaration closes the channel: each probe gets a connection of its own.
         func session() throws -> AMQPSession { try AMQPSession.connect(configuration).0 }
+        // One migration at a time: two would each get messages the other's deletion could take with it.
+        // No heartbeats on the lock's connection: it stays idle (unread) for the whole run.
+        var lockConfiguration = configuration
+        lockConfiguration.heartbeatSeconds = 0
+        let lock = try AMQPSession.connect(lockConfiguration).0
+        do {
+            try lock.declareExclusive(lockQueue)
+        } catch let error as BrokerError where error.message.contains("405 RESOURCE_LOCKED") {
+            lock.abandon()
+            throw BrokerError(.brokerRejected, "another `candlecast queues migrate` is running on this virtual host; nothing was changed")
+        } catch {
+            lock.abandon()
+            throw error
+        }
+        defer { lock.close() }
         let exchanges = Topology(exchanges: topology.exchanges)
         try withClosing(session()) { try $0.declare(exchanges) }
         // Nothing is touched while any of the queues has a consumer: the services must be stopped first.
@@ -79,13 +96,12 @@ public enum QueueMigration {
             // Declared as wanted; a temporary queue left by an interrupted run still holds messages.
             let temporary = queue.name + temporarySuffix
             if try withClosing(session(), { try $0.queueState(temporary) }) != nil {
-                let moved = try withClosing(session()) { session in
+                try withClosing(session()) { session in
                     for binding in bindings {
                         try session.unbind(Topology.Binding(queue: temporary, exchange: binding.exchange, routingKey: binding.routingKey))
                     }
-                    return try move(from: temporary, to: queue.name, session: session)
                 }
-                try withClosing(session()) { try $0.delete(queue: temporary) }
+                let moved = try drain(temporary, into: queue.name, session: session)
                 logger.notice(
                     "drained a temporary queue left by an interrupted migration",
                     metadata: ["queue": "\(queue.name)", "messages": "\(moved)"])
@@ -124,21 +140,35 @@ public enum QueueMigration {
         let temporaryBindings = bindings.map { Topology.Binding(queue: temporary.name, exchange: $0.exchange, routingKey: $0.routingKey) }
         // Two connections: a channel that deleted a queue must not publish to the queue declared again under its
         // name (RabbitMQ 3.10's channel keeps the old queue's process and fails with 541 INTERNAL_ERROR).
-        let moved = try withClosing(session()) { session in
+        try withClosing(session()) { session in
             try session.declare(Topology(queues: [temporary], bindings: temporaryBindings))
             for binding in bindings { try session.unbind(binding) }
-            let moved = try move(from: queue.name, to: temporary.name, session: session)
-            try session.delete(queue: queue.name)
-            return moved
         }
+        let moved = try drain(queue.name, into: temporary.name, session: session)
         try withClosing(session()) { session in
             try session.declare(Topology(queues: [queue], bindings: bindings))
             for binding in temporaryBindings { try session.unbind(binding) }
-            _ = try move(from: temporary.name, to: queue.name, session: session)
-            try session.delete(queue: temporary.name)
         }
+        _ = try drain(temporary.name, into: queue.name, session: session)
         logger.notice("migrated a queue", metadata: ["queue": "\(queue.name)", "messages": "\(moved)", "type": "\(queue.kind)"])
         return moved
+    }
+
+    /// Moves every message of `source` (no longer bound) to `target`, then deletes `source` once a passive
+    /// declaration finds it empty: a message routed to it just before its unbinding is moved on the next round
+    /// rather than deleted with it. (Quorum queues refuse queue.delete's if-empty flag.) Returns how many were moved.
+    private static func drain(_ source: String, into target: String, session: () throws -> AMQPSession) throws -> Int {
+        try withClosing(session()) { session in
+            var moved = 0
+            for _ in 1...10 {
+                moved += try move(from: source, to: target, session: session)
+                guard try session.queueState(source)?.messages ?? 0 == 0 else { continue }
+                try session.delete(queue: source)
+                return moved
+            }
+            throw BrokerError(
+                .brokerRejected, "\(source) keeps receiving messages after it was unbound; is something publishing to it directly?")
+        }
     }
 
     /// Moves every message of `source` to `target` through the default exchange, each confirmed before its ack.

@@ -17,9 +17,9 @@ public struct Topology: Sendable, Equatable {
             /// One node's queue: for temporary queues (a subscriber's, a test's).
             case classic
             /// Replicated over the cluster's nodes by Raft. The broker dead-letters a message once it has been
-            /// returned `deliveryLimit` times (a handler that crashes its process on it included), and dead-letters
-            /// at least once: a dead letter leaves the queue only when its target queue confirmed it.
-            case quorum(deliveryLimit: Int)
+            /// returned `deliveryLimit` times (a handler that crashes its process on it included; nil: no limit),
+            /// and dead-letters at least once: a dead letter leaves the queue only when its target queue confirmed it.
+            case quorum(deliveryLimit: Int?)
         }
 
         public var name: String
@@ -62,7 +62,7 @@ public struct Topology: Sendable, Equatable {
             if singleActiveConsumer { arguments["x-single-active-consumer"] = .bool(true) }
             if case .quorum(let deliveryLimit) = kind {
                 arguments["x-queue-type"] = .string("quorum")
-                arguments["x-delivery-limit"] = .int(Int64(deliveryLimit))
+                if let deliveryLimit { arguments["x-delivery-limit"] = .int(Int64(deliveryLimit)) }
                 if deadLetterExchange != nil {
                     // At-least-once dead-lettering needs reject-publish: the queue never drops its head to make room.
                     arguments["x-dead-letter-strategy"] = .string("at-least-once")

@@ -1,3 +1,4 @@
+import Contracts
 import Foundation
 import Logging
 import Messaging
@@ -104,7 +105,7 @@ public struct EnvironmentReader: Sendable {
 /// | `CANDLECAST_HTTP_PORT` | per service (8081...8086); `0` picks a free port | health/API port |
 /// | `CANDLECAST_LOG_LEVEL` | `info` | trace, debug, info, notice, warning, error, critical |
 /// | `CANDLECAST_LOG_FORMAT` | `json` | `json` (one object a line) or `text` |
-/// | `CANDLECAST_MAX_DELIVERY_ATTEMPTS` | `5` | failures of one message's handler before it is dead-lettered (1-100) |
+/// | `CANDLECAST_MAX_DELIVERY_ATTEMPTS` | `5` | failures of one message's handler before it is dead-lettered (1-19) |
 public struct ServiceConfiguration: Sendable {
     public var broker: BrokerConfiguration
     public var database: DatabaseConfiguration
@@ -183,6 +184,7 @@ public struct ServiceConfiguration: Sendable {
             throw ConfigurationError(key: "CANDLECAST_LOG_FORMAT", reason: "\(format) is neither json nor text")
         }
         self.logFormat = logFormat
-        maximumDeliveryAttempts = try environment.int("CANDLECAST_MAX_DELIVERY_ATTEMPTS", default: 5, in: 1...100)
+        maximumDeliveryAttempts = try environment.int(
+            "CANDLECAST_MAX_DELIVERY_ATTEMPTS", default: 5, in: 1...(ServiceName.deliveryLimit - 1))
     }
 }

@@ -16,6 +16,8 @@ import Messaging
 ///   for every interval. A candle the ingestor accepts must be a `candle.closed` every consumer accepts.
 /// - `csv-row`: lines of an OHLCVT history file through `OHLCVTLine.parse`, same invariant.
 /// - `model-file`: a model file of any kind through `ForecastModel(decoding:)`, then a forecast (`ModelFileFuzzing`).
+/// - `broker-url`: `CANDLECAST_AMQP_URL` through `BrokerConfiguration(url:)`, one or several nodes, TLS or not
+///   (`BrokerURLFuzzing`).
 ///
 /// Used by `Tests/Fuzz` (libFuzzer's entry point, or a replayer of saved inputs) and by `FuzzTests`, which
 /// replays `Tests/FuzzCorpus`.
@@ -25,6 +27,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case krakenBody = "kraken-body"
     case csvRow = "csv-row"
     case modelFile = "model-file"
+    case brokerURL = "broker-url"
 
     /// Runs one input; true when it got all the way in (a message decoded and valid, a candle accepted).
     @discardableResult
@@ -35,6 +38,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .krakenBody: KrakenBodyFuzzing.run(bytes)
         case .csvRow: CSVRowFuzzing.run(bytes)
         case .modelFile: ModelFileFuzzing.run(bytes)
+        case .brokerURL: BrokerURLFuzzing.run(bytes)
         }
     }
 }

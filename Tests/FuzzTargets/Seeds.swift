@@ -71,6 +71,7 @@ public enum FuzzSeeds {
             ("other-layout", CSVRowFuzzing.seed(lines: ["unix,date,symbol,open,high,low,close,Volume BTC,Volume USD"], interval: .oneDay)))
         seeds[.csvRow] = rows
         seeds[.modelFile] = try ModelFileFuzzing.seeds()
+        seeds[.brokerURL] = BrokerURLFuzzing.seeds
         return seeds
     }
 

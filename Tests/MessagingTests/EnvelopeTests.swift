@@ -94,11 +94,16 @@ struct EnvelopeTests {
         #expect(BrokerConfiguration.redacted("amqps://svc:secret@a,b/") == "amqps://svc:****@a,b/")
         for bad in [
             "amqp://svc@a,,b/", "amqp://svc@a:0/", "amqp://svc@a:65536/", "amqp://svc@a:99999999999999999999/", "amqp://svc@a:x/",
-            "amqp://svc@[::1/", "amqp://svc@/", "amqp://svc@a b/",
+            "amqp://svc@[::1/", "amqp://svc@/", "amqp://svc@a b/", "amqp://svc@h1,::1/", "amqp://svc@h1,h2:5672:5673/",
+            "amqp://svc@h1,bröker/", "amqp://svc@h1,h2:+5672/", "amqp://svc@h1,[::1]x/",
             "amqp://svc@" + Array(repeating: "h", count: 17).joined(separator: ",") + "/",
         ] {
             #expect(throws: BrokerError.self, "\(bad)") { try BrokerConfiguration(url: bad, password: "p") }
         }
+        // Percent-encoding is decoded once: `%2540` is the three characters `%40`, not `@`.
+        let encoded = try BrokerConfiguration(url: "amqp://a%2540b@h/v%2Fhost", password: "p")
+        #expect(encoded.user == "a%40b" && encoded.virtualHost == "v/host")
+        #expect(try BrokerConfiguration(url: "amqp://svc@h1,[fe80::1%25eth0]:5673/", password: "p").endpoints[1].host == "fe80::1%eth0")
         #expect(throws: BrokerError.self) { try BrokerConfiguration(url: "amqps://svc@h/", password: "p") }
         #expect(throws: BrokerError.self) { try BrokerConfiguration(url: "amqp://svc@h/", password: "p", tls: tls) }
     }

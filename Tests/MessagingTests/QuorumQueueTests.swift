@@ -66,7 +66,12 @@ struct QuorumQueueTests {
         await queue.cleanUp(broker)
     }
 
-    @Test("the handler's budget is the broker's count: two replicas share it; a transient failure is retried in place and uses none")
+    @Test(
+        """
+        two replicas on a quorum queue: a failing message is dead-lettered with its reason within their budgets; a transient \
+        failure is retried in place and uses none
+        """
+    )
     func budgetSharedByReplicas() async throws {
         let broker = try TestEnvironment.broker()
         let queue = TestQueue()
@@ -111,7 +116,9 @@ struct QuorumQueueTests {
         let dead = try await deadLetters.waitFor(1)
         try await eventually(timeout: .seconds(10), "the transient message handled") { countsWhenHandled.values.count == 1 }
         try await Task.sleep(for: .milliseconds(300))
-        #expect(failures.values.count == 3, "3 attempts in all, not 3 per replica")
+        // Each replica counts its own failures; whichever reaches 3 first dead-letters it: 3 to 5 attempts in all,
+        // well under the broker's limit.
+        #expect((3...5).contains(failures.values.count), "\(failures.values.count) attempts")
         let reason = dead[0].properties.headers[DeadLetterHeader.reason]?.stringValue ?? ""
         #expect(reason.contains("handler failed 3 times"), "\(reason)")
         #expect(deadLetters.deliveries.count == 1)
@@ -165,6 +172,16 @@ struct QuorumQueueTests {
         }
 
         let target = ServiceName.allCases.map(\.topology).reduce(Topology()) { $0.merged(with: $1) }
+        // Another migration running (it holds the lock): refused, nothing moved.
+        let (otherMigration, _) = try AMQPSession.connect(broker)
+        try otherMigration.declareExclusive(QueueMigration.lockQueue)
+        do {
+            _ = try await QueueMigration.migrate(target, configuration: broker, logger: TestEnvironment.logger)
+            Issue.record("migrated while another migration held the lock")
+        } catch let error as BrokerError {
+            #expect(error.message.contains("another `candlecast queues migrate` is running"), "\(error)")
+        }
+        otherMigration.close()
         // An old service still consuming: refused, nothing moved.
         let oldConsumer = try Consumer(
             configuration: broker, options: Consumer.Options(queue: "monitor.events", prefetch: 1), logger: TestEnvironment.logger)
