@@ -28,7 +28,19 @@ struct DeploymentTests {
     static let cluster = Variant(
         name: "cluster", files: ["compose/docker-compose.yml", "compose/docker-compose.cluster.yml"],
         replicas: ["preprocessor-2": "preprocessor", "registry-2": "registry", "predictor-2": "predictor"])
-    static let variants = [base, cluster]
+    static let tls = Variant(name: "tls", files: ["compose/docker-compose.yml", "compose/docker-compose.tls.yml"], replicas: [:])
+    /// TLS for the cluster: both overrides, then the cluster's TLS file last (its header says why).
+    static let clusterTLS = Variant(
+        name: "cluster+tls",
+        files: [
+            "compose/docker-compose.yml", "compose/docker-compose.cluster.yml", "compose/docker-compose.tls.yml",
+            "compose/docker-compose.cluster-tls.yml",
+        ],
+        replicas: cluster.replicas)
+    static let variants = [base, cluster, tls, clusterTLS]
+    static let tlsVariants = [tls, clusterTLS]
+    /// The TLS overrides: a TLS variant without them is the plain variant it secures.
+    static let tlsFiles: Set<String> = ["compose/docker-compose.tls.yml", "compose/docker-compose.cluster-tls.yml"]
     /// The cluster variant's own secrets, which the base file does not read.
     static let clusterSecrets: Set<String> = ["CANDLECAST_RABBITMQ_ERLANG_COOKIE", "CANDLECAST_PG_REPLICATION_PASSWORD"]
 
@@ -76,7 +88,8 @@ struct DeploymentTests {
             var secrets = Set<String>()
             for text in sources {
                 for match in text.matches(of: /"(CANDLECAST_[A-Z0-9_]+)"/) { read.insert(String(match.1)) }
-                for match in text.matches(of: /\.(?:string|int|double)\("(CANDLECAST_[A-Z0-9_]+)", default:/) {
+                // The key may be on the next line (a call swift-format wrapped).
+                for match in text.matches(of: /\.(?:string|int|double)\(\s*"(CANDLECAST_[A-Z0-9_]+)", default:/) {
                     defaulted.insert(String(match.1))
                 }
                 for match in text.matches(of: /\.secret\("(CANDLECAST_[A-Z0-9_]+)"\)/) { secrets.insert(String(match.1)) }
@@ -177,6 +190,120 @@ struct DeploymentTests {
         let registryNetworks = services[dynamicMember: "registry-2"]?["networks"] as? [String: Any]
         let aliases = (registryNetworks?["default"] as? [String: Any])?["aliases"] as? [String] ?? []
         #expect(aliases.contains("registry"))
+    }
+
+    @Test(
+        "the TLS variants: every service on amqps:// with the CA and on PostgreSQL with verify-full, as its own user; servers on TLS only",
+        arguments: Self.tlsVariants)
+    func tlsVariant(variant: Variant) async throws {
+        let filled = try filledEnvironmentFile()
+        let config = try await composeJSON(files: variant.files, envFile: filled)
+        let plainConfig = try await composeJSON(files: variant.files.filter { !Self.tlsFiles.contains($0) }, envFile: filled)
+        let services = try #require(config["services"])
+        let plainServices = try #require(plainConfig["services"])
+        let caFile = "/run/candlecast-tls/ca.pem"
+        let script = try String(contentsOfFile: Self.root.appendingPathComponent("compose/tls/make-certs.sh").path, encoding: .utf8)
+        let certificateNames = Set(try #require(script.firstMatch(of: /\nNAMES=\(([^)]*)\)/)).1.split(separator: " ").map(String.init))
+        #expect(certificateNames.isSuperset(of: ["rabbitmq", "rabbitmq-2", "rabbitmq-3", "postgres", "postgres-standby"]))
+
+        // Every Candlecast service, replicas included, names both servers and has the CA, mounted read-only.
+        for name in variant.services.keys.sorted() {
+            let service = try #require(services[dynamicMember: name], "\(name) is missing")
+            let environment = service["environment"] as? [String: Any] ?? [:]
+            #expect(environment["CANDLECAST_AMQP_URL"] != nil && environment["CANDLECAST_DATABASE_URL"] != nil, "\(name)")
+            let mounts = service["volumes"] as? [String] ?? []
+            #expect(mounts.contains { $0.hasSuffix("/compose/tls/ca.pem:\(caFile):ro") }, "\(name) has no read-only CA at \(caFile)")
+        }
+
+        // Whatever names a server (queues-migrate too) does so over TLS, verifying it by a name its certificate
+        // carries, and otherwise as in the plain variant: the same user and role, database, hosts, parameters.
+        for (name, value) in services.sorted(by: { $0.key < $1.key }) {
+            let environment = (value as? [String: Any])?["environment"] as? [String: Any] ?? [:]
+            let plain = plainServices[dynamicMember: name]?["environment"] as? [String: Any] ?? [:]
+            if let url = environment["CANDLECAST_AMQP_URL"] as? String {
+                let parsed = MultiHostURL(url)
+                let original = MultiHostURL(plain["CANDLECAST_AMQP_URL"] as? String ?? "")
+                #expect(url.hasPrefix("amqps://"), "\(name): \(url)")
+                #expect(environment["CANDLECAST_AMQP_CA_FILE"] as? String == caFile, "\(name) sets no CANDLECAST_AMQP_CA_FILE")
+                #expect(!parsed.user.isEmpty && parsed.user == original.user && parsed.path == original.path, "\(name): \(url)")
+                #expect(parsed.hosts == original.hosts.map { $0.replacingOccurrences(of: ":5672", with: ":5671") }, "\(name): \(url)")
+                for host in parsed.hosts {
+                    #expect(certificateNames.contains(String(host.prefix { $0 != ":" })), "\(name): \(host) is not in the certificate")
+                }
+            }
+            if let url = environment["CANDLECAST_DATABASE_URL"] as? String {
+                let parsed = MultiHostURL(url)
+                let original = MultiHostURL(plain["CANDLECAST_DATABASE_URL"] as? String ?? "")
+                #expect(parsed.query.contains("sslmode=verify-full") && parsed.query.contains("sslrootcert=\(caFile)"), "\(name): \(url)")
+                #expect(!parsed.user.isEmpty && parsed.user == original.user && parsed.path == original.path, "\(name): \(url)")
+                #expect(parsed.hosts == original.hosts && Set(parsed.query).isSuperset(of: original.query), "\(name): \(url)")
+                for host in parsed.hosts {
+                    #expect(certificateNames.contains(String(host.prefix { $0 != ":" })), "\(name): \(host) is not in the certificate")
+                }
+            }
+        }
+
+        // Each server's copy of the key is made by a one-shot in the server's own image, as the user it runs as.
+        for (oneShot, server, user) in [("tls-files-rabbitmq", "rabbitmq", "rabbitmq"), ("tls-files-postgres", "postgres", "postgres")] {
+            let service = try #require(services[dynamicMember: oneShot], "\(oneShot) is missing")
+            let image = try canonical(service["image"])
+            let serverImage = try canonical(plainServices[dynamicMember: server]?["image"])
+            #expect(image == serverImage, "\(oneShot)")
+            #expect((service["entrypoint"] as? [String])?.last == user, "\(oneShot)")
+        }
+
+        // Every RabbitMQ node: the TLS listener alone, after its files are copied.
+        let brokerConfig = try String(contentsOfFile: Self.root.appendingPathComponent("compose/rabbitmq/tls.conf").path, encoding: .utf8)
+        let brokerSettings = Set(brokerConfig.split(separator: "\n").filter { !$0.hasPrefix("#") }.map(String.init))
+        #expect(brokerSettings.isSuperset(of: ["listeners.tcp = none", "listeners.ssl.default = 5671"]))
+        #expect(brokerSettings.contains("ssl_options.keyfile = /etc/candlecast-tls/server.key"))
+        let nodes = plainServices.keys.filter { $0.hasPrefix("rabbitmq") }.sorted()
+        #expect(!nodes.isEmpty)
+        for node in nodes {
+            let service = try #require(services[dynamicMember: node], "\(node) is missing")
+            let mounts = service["volumes"] as? [String] ?? []
+            #expect(mounts.contains { $0.hasSuffix("/compose/rabbitmq/tls.conf:/etc/rabbitmq/conf.d/40-tls.conf:ro") }, "\(node)")
+            #expect(mounts.contains("rabbitmq-tls:/etc/candlecast-tls:ro"), "\(node)")
+            #expect((service["depends_on"] as? [String: Any])?["tls-files-rabbitmq"] != nil, "\(node)")
+        }
+
+        // Every PostgreSQL server: ssl=on and hostssl rules, after its files are copied, with the plain variant's
+        // other settings (the cluster's synchronous standby) kept.
+        let settings: ([String]) -> [String] = { command in zip(command, command.dropFirst()).filter { $0.0 == "-c" }.map { $0.1 } }
+        let tlsSettings = [
+            "hba_file=/etc/postgresql/candlecast/pg_hba.tls.conf", "ssl=on", "ssl_cert_file=/etc/candlecast-tls/server.pem",
+            "ssl_key_file=/etc/candlecast-tls/server.key",
+        ]
+        for server in ["postgres", "postgres-standby"] where plainServices[dynamicMember: server] != nil {
+            let service = try #require(services[dynamicMember: server], "\(server) is missing")
+            let command = settings(service["command"] as? [String] ?? [])
+            let plainCommand = settings(plainServices[dynamicMember: server]?["command"] as? [String] ?? [])
+            #expect(Set(command).isSuperset(of: tlsSettings), "\(server): \(command)")
+            for setting in plainCommand where !setting.hasPrefix("hba_file=") {
+                #expect(command.contains(setting), "\(server) lost \(setting)")
+            }
+            let mounts = service["volumes"] as? [String] ?? []
+            #expect(mounts.contains("postgres-tls:/etc/candlecast-tls:ro"), "\(server)")
+            #expect(mounts.contains { $0.hasSuffix("/compose/postgres/pg_hba.tls.conf:/etc/postgresql/candlecast/pg_hba.tls.conf:ro") })
+            #expect((service["depends_on"] as? [String: Any])?["tls-files-postgres"] != nil, "\(server)")
+        }
+        let hba = try String(contentsOfFile: Self.root.appendingPathComponent("compose/postgres/pg_hba.tls.conf").path, encoding: .utf8)
+        for rule in hba.split(separator: "\n").filter({ !$0.hasPrefix("#") }) {
+            let fields = rule.split(separator: " ").map(String.init)
+            if fields.first == "host" {
+                let address = fields.count > 3 ? fields[3] : ""
+                #expect(["127.0.0.1/32", "::1/128"].contains(address), "a rule without TLS over the network: \(rule)")
+            }
+        }
+
+        // A replica has its original's TLS settings too.
+        for (replica, original) in variant.replicas.sorted(by: { $0.key < $1.key }) {
+            for key in ["environment", "volumes"] {
+                let copied = try canonical(services[dynamicMember: replica]?[key])
+                let expected = try canonical(services[dynamicMember: original]?[key])
+                #expect(copied == expected, "\(replica) differs from \(original) in \(key)")
+            }
+        }
     }
 
     /// Secrets a service runs without (the registry's token only guards writes in development).
