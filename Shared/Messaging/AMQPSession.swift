@@ -39,6 +39,7 @@ final class AMQPSession {
     /// (wrapping around). Returns the session and the index of its node.
     static func connect(_ configuration: BrokerConfiguration, preferring preferred: Int = 0) throws -> (AMQPSession, Int) {
         let count = configuration.endpoints.count
+        guard count > 0 else { throw BrokerError(.invalidConfiguration, "the broker configuration names no node") }
         var failures: [String] = []
         for offset in 0..<count {
             let index = (max(0, preferred) + offset) % count
@@ -52,7 +53,10 @@ final class AMQPSession {
     }
 
     convenience init(configuration: BrokerConfiguration) throws {
-        try self.init(configuration: configuration, endpoint: configuration.endpoints[0])
+        guard let first = configuration.endpoints.first else {
+            throw BrokerError(.invalidConfiguration, "the broker configuration names no node")
+        }
+        try self.init(configuration: configuration, endpoint: first)
     }
 
     init(configuration: BrokerConfiguration, endpoint: BrokerConfiguration.Endpoint) throws {

@@ -45,12 +45,12 @@ public struct BrokerConfiguration: Sendable, Equatable {
 
     /// The first node's host and port.
     public var host: String {
-        get { endpoints[0].host }
-        set { endpoints[0].host = newValue }
+        get { endpoints.first?.host ?? "" }
+        set { endpoints = [Endpoint(host: newValue, port: port)] + endpoints.dropFirst() }
     }
     public var port: Int {
-        get { endpoints[0].port }
-        set { endpoints[0].port = newValue }
+        get { endpoints.first?.port ?? 5672 }
+        set { endpoints = [Endpoint(host: host, port: newValue)] + endpoints.dropFirst() }
     }
 
     public init(
@@ -69,7 +69,6 @@ public struct BrokerConfiguration: Sendable, Equatable {
         heartbeatSeconds: Int = 30, connectTimeout: Duration = .seconds(5),
         reconnectBackoff: ClosedRange<Duration> = .milliseconds(100) ... .seconds(5), connectionName: String = "candlecast"
     ) {
-        precondition(!endpoints.isEmpty, "a broker configuration needs at least one endpoint")
         self.endpoints = endpoints
         self.tls = tls
         self.virtualHost = virtualHost
