@@ -119,6 +119,12 @@ public struct BrokerConfiguration: Sendable, Equatable {
     /// The scheme, the authority's comma-separated hosts, and the URL with only the first of them (which
     /// URLComponents can read).
     private static func splitHosts(_ url: String) throws -> (scheme: String, hosts: [Substring], singleHostURL: String) {
+        // RFC 3986 URLs are printable ASCII (anything else percent-encoded). Refusing the rest here also keeps the
+        // Character searches below equal to URLComponents' reading of the same text.
+        guard url.unicodeScalars.allSatisfy({ (0x21..<0x7F).contains($0.value) }) else {
+            throw BrokerError(
+                .invalidConfiguration, "the AMQP URL has a space, a control or a non-ASCII character (percent-encode it): \(redacted(url))")
+        }
         guard let schemeEnd = url.range(of: "://"), ["amqp", "amqps"].contains(url[..<schemeEnd.lowerBound]) else {
             throw BrokerError(.invalidConfiguration, "not an amqp:// or amqps:// URL: \(redacted(url))")
         }
@@ -177,9 +183,16 @@ public struct BrokerConfiguration: Sendable, Equatable {
 
     /// The URL with its password replaced, for logs.
     public static func redacted(_ url: String) -> String {
-        guard let at = url.lastIndex(of: "@"), let schemeEnd = url.range(of: "://"), schemeEnd.upperBound <= at else { return url }
-        let userInfo = url[schemeEnd.upperBound..<at]
-        guard let colon = userInfo.firstIndex(of: ":") else { return url }
-        return String(url[..<colon]) + ":****" + url[at...]
+        // Unicode scalars, not Characters: a combining mark after `:` or `@` hides it from a Character search,
+        // while a URL parser still reads it as the separator.
+        let scalars = Array(url.unicodeScalars)
+        guard let schemeEnd = scalars.indices.dropLast(2).first(where: { scalars[$0...$0 + 2].elementsEqual("://".unicodeScalars) }),
+            let at = scalars.lastIndex(of: "@"), schemeEnd + 3 <= at,
+            let colon = scalars[(schemeEnd + 3)..<at].firstIndex(of: ":")
+        else { return url }
+        var result = String.UnicodeScalarView(scalars[..<colon])
+        result.append(contentsOf: ":****".unicodeScalars)
+        result.append(contentsOf: scalars[at...])
+        return String(result)
     }
 }

@@ -329,7 +329,6 @@ extension Consumer {
     /// retried with backoff).
     public func handle(_ handlers: [MessageHandler]) async {
         let byType = Dictionary(handlers.map { ($0.messageType, $0) }) { first, _ in first }
-        let policy = options.redelivery
         for await delivery in deliveries {
             guard let handler = delivery.properties.type.flatMap({ byType[$0] }) ?? (byType.count == 1 ? byType.values.first : nil) else {
                 await delivery.deadLetter(
@@ -339,60 +338,66 @@ extension Consumer {
                 )
                 continue
             }
-            let key = delivery.attemptKey
-            var transientDelay = policy.retryDelay
-            // A transient failure is retried here, without giving the message back: a requeue would count against
-            // the quorum queue's delivery limit, and the message is not at fault.
-            while true {
-                do {
-                    try await handler.process(delivery)
-                    delivery.ack()
-                    attempts.forget(key)
-                } catch let failure as EnvelopeDecodingFailure {
-                    await delivery.deadLetter(reason: failure.description)
-                } catch let failure as PermanentFailure {
-                    attempts.forget(key)
-                    await delivery.deadLetter(reason: failure.reason)
-                } catch is CancellationError {
-                    // Shutting down: the message goes back to the queue when the connection closes.
-                    break
-                } catch  where policy.isTransient(error) {
-                    guard isCurrent(delivery), !Task.isCancelled else {
-                        // The connection that delivered it is gone: the broker gives the message to a consumer again.
-                        logger.warning(
-                            "handler failed on a transient error; the message returns to the queue", metadata: ["error": "\(error)"])
-                        break
-                    }
-                    logger.warning(
-                        "handler failed on a transient error; retrying",
-                        metadata: [
-                            "error": "\(error)", "message.id": "\(delivery.properties.messageID ?? "-")", "retry_in": "\(transientDelay)",
-                        ])
-                    try? await Task.sleep(for: transientDelay)
-                    transientDelay = min(transientDelay * 2, policy.maximumTransientDelay)
-                    if Task.isCancelled || !isCurrent(delivery) { break }
-                    continue
-                } catch {
-                    // Only the handler's failures count here. The broker's count (`x-delivery-count`) also counts returns
-                    // that were not failures (a restart, a failover, a long outage past the consumer timeout): it drives
-                    // the quorum queue's delivery limit, the backstop for a message that kills its consumer.
-                    let attempt = attempts.recordFailure(key)
-                    if attempt >= policy.maximumAttempts {
-                        attempts.forget(key)
-                        await delivery.deadLetter(reason: "handler failed \(attempt) times; last error: \(error)")
-                    } else {
-                        logger.warning(
-                            "handler failed; requeueing",
-                            metadata: [
-                                "error": "\(error)", "message.id": "\(delivery.properties.messageID ?? "-")",
-                                "attempt": "\(attempt)", "attempts.maximum": "\(policy.maximumAttempts)",
-                            ])
-                        try? await Task.sleep(for: policy.retryDelay)
-                        delivery.reject(requeue: true)
-                    }
-                }
+            await runHandler(for: delivery) { try await handler.process(delivery) }
+        }
+    }
+
+    /// Runs `body` for one delivery under the consumer's `RedeliveryPolicy` and settles the delivery by how it ended.
+    func runHandler(for delivery: Delivery, _ body: () async throws -> Void) async {
+        let policy = options.redelivery
+        let key = delivery.attemptKey
+        var transientDelay = policy.retryDelay
+        // A transient failure is retried here, without giving the message back: a requeue would count against
+        // the quorum queue's delivery limit, and the message is not at fault.
+        while true {
+            do {
+                try await body()
+                delivery.ack()
+                attempts.forget(key)
+            } catch let failure as EnvelopeDecodingFailure {
+                await delivery.deadLetter(reason: failure.description)
+            } catch let failure as PermanentFailure {
+                attempts.forget(key)
+                await delivery.deadLetter(reason: failure.reason)
+            } catch is CancellationError {
+                // Shutting down: the message goes back to the queue when the connection closes.
                 break
+            } catch  where policy.isTransient(error) {
+                guard isCurrent(delivery), !Task.isCancelled else {
+                    // The connection that delivered it is gone: the broker gives the message to a consumer again.
+                    logger.warning(
+                        "handler failed on a transient error; the message returns to the queue", metadata: ["error": "\(error)"])
+                    break
+                }
+                logger.warning(
+                    "handler failed on a transient error; retrying",
+                    metadata: [
+                        "error": "\(error)", "message.id": "\(delivery.properties.messageID ?? "-")", "retry_in": "\(transientDelay)",
+                    ])
+                try? await Task.sleep(for: transientDelay)
+                transientDelay = min(transientDelay * 2, policy.maximumTransientDelay)
+                if Task.isCancelled || !isCurrent(delivery) { break }
+                continue
+            } catch {
+                // Only the handler's failures count here. The broker's count (`x-delivery-count`) also counts returns
+                // that were not failures (a restart, a failover, a long outage past the consumer timeout): it drives
+                // the quorum queue's delivery limit, the backstop for a message that kills its consumer.
+                let attempt = attempts.recordFailure(key)
+                if attempt >= policy.maximumAttempts {
+                    attempts.forget(key)
+                    await delivery.deadLetter(reason: "handler failed \(attempt) times; last error: \(error)")
+                } else {
+                    logger.warning(
+                        "handler failed; requeueing",
+                        metadata: [
+                            "error": "\(error)", "message.id": "\(delivery.properties.messageID ?? "-")",
+                            "attempt": "\(attempt)", "attempts.maximum": "\(policy.maximumAttempts)",
+                        ])
+                    try? await Task.sleep(for: policy.retryDelay)
+                    delivery.reject(requeue: true)
+                }
             }
+            break
         }
     }
 }

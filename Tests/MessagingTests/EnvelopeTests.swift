@@ -74,6 +74,11 @@ struct EnvelopeTests {
         #expect(try BrokerConfiguration(url: "amqp://svc@h/", password: "fromfile").password == "fromfile")
         #expect(try BrokerConfiguration(url: "amqp://svc@h/", password: "p").virtualHost == "/")
         #expect(BrokerConfiguration.redacted("amqp://svc:secret@h/") == "amqp://svc:****@h/")
+        // A combining mark after `:` makes one Character of the two; the URL parser still sees the separator.
+        let combining = "amqp://svc:\u{65E}secret@h/"
+        #expect(!BrokerConfiguration.redacted(combining).contains("secret"))
+        #expect(throws: BrokerError.self) { try BrokerConfiguration(url: combining) }
+        #expect(throws: BrokerError.self) { try BrokerConfiguration(url: "amqp://svc@h/\u{7F}", password: "p") }
         #expect(throws: BrokerError.self) { try BrokerConfiguration(url: "http://h/", password: "p") }
         #expect(throws: BrokerError.self) { try BrokerConfiguration(url: "amqp://h/", password: "p") }
         #expect(throws: BrokerError.self) { try BrokerConfiguration(url: "amqp://svc@h/") }

@@ -141,4 +141,66 @@ struct RedeliveryTests {
         #expect(attempts.count("unknown") == 1)
         await rig.tearDown()
     }
+
+    @Test(
+        """
+        a backlog is handled in batches; a batch holding a failing message is handled one at a time, so only that message uses \
+        its budget and is dead-lettered, a malformed one is dead-lettered alone, every other one is committed exactly once
+        """
+    )
+    func backlogInBatches() async throws {
+        let logger = TestEnvironment.logger
+        let broker = try TestEnvironment.broker()
+        let queue = TestQueue()
+        let publisher = try Publisher(configuration: broker, options: Publisher.Options(topology: queue.topology), logger: logger)
+        let texts = (0..<60).map { $0 == 37 ? "poison" : "candle \($0)" }
+        // The backlog waits on the queue before the consumer starts, as after an outage.
+        try await publisher.publish(
+            contentsOf: try texts.map {
+                try EnvelopeCodec.encode(Envelope(payload: Greeting(text: $0)), exchange: queue.exchange, routingKey: queue.routingKey)
+            } + [queue.message("{not json", type: Greeting.messageType)])
+        let committed = SharedList<String>()
+        let batchSizes = SharedList<Int>()
+        let poisonAttempts = Attempts()
+        let consumer = try Consumer(
+            configuration: broker,
+            options: Consumer.Options(
+                queue: queue.queue, prefetch: 32, topology: queue.topology, deadLetterRoute: queue.deadLetterRoute,
+                redelivery: RedeliveryPolicy(maximumAttempts: 3, retryDelay: .milliseconds(10))),
+            deadLetterPublisher: publisher, logger: logger)
+        let handling = Task {
+            await consumer.handleBatches(upTo: 16, decode: { try EnvelopeCodec.decode(Greeting.self, from: $0).payload.text }) { batch in
+                batchSizes.append(batch.count)
+                // One transaction: all of the batch or none of it.
+                if batch.contains("poison") {
+                    _ = poisonAttempts.record("poison")
+                    throw SQLConstraintViolation()
+                }
+                for text in batch { committed.append(text) }
+            }
+        }
+        let deadLetters = try Consumer(
+            configuration: broker, options: Consumer.Options(queue: queue.deadLetterQueue, topology: queue.topology), logger: logger)
+        let deadCollector = DeliveryCollector(deadLetters)
+
+        let dead = try await deadCollector.waitFor(2)
+        try await eventually("the 59 good messages committed") { committed.values.count >= 59 }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(committed.values.count == 59)
+        #expect(Set(committed.values) == Set(texts).subtracting(["poison"]))
+        let reasons = dead.compactMap { $0.properties.headers[DeadLetterHeader.reason]?.stringValue }
+        #expect(reasons.contains("handler failed 3 times; last error: SQLSTATE 23514: check constraint violated"))
+        #expect(reasons.count == 2, "the malformed message has its decoding error as the reason: \(reasons)")
+        // At least the batch that held it, then three attempts alone (a requeued message may land in another batch first).
+        #expect(poisonAttempts.count("poison") >= 4)
+        #expect(batchSizes.values.max() ?? 0 > 1, "\(batchSizes.values)")
+        #expect(batchSizes.values.allSatisfy { $0 <= 16 })
+        #expect(deadCollector.bodies.count == 2)
+        #expect(try await BrokerAdmin.messageCount(queue: queue.queue, configuration: broker) == 0)
+        await consumer.stop()
+        await handling.value
+        await deadLetters.stop()
+        await publisher.close()
+        await queue.cleanUp(broker)
+    }
 }
