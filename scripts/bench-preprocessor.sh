@@ -34,24 +34,30 @@ psql -q -h 127.0.0.1 -p "${CANDLECAST_PG_PORT:-55432}" -U candlecast -d candleca
 export CANDLECAST_DATABASE_URL="${CANDLECAST_DATABASE_URL%/*}/$database" CANDLECAST_LOG_LEVEL=warning
 "$bin/ingestor" backfill "$file" --pair XBTUSD --interval 1m >/dev/null
 
-# The backlog: one candle.closed event per stored candle, published straight onto the queue.
+# The preprocessor declares its own queue (a quorum queue) once, with nothing to do, and stops; the backlog then
+# waits on it: one candle.closed event per stored candle, published straight onto the queue.
+CANDLECAST_LOG_LEVEL=info CANDLECAST_HTTP_PORT=18299 "$bin/preprocessor" > .local/bench/preprocessor-declare.log 2>&1 &
+declare_pid=$!
+for _ in $(seq 1 60); do grep -q "consumer subscribed" .local/bench/preprocessor-declare.log && break; sleep 0.5; done
+kill -TERM $declare_pid; wait $declare_pid || true
 amqp_password=$(cat "$CANDLECAST_AMQP_PASSWORD_FILE")
 "$venv/bin/python" - "$file" "$amqp_password" "${CANDLECAST_AMQP_PORT:-5672}" <<'PY'
 import json, sys, uuid, pika
 path, password, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port, credentials=pika.PlainCredentials("candlecast", password)))
 channel = connection.channel()
-channel.queue_declare("preprocessor.candles", durable=True, arguments={"x-dead-letter-exchange": "candlecast.dead-letters", "x-dead-letter-routing-key": "preprocessor"})
+channel.queue_declare("preprocessor.candles", passive=True)
 channel.queue_purge("preprocessor.candles")
 for line in open(path):
     t, o, h, l, c, v, n = line.strip().split(",")
     body = json.dumps({"pair": "XBTUSD", "interval": "1m", "open_time": int(t), "open": o, "high": h, "low": l, "close": c, "volume": v, "trades": int(n), "revision": 0})
     channel.basic_publish("", "preprocessor.candles", body, pika.BasicProperties(content_type="application/json", delivery_mode=2, message_id=str(uuid.uuid4()), type="candle.closed", headers={"schema_version": 1}))
-print("backlog:", channel.queue_declare("preprocessor.candles", durable=True, passive=True).method.message_count, "events", file=sys.stderr)
+print("backlog:", channel.queue_declare("preprocessor.candles", passive=True).method.message_count, "events", file=sys.stderr)
 connection.close()
 PY
 
-depth() { curl -s -u "candlecast:$amqp_password" >/dev/null 2>&1; HOME=.local/rabbitmq RABBITMQ_NODENAME=candlecast-${CANDLECAST_AMQP_PORT:-5672}@localhost /usr/lib/rabbitmq/bin/rabbitmqctl -q list_queues name messages 2>/dev/null | awk '$1 == "preprocessor.candles" { print $2 }'; }
+# Progress from the database, not rabbitmqctl: starting an Erlang VM every second would take a core from the drain.
+left() { echo $((events - $(psql -tA -h 127.0.0.1 -p "${CANDLECAST_PG_PORT:-55432}" -U candlecast -d "$database" -c "SELECT count(*) FROM features.processed_candles" 2>/dev/null || echo 0))); }
 CANDLECAST_DATASET_EVERY=1000000 CANDLECAST_HTTP_PORT=18299 "$bin/preprocessor" > .local/bench/preprocessor.log 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
@@ -60,7 +66,7 @@ max_rss=0; samples=""
 while true; do
   rss=$(awk '/VmRSS/ { print $2 }' /proc/$pid/status 2>/dev/null || echo 0)
   [ "$rss" -gt "$max_rss" ] && max_rss=$rss
-  left=$(depth); samples="$samples ${left:-?}:$((rss / 1024))MB"
+  left=$(left); samples="$samples ${left:-?}:$((rss / 1024))MB"
   [ "${left:-1}" = "0" ] && break
   kill -0 $pid 2>/dev/null || { echo "the preprocessor exited; see .local/bench/preprocessor.log" >&2; tail -3 .local/bench/preprocessor.log >&2; exit 1; }
   sleep 1
@@ -69,5 +75,5 @@ elapsed=$(echo "$(date +%s.%N) - $start" | bc)
 windows=$(psql -tA -h 127.0.0.1 -p "${CANDLECAST_PG_PORT:-55432}" -U candlecast -d "$database" -c "SELECT count(*) FROM features.processed_candles")
 kill -TERM $pid; wait $pid || true
 psql -q -h 127.0.0.1 -p "${CANDLECAST_PG_PORT:-55432}" -U candlecast -d candlecast -c "DROP DATABASE IF EXISTS $database WITH (FORCE)"
-echo "samples (queue depth:RSS):$samples" | fold -w 160
+echo "samples (events left:RSS):$samples" | fold -w 160
 python3 -c "print(f'preprocessor: {$windows} events in {$elapsed:.1f} s = {$windows / $elapsed:,.0f} events/s; peak RSS {$max_rss / 1024:.0f} MB')"

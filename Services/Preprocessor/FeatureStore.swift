@@ -139,8 +139,21 @@ struct CandleOutcome: Sendable, Equatable {
 struct Preprocessing: Sendable {
     let policy: DatasetPolicy
 
+    /// Series whose dataset version was already checked in the current transaction, and the version found. Whether a
+    /// version is due depends only on the stored candles, which a transaction sees unchanged (but for a concurrent
+    /// ingest, then picked up by the next transaction), so the events of one batch check once per series.
+    struct CheckedVersions {
+        fileprivate var bySeries: [String: StoredVersion?] = [:]
+    }
+
     /// A closed (or revised) candle: maybe a new dataset version, then the window ending at it.
     func process(_ candle: CandleClosed, on connection: PostgresConnection) throws -> CandleOutcome {
+        var checked = CheckedVersions()
+        return try process(candle, on: connection, checked: &checked)
+    }
+
+    /// `process(_:on:)` as one event of a batch sharing `checked`.
+    func process(_ candle: CandleClosed, on connection: PostgresConnection, checked: inout CheckedVersions) throws -> CandleOutcome {
         guard
             try FeatureStore.markProcessed(
                 pair: candle.pair, interval: candle.interval, openTime: candle.openTime, revision: candle.revision, on: connection)
@@ -148,9 +161,17 @@ struct Preprocessing: Sendable {
             return CandleOutcome(duplicate: true)
         }
         var outcome = CandleOutcome()
-        let (current, created) = try currentVersion(pair: candle.pair, interval: candle.interval, on: connection)
-        outcome.createdVersion = created
-        guard let current else { return outcome }
+        let series = "\(candle.pair)/\(candle.interval.seconds)"
+        let found: StoredVersion?
+        if let known = checked.bySeries[series] {
+            found = known
+        } else {
+            let (latest, created) = try currentVersion(pair: candle.pair, interval: candle.interval, on: connection)
+            outcome.createdVersion = created
+            checked.bySeries[series] = latest
+            found = latest
+        }
+        guard let current = found else { return outcome }
         let rows = try FeatureStore.rows(
             pair: candle.pair, interval: candle.interval, upTo: candle.openTime, last: DatasetPolicy.windowCloses,
             withVolume: policy.includesVolume,
@@ -170,12 +191,18 @@ struct Preprocessing: Sendable {
 
     /// A backfilled batch: maybe a new version, and the window of the newest candle if not yet sent.
     func process(_ batch: CandlesBackfilled, on connection: PostgresConnection) throws -> CandleOutcome {
+        var checked = CheckedVersions()
+        return try process(batch, on: connection, checked: &checked)
+    }
+
+    /// `process(_:on:)` as one event of a batch sharing `checked`.
+    func process(_ batch: CandlesBackfilled, on connection: PostgresConnection, checked: inout CheckedVersions) throws -> CandleOutcome {
         let latest = try FeatureStore.rows(pair: batch.pair, interval: batch.interval, last: 1, on: connection).last
         guard let latest else { return CandleOutcome() }
         let candle = CandleClosed(
             pair: batch.pair, interval: batch.interval, openTime: latest.openTime, open: latest.closeText, high: latest.closeText,
             low: latest.closeText, close: latest.closeText, volume: "0", trades: nil, revision: latest.revision)
-        return try process(candle, on: connection)
+        return try process(candle, on: connection, checked: &checked)
     }
 
     /// The latest version, after creating a new one when the series has grown enough.

@@ -107,10 +107,11 @@ enum PreprocessorService {
     ) async {
         await consumer.handleBatches(upTo: batchSize, decode: Event.init) { events in
             let outcomes = try await database.transaction { connection in
-                try events.map { event in
+                var checked = Preprocessing.CheckedVersions()
+                return try events.map { event in
                     switch event {
-                    case .closed(let candle): try preprocessing.process(candle, on: connection)
-                    case .backfilled(let batch): try preprocessing.process(batch, on: connection)
+                    case .closed(let candle): try preprocessing.process(candle, on: connection, checked: &checked)
+                    case .backfilled(let batch): try preprocessing.process(batch, on: connection, checked: &checked)
                     }
                 }
             }

@@ -82,12 +82,36 @@ public final class PostgresConnection {
     @discardableResult
     public func execute(_ query: PostgresQuery) throws(PostgresError) -> (rows: [PostgresRow], affectedRows: Int) {
         let handle = try liveHandle()
+        let statement = try preparedStatement(for: query, handle: handle)
         let result: OpaquePointer? = withCStringArray(query.binds) { parameters in
-            PQexecParams(handle, query.sql, Int32(query.binds.count), nil, parameters, nil, nil, 0)
+            if let statement {
+                PQexecPrepared(handle, statement, Int32(query.binds.count), parameters, nil, nil, 0)
+            } else {
+                PQexecParams(handle, query.sql, Int32(query.binds.count), nil, parameters, nil, nil, 0)
+            }
         }
         defer { PQclear(result) }
         try check(result, handle: handle)
         return (Self.rows(of: result), Int(String(cString: PQcmdTuples(result))) ?? 0)
+    }
+
+    /// The server-side prepared statement of each query text run so far on this connection. Parsing and planning a
+    /// short query costs PostgreSQL several times its execution (0.55 ms against 0.09 ms for the preprocessor's
+    /// window query); a prepared statement is parsed once and, after five runs, executed on a generic plan.
+    private var preparedStatements: [String: String] = [:]
+    /// Query texts past this many run unprepared, so that texts built at run time cannot grow the cache without bound.
+    public static let preparedStatementLimit = 256
+
+    /// The prepared statement's name for `query`, preparing it on first use; nil once the cache is full.
+    private func preparedStatement(for query: PostgresQuery, handle: OpaquePointer) throws(PostgresError) -> String? {
+        if let name = preparedStatements[query.sql] { return name }
+        guard preparedStatements.count < Self.preparedStatementLimit else { return nil }
+        let name = "candlecast_\(preparedStatements.count)"
+        let result = PQprepare(handle, name, query.sql, Int32(query.binds.count), nil)
+        defer { PQclear(result) }
+        try check(result, handle: handle)
+        preparedStatements[query.sql] = name
+        return name
     }
 
     /// Runs static SQL that may hold several statements (migrations). Never pass input from outside here:

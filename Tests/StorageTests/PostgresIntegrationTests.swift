@@ -113,6 +113,26 @@ struct PostgresIntegrationTests {
         await client.close()
     }
 
+    @Test("statements are prepared once per connection and rerun with new values; texts past the cache's limit run unprepared")
+    func preparedStatements() async throws {
+        let client = try makeClient(connections: 1)
+        let limit = PostgresConnection.preparedStatementLimit
+        let (sums, distinct, prepared) = try await client.withConnection { connection in
+            let sums = try (0..<20).map { try connection.query("SELECT \($0)::int + 1")[0].decode(0, as: Int.self) }
+            // A statement that fails to prepare is not kept, and the connection goes on.
+            #expect(throws: PostgresError.self) { try connection.query("SELECT no_such_column FROM pg_class") }
+            let distinct = try (0..<(limit + 20)).map {
+                try connection.query("SELECT \($0)::int AS \(identifier: "c\($0)")")[0].decode(0, as: Int.self)
+            }
+            let prepared = try connection.query("SELECT count(*) FROM pg_prepared_statements")[0].decode(0, as: Int.self)
+            return (sums, distinct, prepared)
+        }
+        #expect(sums == Array(1...20))
+        #expect(distinct == Array(0..<(limit + 20)))
+        #expect(prepared == limit)
+        await client.close()
+    }
+
     @Test("migrations run twice are a no-op, also when two replicas start at once")
     func migrationsAreIdempotent() async throws {
         let schema = TestEnvironment.uniqueName("mig").replacingOccurrences(of: ".", with: "_")
