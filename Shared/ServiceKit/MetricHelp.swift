@@ -7,6 +7,7 @@ public enum MetricHelp {
         // Every service (shared libraries).
         "candlecast_messages_received_total": "Messages delivered to this service, by queue.",
         "candlecast_messages_dead_lettered_total": "Messages this service sent to its dead-letter queue, by queue.",
+        "candlecast_message_batches_total": "Batches of more than one message handled and committed together, by queue.",
         "candlecast_messages_published_total": "Messages published and confirmed by the broker.",
         "candlecast_publish_failures_total": "Publishes that failed (nacked, timed out or lost with the connection).",
         "candlecast_broker_reconnections_total": "Reconnections to RabbitMQ, by role (publisher or consumer).",
