@@ -37,11 +37,8 @@ extension Consumer {
         for delivery in deliveries {
             do {
                 decoded.append((try decode(delivery), delivery))
-            } catch let failure as EnvelopeDecodingFailure {
-                await delivery.deadLetter(reason: failure.description)
-            } catch let failure as PermanentFailure {
-                await delivery.deadLetter(reason: failure.reason)
             } catch {
+                // EnvelopeDecodingFailure and PermanentFailure describe themselves by their reason.
                 await delivery.deadLetter(reason: "\(error)")
             }
         }
