@@ -90,5 +90,6 @@ enum IngestSchema {
                         PRIMARY KEY (pair, interval_seconds)
                     );
                     """),
+            Outbox.lz4Migration(version: 5),
         ])
 }

@@ -74,5 +74,6 @@ enum PredictionsSchema {
                         ADD COLUMN naive_interval_outcomes jsonb,
                         ADD COLUMN naive_brier double precision;
                     """),
+            Outbox.lz4Migration(version: 5),
         ])
 }

@@ -38,12 +38,7 @@ enum FeatureStore {
                 ORDER BY open_time
                 """)
         }
-        return try rows.map {
-            SeriesRow(
-                openTime: try $0.decode(0, as: Int64.self), closeText: try $0.decode(1, as: String.self),
-                revision: try $0.decode(2, as: Int.self),
-                volumeText: withVolume ? try $0.decode(3, as: String.self) : nil)
-        }
+        return try rows.map { try SeriesRow($0, withVolume: withVolume) }
     }
 
     /// Rows stored after `openTime`, counted up to `limit` only: the check runs on every candle, so it must not
@@ -115,16 +110,87 @@ enum FeatureStore {
         return (StoredVersion(version: next, lastOpenTime: last.openTime, rowCount: rows.count, scaler: snapshot.scaler), true)
     }
 
-    /// Records that a candle event was processed; false when it already was.
-    static func markProcessed(pair: String, interval: CandleInterval, openTime: Int64, revision: Int, on connection: PostgresConnection)
-        throws -> Bool
-    {
-        try connection.execute(
+    /// Records candle events as processed in one statement. For each event, whether it is new: false when it was
+    /// processed before, or appears earlier in the same batch.
+    static func markProcessed(_ candles: [CandleClosed], on connection: PostgresConnection) throws -> [Bool] {
+        guard !candles.isEmpty else { return [] }
+        let inserted = try connection.query(
             """
             INSERT INTO features.processed_candles (pair, interval_seconds, open_time, revision)
-            VALUES (\(pair), \(Int(interval.seconds)), \(openTime), \(revision)) ON CONFLICT DO NOTHING
+            SELECT * FROM unnest(\(PostgresArray(candles.map(\.pair)))::text[],
+                \(PostgresArray(candles.map { Int($0.interval.seconds) }))::integer[], \(PostgresArray(candles.map(\.openTime)))::bigint[],
+                \(PostgresArray(candles.map(\.revision)))::integer[])
+            ON CONFLICT DO NOTHING
+            RETURNING pair, interval_seconds, open_time, revision
+            """)
+        var new = Set(
+            try inserted.map {
+                ProcessedKey(
+                    pair: try $0.decode(0, as: String.self), intervalSeconds: try $0.decode(1, as: Int.self),
+                    openTime: try $0.decode(2, as: Int64.self), revision: try $0.decode(3, as: Int.self))
+            })
+        return candles.map { new.remove(ProcessedKey($0)) != nil }
+    }
+
+    /// The rows of every window ending at one of `openTimes` (for each, the `limit` rows at or before it, oldest
+    /// first), read in one query: the `limit` rows up to the earliest end, then every row up to the latest. A batch
+    /// spread over more than `spanLimit` rows is read window by window instead, so no query grows with the series.
+    static func windowRows(
+        pair: String, interval: CandleInterval, endingAt openTimes: [Int64], last limit: Int, withVolume: Bool,
+        spanLimit: Int = 8_192, on connection: PostgresConnection
+    ) throws -> [[SeriesRow]] {
+        guard let earliest = openTimes.min(), let latest = openTimes.max() else { return [] }
+        let seconds = Int(interval.seconds)
+        let rows = try connection.query(
             """
-        ).affectedRows == 1
+            (SELECT open_time, close::text, revision, volume::text FROM ingest.candles_v1
+                WHERE pair = \(pair) AND interval_seconds = \(seconds) AND open_time <= \(earliest) ORDER BY open_time DESC LIMIT \(limit))
+            UNION ALL
+            (SELECT open_time, close::text, revision, volume::text FROM ingest.candles_v1
+                WHERE pair = \(pair) AND interval_seconds = \(seconds) AND open_time > \(earliest) AND open_time <= \(latest)
+                ORDER BY open_time LIMIT \(spanLimit + 1))
+            ORDER BY open_time
+            """
+        ).map { try SeriesRow($0, withVolume: withVolume) }
+        guard rows.count(where: { $0.openTime > earliest }) <= spanLimit else {
+            return try openTimes.map {
+                try Self.rows(pair: pair, interval: interval, upTo: $0, last: limit, withVolume: withVolume, on: connection)
+            }
+        }
+        return openTimes.map { end in
+            // The first row after `end` (rows are ascending): the window is the `limit` rows before it.
+            var low = 0
+            var high = rows.count
+            while low < high {
+                let middle = (low + high) / 2
+                if rows[middle].openTime <= end { low = middle + 1 } else { high = middle }
+            }
+            return Array(rows[max(0, low - limit)..<low])
+        }
+    }
+}
+
+/// A processed candle event's identity: a revised candle is a new event.
+struct ProcessedKey: Hashable {
+    var pair: String
+    var intervalSeconds: Int
+    var openTime: Int64
+    var revision: Int
+}
+
+extension ProcessedKey {
+    init(_ candle: CandleClosed) {
+        self.init(pair: candle.pair, intervalSeconds: Int(candle.interval.seconds), openTime: candle.openTime, revision: candle.revision)
+    }
+}
+
+extension SeriesRow {
+    /// A row of `SELECT open_time, close::text, revision, volume::text`.
+    init(_ row: PostgresRow, withVolume: Bool) throws {
+        self.init(
+            openTime: try row.decode(0, as: Int64.self), closeText: try row.decode(1, as: String.self),
+            revision: try row.decode(2, as: Int.self),
+            volumeText: withVolume ? try row.decode(3, as: String.self) : nil)
     }
 }
 
@@ -139,70 +205,67 @@ struct CandleOutcome: Sendable, Equatable {
 struct Preprocessing: Sendable {
     let policy: DatasetPolicy
 
-    /// Series whose dataset version was already checked in the current transaction, and the version found. Whether a
-    /// version is due depends only on the stored candles, which a transaction sees unchanged (but for a concurrent
-    /// ingest, then picked up by the next transaction), so the events of one batch check once per series.
-    struct CheckedVersions {
-        fileprivate var bySeries: [String: StoredVersion?] = [:]
-    }
-
     /// A closed (or revised) candle: maybe a new dataset version, then the window ending at it.
     func process(_ candle: CandleClosed, on connection: PostgresConnection) throws -> CandleOutcome {
-        var checked = CheckedVersions()
-        return try process(candle, on: connection, checked: &checked)
-    }
-
-    /// `process(_:on:)` as one event of a batch sharing `checked`.
-    func process(_ candle: CandleClosed, on connection: PostgresConnection, checked: inout CheckedVersions) throws -> CandleOutcome {
-        guard
-            try FeatureStore.markProcessed(
-                pair: candle.pair, interval: candle.interval, openTime: candle.openTime, revision: candle.revision, on: connection)
-        else {
-            return CandleOutcome(duplicate: true)
-        }
-        var outcome = CandleOutcome()
-        let series = "\(candle.pair)/\(candle.interval.seconds)"
-        let found: StoredVersion?
-        if let known = checked.bySeries[series] {
-            found = known
-        } else {
-            let (latest, created) = try currentVersion(pair: candle.pair, interval: candle.interval, on: connection)
-            outcome.createdVersion = created
-            checked.bySeries[series] = latest
-            found = latest
-        }
-        guard let current = found else { return outcome }
-        let rows = try FeatureStore.rows(
-            pair: candle.pair, interval: candle.interval, upTo: candle.openTime, last: DatasetPolicy.windowCloses,
-            withVolume: policy.includesVolume,
-            on: connection)
-        // Only the window that ends at this very candle (it may have been revised away meanwhile).
-        guard rows.last?.openTime == candle.openTime,
-            let window = WindowBuilder.window(
-                rows: rows, pair: candle.pair, interval: candle.interval, windowLength: policy.window, datasetVersion: current.version,
-                scaler: current.scaler)
-        else { return outcome }
-        try Outbox.enqueue(
-            Envelope(payload: window), routingKey: window.routingKey, exchange: Exchange.events, schema: FeaturesSchema.name, on: connection
-        )
-        outcome.window = window
-        return outcome
+        try process([candle], on: connection)[0]
     }
 
     /// A backfilled batch: maybe a new version, and the window of the newest candle if not yet sent.
     func process(_ batch: CandlesBackfilled, on connection: PostgresConnection) throws -> CandleOutcome {
-        var checked = CheckedVersions()
-        return try process(batch, on: connection, checked: &checked)
+        guard let candle = try newestCandle(of: batch, on: connection) else { return CandleOutcome() }
+        return try process(candle, on: connection)
     }
 
-    /// `process(_:on:)` as one event of a batch sharing `checked`.
-    func process(_ batch: CandlesBackfilled, on connection: PostgresConnection, checked: inout CheckedVersions) throws -> CandleOutcome {
-        let latest = try FeatureStore.rows(pair: batch.pair, interval: batch.interval, last: 1, on: connection).last
-        guard let latest else { return CandleOutcome() }
-        let candle = CandleClosed(
+    /// The candle event a backfilled batch stands for: its series' newest stored candle (nil while there is none).
+    func newestCandle(of batch: CandlesBackfilled, on connection: PostgresConnection) throws -> CandleClosed? {
+        guard let latest = try FeatureStore.rows(pair: batch.pair, interval: batch.interval, last: 1, on: connection).last else {
+            return nil
+        }
+        return CandleClosed(
             pair: batch.pair, interval: batch.interval, openTime: latest.openTime, open: latest.closeText, high: latest.closeText,
             low: latest.closeText, close: latest.closeText, volume: "0", trades: nil, revision: latest.revision)
-        return try process(candle, on: connection, checked: &checked)
+    }
+
+    /// Candle events processed together in the caller's transaction, with the outcomes of processing them one
+    /// after another: one statement marks them all processed, each series' version is checked once (whether one is
+    /// due depends only on the stored candles, which the transaction sees unchanged), one query per series reads
+    /// the rows under all its windows, and one statement writes every window to the outbox, in the events' order.
+    func process(_ candles: [CandleClosed], on connection: PostgresConnection) throws -> [CandleOutcome] {
+        var outcomes = Array(repeating: CandleOutcome(), count: candles.count)
+        let new = try FeatureStore.markProcessed(candles, on: connection)
+        var seriesOrder: [String] = []
+        var eventsBySeries: [String: [Int]] = [:]
+        for index in candles.indices {
+            guard new[index] else {
+                outcomes[index].duplicate = true
+                continue
+            }
+            let series = "\(candles[index].pair)/\(candles[index].interval.seconds)"
+            if eventsBySeries[series] == nil { seriesOrder.append(series) }
+            eventsBySeries[series, default: []].append(index)
+        }
+        for series in seriesOrder {
+            guard let indices = eventsBySeries[series], let first = indices.first else { continue }
+            let (pair, interval) = (candles[first].pair, candles[first].interval)
+            let (found, created) = try currentVersion(pair: pair, interval: interval, on: connection)
+            outcomes[first].createdVersion = created
+            guard let current = found else { continue }
+            let windows = try FeatureStore.windowRows(
+                pair: pair, interval: interval, endingAt: indices.map { candles[$0].openTime }, last: DatasetPolicy.windowCloses,
+                withVolume: policy.includesVolume, on: connection)
+            for (index, rows) in zip(indices, windows) {
+                // Only the window that ends at this very candle (it may have been revised away meanwhile).
+                guard rows.last?.openTime == candles[index].openTime else { continue }
+                outcomes[index].window = WindowBuilder.window(
+                    rows: rows, pair: pair, interval: interval, windowLength: policy.window, datasetVersion: current.version,
+                    scaler: current.scaler)
+            }
+        }
+        let entries = try outcomes.compactMap(\.window).map {
+            try Outbox.Entry(Envelope(payload: $0), routingKey: $0.routingKey, exchange: Exchange.events)
+        }
+        try Outbox.enqueue(entries, schema: FeaturesSchema.name, on: connection)
+        return outcomes
     }
 
     /// The latest version, after creating a new one when the series has grown enough.

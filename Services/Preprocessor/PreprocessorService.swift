@@ -99,21 +99,22 @@ enum PreprocessorService {
     }
 
     /// Processes candle and backfill events until the consumer stops. The events waiting at once (up to `batchSize`)
-    /// commit together: each one's effects (processed mark, dataset version, window in the outbox) in the same
-    /// transaction, before their acks. Processing is idempotent per candle, so a batch replayed after a crash, or
-    /// handled again one at a time after a failure, changes nothing twice.
+    /// commit together, set-based (`Preprocessing.process(_:on:)` for a batch): their effects (processed marks,
+    /// dataset versions, windows in the outbox) in one transaction, before their acks. Processing is idempotent per
+    /// candle, so a batch replayed after a crash, or handled again one at a time after a failure, changes nothing twice.
     static func consume(
         _ consumer: Consumer, preprocessing: Preprocessing, database: PostgresClient, logger: Logger, relay: OutboxRelay? = nil
     ) async {
         await consumer.handleBatches(upTo: batchSize, decode: Event.init) { events in
             let outcomes = try await database.transaction { connection in
-                var checked = Preprocessing.CheckedVersions()
-                return try events.map { event in
+                let candles = try events.map { event -> CandleClosed? in
                     switch event {
-                    case .closed(let candle): try preprocessing.process(candle, on: connection, checked: &checked)
-                    case .backfilled(let batch): try preprocessing.process(batch, on: connection, checked: &checked)
+                    case .closed(let candle): candle
+                    case .backfilled(let batch): try preprocessing.newestCandle(of: batch, on: connection)
                     }
                 }
+                var processed = try preprocessing.process(candles.compactMap { $0 }, on: connection).makeIterator()
+                return candles.map { candle in candle.flatMap { _ in processed.next() } ?? CandleOutcome() }
             }
             if outcomes.contains(where: { $0.window != nil || $0.createdVersion != nil }) { relay?.wake() }
             for (event, outcome) in zip(events, outcomes) {

@@ -90,5 +90,6 @@ enum FeaturesSchema {
                                created_at, volumes, spec
                         FROM dataset_versions;
                     """),
+            Outbox.lz4Migration(version: 6),
         ])
 }

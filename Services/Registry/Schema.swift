@@ -169,5 +169,6 @@ enum RegistrySchema {
                     ALTER TABLE promotion_decisions ADD COLUMN challenger_winkler80 double precision;
                     ALTER TABLE promotion_decisions ADD COLUMN champion_winkler80 double precision;
                     """),
+            Outbox.lz4Migration(version: 7),
         ])
 }

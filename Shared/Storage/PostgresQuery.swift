@@ -282,3 +282,35 @@ public struct PostgresDoubleArray: PostgresDecodable, Equatable {
         self.values = values
     }
 }
+
+/// A one-dimensional array parameter in PostgreSQL's array text format, for set-based statements
+/// (`unnest(\(PostgresArray(values))::bigint[])`) that send a whole batch in one round trip. Every element is
+/// double-quoted with `\` and `"` escaped, so any text (JSON, commas, braces, the word NULL) arrives unchanged;
+/// a nil element is SQL NULL.
+public struct PostgresArray: PostgresEncodable {
+    public let postgresText: String?
+
+    public init(_ elements: [(some PostgresEncodable)?]) {
+        // Byte by byte: a batch of outbox bodies is megabytes of JSON.
+        var bytes: [UInt8] = [UInt8(ascii: "{")]
+        for (index, element) in elements.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            guard let value = element?.postgresText else {
+                bytes.append(contentsOf: "NULL".utf8)
+                continue
+            }
+            bytes.append(UInt8(ascii: "\""))
+            for byte in value.utf8 {
+                if byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "\"") { bytes.append(UInt8(ascii: "\\")) }
+                bytes.append(byte)
+            }
+            bytes.append(UInt8(ascii: "\""))
+        }
+        bytes.append(UInt8(ascii: "}"))
+        postgresText = String(decoding: bytes, as: UTF8.self)
+    }
+
+    public init(_ elements: [some PostgresEncodable]) {
+        self.init(elements.map(Optional.some))
+    }
+}

@@ -105,15 +105,25 @@ struct QuorumQueueTests {
             }
             replicas.append((consumer, task))
         }
-        let deadLetters = DeliveryCollector(
-            try Consumer(
-                configuration: broker, options: Consumer.Options(queue: queue.deadLetterQueue, topology: topology),
-                logger: TestEnvironment.logger))
-        let consumers = replicas.map(\.0)
-        try await eventually(timeout: .seconds(10), "both replicas subscribed") { consumers.allSatisfy(\.isConnected) }
+        let deadLetterConsumer = try Consumer(
+            configuration: broker, options: Consumer.Options(queue: queue.deadLetterQueue, topology: topology),
+            logger: TestEnvironment.logger)
+        let deadLetters = DeliveryCollector(deadLetterConsumer)
+        let consumers = replicas.map(\.0) + [deadLetterConsumer]
+        try await eventually(timeout: .seconds(10), "both replicas and the dead-letter consumer subscribed") {
+            consumers.allSatisfy(\.isConnected)
+        }
         try await Self.publish(["always fails", "database away"], to: queue, publisher)
 
-        let dead = try await deadLetters.waitFor(1)
+        let dead: [Delivery]
+        do {
+            dead = try await deadLetters.waitFor(1)
+        } catch {
+            // Says whether the dead letter reached its queue and only the consumer missed it, or never got there.
+            let waiting = try? await BrokerAdmin.messageCount(queue: queue.deadLetterQueue, configuration: broker)
+            Issue.record("\(error); messages in the dead-letter queue: \(waiting.map(String.init) ?? "unknown")")
+            throw error
+        }
         try await eventually(timeout: .seconds(10), "the transient message handled") { countsWhenHandled.values.count == 1 }
         try await Task.sleep(for: .milliseconds(300))
         // Each replica counts its own failures; whichever reaches 3 first dead-letters it: 3 to 5 attempts in all,

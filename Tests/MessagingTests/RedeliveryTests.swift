@@ -191,8 +191,9 @@ struct RedeliveryTests {
         let reasons = dead.compactMap { $0.properties.headers[DeadLetterHeader.reason]?.stringValue }
         #expect(reasons.contains("handler failed 3 times; last error: SQLSTATE 23514: check constraint violated"))
         #expect(reasons.count == 2, "the malformed message has its decoding error as the reason: \(reasons)")
-        // At least the batch that held it, then three attempts alone (a requeued message may land in another batch first).
-        #expect(poisonAttempts.count("poison") >= 4)
+        // Three attempts alone, after the batch that held it when that batch was more than it (a requeued message may
+        // also land in another batch first); a batch of the poison alone already counts as its first attempt.
+        #expect(poisonAttempts.count("poison") >= 3)
         #expect(batchSizes.values.max() ?? 0 > 1, "\(batchSizes.values)")
         #expect(batchSizes.values.allSatisfy { $0 <= 16 })
         #expect(deadCollector.bodies.count == 2)

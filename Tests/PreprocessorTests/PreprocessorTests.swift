@@ -193,6 +193,82 @@ struct PreprocessorIntegrationTests {
         await pipeline.tearDown()
     }
 
+    @Test(
+        """
+        a batch processed set-based has the outcomes and outbox of its events processed one at a time: duplicates in and \
+        before the batch, a revised candle, out of order
+        """
+    )
+    func batchEqualsOneAtATime() async throws {
+        let single = try await PipelineDatabase.make()
+        let batched = try await PipelineDatabase.make()
+        let preprocessing = Preprocessing(policy: DatasetPolicy())
+        let rows2024 = Array(try FakeKraken.Row.load(csv: dataDirectory + "/kraken_XBTUSD_1440_2024.csv").prefix(40))
+        var events: [CandleClosed] = []
+        for (index, row) in rows2024.enumerated() {
+            events.append(try await single.storeLive(row))
+            _ = try await batched.storeLive(row)
+            // Seen before the batch: a duplicate in both. It cuts version 1; the 30 candles after it make version 2 due.
+            if index == 9 {
+                let seenBefore = events[5]
+                for pipeline in [single, batched] {
+                    _ = try await pipeline.client.transaction { try preprocessing.process(seenBefore, on: $0) }
+                }
+            }
+        }
+        var revised = rows2024[20]
+        revised.close = revised.close == revised.high ? revised.low : revised.high
+        var revisedEvent = try await single.storeLive(revised)
+        _ = try await batched.storeLive(revised)
+        revisedEvent.revision = 1
+        #expect(try await single.count("SELECT max(revision) FROM ingest.candles") == 1)
+        let batch = [events[3], events[0], events[5]] + events[6...] + [events[1], events[0], revisedEvent, events[2], events[4]]
+
+        var oneAtATime: [CandleOutcome] = []
+        for event in batch { oneAtATime.append(try await single.client.transaction { try preprocessing.process(event, on: $0) }) }
+        let together = try await batched.client.transaction { try preprocessing.process(batch, on: $0) }
+
+        #expect(together == oneAtATime)
+        #expect(together.filter(\.duplicate).count == 2)
+        #expect(together.compactMap(\.createdVersion) == [2])
+        #expect(together.compactMap(\.window).count == batch.count - 2)
+        let outbox: PostgresQuery = """
+            SELECT message_type, routing_key, (body::jsonb -> 'payload' ->> 'windowEndOpenTime'),
+                (body::jsonb -> 'payload' ->> 'revision') FROM features.outbox ORDER BY id
+            """
+        func entries(_ pipeline: PipelineDatabase) async throws -> [[String?]] {
+            try await pipeline.client.query(outbox).map { row in try (0..<4).map { try row.decode($0, as: String?.self) } }
+        }
+        #expect(try await entries(batched) == entries(single))
+        for pipeline in [single, batched] { await pipeline.tearDown() }
+    }
+
+    @Test("the rows under many windows read in one query are those read window by window, also when spread too far for one")
+    func windowRowsInOneQuery() async throws {
+        let pipeline = try await PipelineDatabase.make()
+        let history = try sharedRows().prefix(3727)
+        let ends = [
+            history[3726].openTime, history[100].openTime, history[5].openTime, history[0].openTime - 86_400,
+            history[2000].openTime + 3_600, history[3000].openTime,
+        ]
+        for spanLimit in [8_192, 50] {
+            let together = try await pipeline.client.transaction { connection in
+                try FeatureStore.windowRows(
+                    pair: "XBTUSD", interval: .oneDay, endingAt: ends, last: DatasetPolicy.windowCloses, withVolume: true,
+                    spanLimit: spanLimit, on: connection)
+            }
+            let separately = try await pipeline.client.transaction { connection in
+                try ends.map {
+                    try FeatureStore.rows(
+                        pair: "XBTUSD", interval: .oneDay, upTo: $0, last: DatasetPolicy.windowCloses, withVolume: true, on: connection)
+                }
+            }
+            #expect(together == separately, "span limit \(spanLimit)")
+            #expect(together.map(\.count) == [512, 101, 6, 0, 512, 512])
+        }
+        await pipeline.tearDown()
+    }
+
     @Test("with the volume feature configured, windows and dataset versions carry exact volumes too")
     func volumeFeature() async throws {
         let pipeline = try await PipelineDatabase.make()
