@@ -104,7 +104,10 @@ let package = Package(
 
         .executableTarget(
             name: "Ingestor",
-            dependencies: serviceKit + ["KrakenFormat", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: serviceKit + [
+                "KrakenFormat", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             path: "Services/Ingestor"),
         .executableTarget(
             name: "Preprocessor",

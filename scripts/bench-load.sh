@@ -12,14 +12,9 @@ candles=${1:-100000}
 offered=${2:-600}
 warmup=20000
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-scripts/servers.sh start >/dev/null
-# shellcheck source=/dev/null
-source .local/env
-swift build -c release 2>&1 | tail -1
-bin=$(swift build -c release --show-bin-path)
-work=.local/load
-mkdir -p "$work"
-say() { printf '[load] %s\n' "$*" >&2; }
+# shellcheck source=scripts/pipeline-bench.sh
+source scripts/pipeline-bench.sh
+pipeline_setup load
 
 # A seeded random walk of 1-minute candles from 2024-01-01, in Kraken's OHLCVT format.
 python3 - "$warmup" "$candles" "$work" <<'PY'
@@ -36,23 +31,9 @@ with open(f"{work}/history.csv", "w") as history, open(f"{work}/replay.csv", "w"
         (history if i < warmup else replay).write(line)
 PY
 
-database_url="${CANDLECAST_DATABASE_URL%/*}/candlecast_load"
-export PGPASSWORD; PGPASSWORD=$(cat "$CANDLECAST_DATABASE_PASSWORD_FILE")
-psql -q "$CANDLECAST_DATABASE_URL" -c "DROP DATABASE IF EXISTS candlecast_load WITH (FORCE)" -c "CREATE DATABASE candlecast_load"
-scripts/servers.sh vhost-delete candlecast-load 2>/dev/null || true
-scripts/servers.sh vhost-add candlecast-load
-token=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
-export CANDLECAST_DATABASE_URL=$database_url CANDLECAST_AMQP_URL="${CANDLECAST_AMQP_URL%/}/candlecast-load" CANDLECAST_REGISTRY_TOKEN=$token
-export CANDLECAST_LOG_LEVEL=warning CANDLECAST_REGISTRY_URL=http://127.0.0.1:18904
+pipeline_isolate load
+export CANDLECAST_REGISTRY_URL=http://127.0.0.1:18904
 
-declare -A pid
-start() { # role executable port [VAR=value...]
-  local role=$1 executable=$2 port=$3; shift 3
-  env CANDLECAST_HTTP_PORT="$port" "$@" "$bin/$executable" >"$work/$role.log" 2>&1 &
-  pid[$role]=$!
-}
-cleanup() { for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
 "$bin/fake-kraken" --port 18899 --replay "$work/replay.csv" --closed 0 --interval-minutes 1 >"$work/fake-kraken.log" 2>&1 &
 pid[fake]=$!
 start ingestor ingestor 18901 CANDLECAST_KRAKEN_URL=http://127.0.0.1:18899 CANDLECAST_INGEST_INTERVALS=1m CANDLECAST_KRAKEN_POLL_SECONDS=1
@@ -76,8 +57,6 @@ echo "seconds,closed_at_kraken,candles_stored,forecasts,queue_preprocessor,queue
 started=$(date +%s.%N)
 ( while sleep 1; do curl -fs -X POST "http://127.0.0.1:18899/control/tick?count=$offered" >/dev/null || true; done ) &
 ticker=$!
-rss() { awk '/VmRSS/ {print $2}' "/proc/${pid[$1]}/status"; }
-depth() { HOME=.local/rabbitmq /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "candlecast-${CANDLECAST_AMQP_PORT:-5672}@localhost" list_queues -p candlecast-load name messages 2>/dev/null | awk -v q="$1" '$1 == q {print $2}'; }
 while :; do
   now=$(date +%s.%N)
   read -r stored forecasts < <(psql -Atq -F ' ' "$database_url" -c "SELECT (SELECT count(*) FROM ingest.candles WHERE open_time >= $((1704067200 + 60 * warmup))), (SELECT count(*) FROM predictions.forecasts)")

@@ -195,6 +195,24 @@ enum CandleStore {
         return try rows.map { (try $0.decode(0, as: Int64.self), try $0.decode(1, as: Int.self)) }
     }
 
+    /// True when `insertedRows` distinct candles, all inside `range`, fill every interval of it and the series holds
+    /// nothing outside it: then the series has no gap and `recordGaps` need not read it. (After a first backfill of a
+    /// million rows that read also sets every fresh row's hint bits: a tenth of the backfill's time.)
+    static func isExactly(
+        pair: String, interval: CandleInterval, insertedRows: Int, filling range: ClosedRange<Int64>, on connection: PostgresConnection
+    ) throws -> Bool {
+        let seconds = interval.minutes * 60
+        guard (range.upperBound - range.lowerBound) / Int64(seconds) + 1 == Int64(insertedRows) else { return false }
+        return try connection.query(
+            """
+            SELECT NOT (EXISTS (SELECT 1 FROM ingest.candles WHERE pair = \(pair) AND interval_seconds = \(seconds)
+                    AND open_time < \(range.lowerBound))
+                OR EXISTS (SELECT 1 FROM ingest.candles WHERE pair = \(pair) AND interval_seconds = \(seconds)
+                    AND open_time > \(range.upperBound)))
+            """
+        )[0].decode(0, as: Bool.self)
+    }
+
     static func cursor(pair: String, interval: CandleInterval, on connection: PostgresConnection) throws -> Int64? {
         try connection.query("SELECT since FROM ingest.cursors WHERE pair = \(pair) AND interval_seconds = \(interval.minutes * 60)")
             .first?.decode(0, as: Int64.self)

@@ -65,6 +65,8 @@ struct HistoryBackfill: Sendable {
         // Two stages on the two cores: the next batch is parsed and validated on a thread of its own while the
         // database stores the previous one. Batches commit in file order, so the progress row only moves forward.
         var storing: Task<StoreOutcome, Error>?
+        // The open times this run stored rows in: with `summary.inserted`, whether the gap scan can be skipped.
+        var stored: ClosedRange<Int64>?
         func collect() async throws {
             guard let outcome = try await storing?.value else { return }
             summary.inserted += outcome.inserted
@@ -79,6 +81,9 @@ struct HistoryBackfill: Sendable {
                 try await collect()
                 if batch.linesDone > resumeAfter {
                     storing = Task { try await store(batch) }
+                    if let times = batch.openTimes {
+                        stored = stored.map { min($0.lowerBound, times.lowerBound)...max($0.upperBound, times.upperBound) } ?? times
+                    }
                 }
                 progress?.update(done: batch.bytesRead, total: reader.size, rows: batch.linesDone)
                 if batch.atEnd {
@@ -95,8 +100,12 @@ struct HistoryBackfill: Sendable {
         }
         progress?.finish(done: reader.size, rows: summary.linesRead)
 
-        let gaps = try await database.transaction { connection -> [(Int64, Int)] in
-            _ = try CandleStore.recordGaps(pair: pair, interval: interval, from: 0, on: connection)
+        let inserted = summary.inserted
+        let gaps = try await database.transaction { [stored] connection -> [(Int64, Int)] in
+            let contiguous = try stored.map {
+                try CandleStore.isExactly(pair: pair, interval: interval, insertedRows: inserted, filling: $0, on: connection)
+            }
+            if contiguous != true { _ = try CandleStore.recordGaps(pair: pair, interval: interval, from: 0, on: connection) }
             try connection.query(
                 "UPDATE ingest.backfill_files SET completed_at = coalesce(completed_at, now()) WHERE fingerprint = \(fingerprint)")
             return try connection.query(
@@ -131,6 +140,17 @@ final class BatchParser: @unchecked Sendable {
         var linesDone = 0
         var bytesRead = 0
         var atEnd = false
+
+        /// The open times of its valid rows, from the earliest to the latest.
+        var openTimes: ClosedRange<Int64>? {
+            guard let first = candles.first else { return nil }
+            var (earliest, latest) = (first.openTime, first.openTime)
+            for candle in candles {
+                earliest = min(earliest, candle.openTime)
+                latest = max(latest, candle.openTime)
+            }
+            return earliest...latest
+        }
     }
 
     private let reader: LineReader
@@ -140,6 +160,10 @@ final class BatchParser: @unchecked Sendable {
     private let batchSize: Int
     private let now = Date()
     private var lineNumber = 0
+    private var batchesRead = 0
+    /// The first batch holds at most this many rows: the database starts storing after a short parse instead of
+    /// waiting, idle, for a whole batch (a tenth of a second of a million-row backfill's 3.5).
+    static let firstBatchLimit = 5_000
 
     init(reader: LineReader, pair: String, interval: CandleInterval, skipLines: Int, batchSize: Int) {
         self.reader = reader
@@ -149,10 +173,13 @@ final class BatchParser: @unchecked Sendable {
         self.batchSize = batchSize
     }
 
-    /// The next `batchSize` rows after the lines an earlier run completed (those are read past, not parsed).
+    /// The next `batchSize` rows (`firstBatchLimit` at most the first time) after the lines an earlier run completed
+    /// (those are read past, not parsed).
     func next() throws -> Batch {
         var batch = Batch()
-        while batch.candles.count + batch.rejected.count < batchSize {
+        let limit = batchesRead == 0 ? min(batchSize, Self.firstBatchLimit) : batchSize
+        batchesRead += 1
+        while batch.candles.count + batch.rejected.count < limit {
             guard let line = try reader.nextLine() else {
                 batch.atEnd = true
                 break

@@ -106,10 +106,17 @@ struct BackfillCommand: AsyncParsableCommand {
         let (configuration, database, logger) = try await IngestorCommand.connect("ingestor-backfill")
         defer { Task { await database.close() } }
         let backfill = HistoryBackfill(database: database, logger: logger)
-        let summary = try await backfill.run(
-            path: file, pair: pair, interval: interval, restart: restart, progress: ProgressReporter(label: "backfill", logger: logger))
+        let publisher = OutboxRelay.commandPublisher(configuration: configuration, logger: logger)
+        let summary: HistoryBackfill.Summary
+        do {
+            summary = try await backfill.run(
+                path: file, pair: pair, interval: interval, restart: restart, progress: ProgressReporter(label: "backfill", logger: logger))
+        } catch {
+            await publisher?.close()
+            throw error
+        }
         print(summary.text(file: file, interval: interval))
-        await OutboxRelay.publishNow(configuration: configuration, database: database, logger: logger)
+        await OutboxRelay.publishNow(with: publisher, database: database, logger: logger)
         await database.close()
     }
 }
@@ -139,22 +146,29 @@ extension HistoryBackfill.Summary {
 }
 
 extension OutboxRelay {
-    /// Publishes the outbox's events now if the broker is there (a command's, before it exits); otherwise the
-    /// running ingestor's relay will.
-    static func publishNow(configuration: ServiceConfiguration, database: PostgresClient, logger: Logger) async {
+    /// The publisher of a command's events. It connects on its own thread from now on, so that a command starts it
+    /// before its work (a backfill) and finds it connected after; nil when the broker settings are unusable.
+    static func commandPublisher(configuration: ServiceConfiguration, logger: Logger) -> Publisher? {
         do {
-            let publisher = try Publisher(
+            return try Publisher(
                 configuration: configuration.broker,
                 options: Publisher.Options(confirmTimeout: .seconds(10), topology: ServiceName.ingestor.topology), logger: logger)
-            let relay = OutboxRelay(schema: IngestSchema.name, database: database, publisher: publisher, logger: logger)
-            do {
-                while try await relay.relayOnce() > 0 {}
-            } catch {
-                logger.warning("events stay in the outbox until the ingestor relays them", metadata: ["error": "\(error)"])
-            }
-            await publisher.close()
+        } catch {
+            logger.warning("events stay in the outbox until the ingestor relays them", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Publishes the outbox's events now if the broker is there (a command's, before it exits); otherwise the
+    /// running ingestor's relay will. Closes the publisher.
+    static func publishNow(with publisher: Publisher?, database: PostgresClient, logger: Logger) async {
+        guard let publisher else { return }
+        let relay = OutboxRelay(schema: IngestSchema.name, database: database, publisher: publisher, logger: logger)
+        do {
+            while try await relay.relayOnce() > 0 {}
         } catch {
             logger.warning("events stay in the outbox until the ingestor relays them", metadata: ["error": "\(error)"])
         }
+        await publisher.close()
     }
 }

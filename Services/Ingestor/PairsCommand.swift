@@ -78,7 +78,8 @@ struct PairsCommand: AsyncParsableCommand {
                     \(outcome.polled.newGaps) gaps
                     """)
             }
-            await OutboxRelay.publishNow(configuration: configuration, database: database, logger: logger)
+            await OutboxRelay.publishNow(
+                with: OutboxRelay.commandPublisher(configuration: configuration, logger: logger), database: database, logger: logger)
             await database.close()
             let refresh = settings.trackedRefresh.components.seconds
             print(

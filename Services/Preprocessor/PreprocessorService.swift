@@ -10,6 +10,7 @@ import Storage
 /// Preprocessor settings beyond the common ones: `CANDLECAST_FEATURE_WINDOW` (14),
 /// `CANDLECAST_DATASET_EVERY` (30 new candles), `CANDLECAST_DATASET_MIN_ROWS` (100),
 /// `CANDLECAST_TRAIN_FRACTION` (0.7), `CANDLECAST_VALIDATION_FRACTION` (0.1), `CANDLECAST_FEATURES` (close; or close,volume).
+/// `CANDLECAST_PREPROCESSOR_BATCH` (128, 1-1024) is read by `Running`: the events taken into one transaction at most.
 extension DatasetPolicy {
     init(_ environment: EnvironmentReader) throws {
         self.init()
@@ -44,12 +45,16 @@ enum PreprocessorService {
             let preprocessing = Preprocessing(policy: running.policy)
             let relay = running.relay
             guard let subscription = ServiceName.preprocessor.subscriptions.first else { return }
+            let batchSize = running.batchSize
             let consumer = try context.consumer(for: subscription, prefetch: UInt16(batchSize))
             let database = context.database
             let logger = context.logger
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { try? await relay.run() }
-                group.addTask { await consume(consumer, preprocessing: preprocessing, database: database, logger: logger, relay: relay) }
+                group.addTask {
+                    await consume(
+                        consumer, preprocessing: preprocessing, database: database, logger: logger, relay: relay, batchSize: batchSize)
+                }
                 await context.waitForShutdown()
                 await consumer.stop()
                 group.cancelAll()
@@ -61,10 +66,12 @@ enum PreprocessorService {
         let policy: DatasetPolicy
         let relay: OutboxRelay
         let database: PostgresClient
+        let batchSize: Int
 
         /// Reads the settings; a bad one throws `ConfigurationError` and stops the start.
         init(_ context: ServiceContext) throws {
             policy = try DatasetPolicy(context.configuration.environment)
+            batchSize = try context.configuration.environment.int("CANDLECAST_PREPROCESSOR_BATCH", default: defaultBatchSize, in: 1...1024)
             relay = OutboxRelay(
                 schema: FeaturesSchema.name, database: context.database, publisher: context.publisher, logger: context.logger,
                 options: try OutboxOptions(context.configuration.environment))
@@ -73,8 +80,9 @@ enum PreprocessorService {
     }
 
     /// Deliveries taken into one transaction at most, and the consumer's prefetch: a backlog drains that many events
-    /// per commit (scripts/bench-preprocessor.sh), while a lone live candle is processed at once.
-    static let batchSize = 128
+    /// per commit (scripts/bench-preprocessor.sh), while a lone live candle is processed at once. 1 is one
+    /// transaction per event, the benchmark's anchor.
+    static let defaultBatchSize = 128
 
     /// What arrives on `preprocessor.candles`.
     enum Event: Sendable {
@@ -103,7 +111,8 @@ enum PreprocessorService {
     /// dataset versions, windows in the outbox) in one transaction, before their acks. Processing is idempotent per
     /// candle, so a batch replayed after a crash, or handled again one at a time after a failure, changes nothing twice.
     static func consume(
-        _ consumer: Consumer, preprocessing: Preprocessing, database: PostgresClient, logger: Logger, relay: OutboxRelay? = nil
+        _ consumer: Consumer, preprocessing: Preprocessing, database: PostgresClient, logger: Logger, relay: OutboxRelay? = nil,
+        batchSize: Int = defaultBatchSize
     ) async {
         await consumer.handleBatches(upTo: batchSize, decode: Event.init) { events in
             let outcomes = try await database.transaction { connection in

@@ -3,10 +3,6 @@ import Foundation
 import OpenAPIAsyncHTTPClient
 import OpenAPIRuntime
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 /// The one HTTP client of a process, for the clients generated from docs/*-openapi.yaml (their transport) and
 /// the few plain requests no document describes (`/readyz`, Prometheus text). AsyncHTTPClient ends a request
 /// promptly when its task is cancelled. Whoever makes it shuts it down once, before the process exits.
@@ -77,24 +73,5 @@ extension Duration {
     fileprivate var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
-}
-
-extension URLSession {
-    /// `data(for:)` through the completion-handler API, for the Kraken client only (Kraken has no document here;
-    /// the project's own services are called through `OutgoingHTTP`). swift-corelibs-foundation's async
-    /// `data(for:)` can trap when the calling task is cancelled mid-request; this path has no cancellation hook.
-    public func fetch(_ request: URLRequest) async throws -> (Data, URLResponse) {
-        try await withCheckedThrowingContinuation { continuation in
-            dataTask(with: request) { data, response, error in
-                if let error {
-                    continuation.resume(throwing: error)
-                } else if let response {
-                    continuation.resume(returning: (data ?? Data(), response))
-                } else {
-                    continuation.resume(throwing: URLError(.badServerResponse))
-                }
-            }.resume()
-        }
     }
 }

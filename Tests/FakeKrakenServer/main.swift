@@ -2,6 +2,7 @@
 // the demo's --replay mode.
 //   fake-kraken --port 8799 [--fixtures DIR] [--replay FILE --closed N --tick-ms MS --interval-minutes M]
 //               [--replay-recording BODY.json --recording-closed N]   another pair replayed from a recorded OHLC body
+//               [--replay-dir DIR]   every DIR/PAIR.csv replayed too, under PAIR, from no closed candle (many pairs)
 import Foundation
 import Hummingbird
 import KrakenFake
@@ -13,7 +14,7 @@ while let key = arguments.popFirst() {
         FileHandle.standardError.write(
             Data(
                 ("usage: fake-kraken --port P [--fixtures DIR] [--replay FILE --closed N --tick-ms MS --interval-minutes M] "
-                    + "[--replay-recording BODY.json --recording-closed N]\n").utf8))
+                    + "[--replay-recording BODY.json --recording-closed N] [--replay-dir DIR]\n").utf8))
         exit(2)
     }
     options[String(key.dropFirst(2))] = value
@@ -25,6 +26,12 @@ let kraken = FakeKraken(
 if let recording = options["replay-recording"] {
     let (key, recorded) = try FakeKraken.Row.load(krakenBody: recording)
     kraken.addReplay(recorded, closed: Int(options["recording-closed"] ?? "") ?? recorded.count, resultKey: key)
+}
+if let directory = options["replay-dir"] {
+    for file in try FileManager.default.contentsOfDirectory(atPath: directory).sorted() where file.hasSuffix(".csv") {
+        let pair = String(file.dropLast(4))
+        kraken.addReplay(try FakeKraken.Row.load(csv: directory + "/" + file), closed: 0, resultKey: FakeKraken.resultKey(forPair: pair))
+    }
 }
 if let tick = options["tick-ms"].flatMap(Int.init), tick > 0 {
     Task {

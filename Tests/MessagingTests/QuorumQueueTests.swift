@@ -76,6 +76,9 @@ struct QuorumQueueTests {
         let broker = try TestEnvironment.broker()
         let queue = TestQueue()
         let topology = Self.quorum(queue, deliveryLimit: 20)
+        // Declared once before the four connections start: none of them creates a quorum queue while another
+        // subscribes to it (a queue is long-lived in a deployment; this test is about budgets, not creation races).
+        try await BrokerAdmin.declare(topology, configuration: broker)
         let publisher = try Publisher(configuration: broker, options: Publisher.Options(topology: topology), logger: TestEnvironment.logger)
         let failures = SharedList<Int>()
         let transientTries = SharedList<Int>()

@@ -76,6 +76,7 @@ struct ServiceLifecycleTests {
         ("preprocessor", "CANDLECAST_TRAIN_FRACTION", "1.5"),
         ("preprocessor", "CANDLECAST_FEATURE_WINDOW", "99999999999999999999"),
         ("preprocessor", "CANDLECAST_DATASET_MIN_ROWS", "3"),
+        ("preprocessor", "CANDLECAST_PREPROCESSOR_BATCH", "0"),
         ("ingestor", "CANDLECAST_INGEST_INTERVALS", "99999999999999999d"),
         ("ingestor", "CANDLECAST_INGEST_PAIRS", "XBT/USD"),
         ("ingestor", "CANDLECAST_KRAKEN_TIMEOUT_SECONDS", "-1"),
