@@ -24,9 +24,8 @@ struct KrakenClient: Sendable {
         let status: UInt
         let body: Data
         do {
-            let (seconds, attoseconds) = timeout.components
             let response = try await HTTPClient.shared.execute(
-                request, timeout: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
+                request, timeout: .nanoseconds(timeout.nanoseconds))
             status = response.status.code
             body = Data(try await response.body.collect(upTo: Self.bodyLimit).readableBytesView)
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {

@@ -70,7 +70,8 @@ public final class OutgoingHTTP: Sendable {
 }
 
 extension Duration {
-    fileprivate var nanoseconds: Int64 {
+    /// Whole nanoseconds, for AsyncHTTPClient's `TimeAmount` timeouts.
+    public var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
