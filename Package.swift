@@ -70,7 +70,9 @@ let package = Package(
         .target(
             name: "CandlecastClient", dependencies: ["Contracts", "Messaging", .product(name: "Logging", package: "swift-log")],
             path: "Shared/CandlecastClient"),
-        .target(name: "Forecasting", dependencies: ["CBLAS", "Contracts"], path: "Shared/Forecasting"),
+        // The LSTM cell's elementwise arithmetic, in C so that it vectorises (one build per vector extension).
+        .target(name: "CLSTMCell", path: "Shared/CLSTMCell", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
+        .target(name: "Forecasting", dependencies: ["CBLAS", "CLSTMCell", "Contracts"], path: "Shared/Forecasting"),
         // Generated from the OpenAPI documents (committed; scripts/openapi-generate.sh --check keeps them in step).
         .target(
             name: "RegistryAPI",
@@ -162,7 +164,7 @@ let package = Package(
             dependencies: ["Messaging", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/BrokerBench"),
 
-        .testTarget(name: "ForecastingTests", dependencies: ["Forecasting", "KrakenFormat"], path: "Tests/ForecastingTests"),
+        .testTarget(name: "ForecastingTests", dependencies: ["Forecasting", "CLSTMCell", "KrakenFormat"], path: "Tests/ForecastingTests"),
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "Contracts", "TestSupport"], path: "Tests/MessagingTests"),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "TestSupport"], path: "Tests/StorageTests"),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "TestSupport"], path: "Tests/ServiceKitTests"),

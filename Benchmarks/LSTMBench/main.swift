@@ -20,10 +20,12 @@ struct Options {
     var clipNorm: Double? = nil
     var dataDirectory = "data"
     var verbose = false
+    /// Timed single forecasts (p99 is the 99th percentile of these).
+    var forecasts = 1000
 
     static let usage = """
         usage: LSTMBench [--units N] [--batch N] [--epochs N] [--seed N] [--lr X] [--threads N] [--predict-threads N] \
-        [--patience N] [--clip-norm X]
+        [--patience N] [--clip-norm X] [--forecasts N]
                          [--target next-scaled-close|log-return|scaled-difference] [--activation relu|tanh]
                          [--data DIR] [--verbose]
         """
@@ -52,6 +54,7 @@ struct Options {
             case "--clip-norm": clipNorm = try number(flag) as Double
             case "--data": dataDirectory = try value(for: flag)
             case "--verbose": verbose = true
+            case "--forecasts": forecasts = max(100, try number(flag))
             case "--target":
                 let text = try value(for: flag)
                 guard let parsed = ForecastTarget(rawValue: text) else { throw ForecastingError.invalidInput("unknown target \(text)") }
@@ -114,7 +117,7 @@ func run() throws {
     let lastWindow = Array(closes[(closes.count - 1 - BTCDailyV1.window)..<(closes.count - 1)])
     _ = try trained.predict(window: lastWindow)
     var latencies: [Double] = []
-    for _ in 0..<200 {
+    for _ in 0..<options.forecasts {
         let started = ContinuousClock.now
         _ = try trained.predict(window: lastWindow)
         let elapsed = ContinuousClock.now - started
@@ -131,8 +134,8 @@ func run() throws {
         "\"train_samples_per_s\": \(Int((samples / trainSeconds).rounded()))",
         "\"s_per_epoch\": \(json(rounded(trainSeconds / Double(summary.epochsRun), 2)))",
         "\"batch_predict_s\": \(json(rounded(batchSeconds, 3)))",
-        "\"single_forecast_ms_p50\": \(json(rounded(latencies[100], 3)))",
-        "\"single_forecast_ms_p99\": \(json(rounded(latencies[197], 3)))",
+        "\"single_forecast_ms_p50\": \(json(rounded(latencies[latencies.count / 2], 3)))",
+        "\"single_forecast_ms_p99\": \(json(rounded(latencies[latencies.count * 99 / 100], 3)))",
         "\"lstm\": \(json(evaluation.model))",
         "\"naive\": \(json(evaluation.naive))",
         "\"n\": \(closes.count)",

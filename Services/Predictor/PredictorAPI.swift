@@ -84,7 +84,9 @@ struct PredictorHTTP: APIProtocol {
             throw HTTPError(
                 .conflict, message: "the champion (v\(loaded.version)) takes exactly \(window) closes, oldest first; see GET /v1/model")
         }
-        let served = try? loaded.forecast(closes: body.closes)
+        // The network's pass blocks its thread: never one of the cooperative pool's.
+        let closes = body.closes
+        let served = try? await onOwnThread("forecast") { try loaded.forecast(closes: closes) }
         guard let served, (try? served.validate()) != nil else {
             throw HTTPError(.conflict, message: "the champion (v\(loaded.version)) gives no valid forecast for these closes")
         }

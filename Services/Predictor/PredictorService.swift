@@ -51,16 +51,37 @@ struct Predictor: Sendable {
     }
 
     func handle(_ window: FeatureWindow) async throws {
+        try await handle([window])
+    }
+
+    /// Forecasts the windows waiting at once in one transaction: a minute's burst of every pair's window commits once,
+    /// not once per pair. Windows without a champion yet are parked in the same transaction. A failure of any window
+    /// rolls the whole batch back; the consumer then handles its windows one at a time (`Consumer.handleBatches`), so a
+    /// bad window is dead-lettered alone. Forecasting is idempotent per target and model, so a replayed batch changes
+    /// nothing twice.
+    func handle(_ windows: [FeatureWindow]) async throws {
         let predictions = self.predictions
-        guard let loaded = try await model(pair: window.pair, interval: window.interval) else {
-            try await database.transaction { try predictions.park(window, on: $0) }
+        var models: [LoadedModel?] = []
+        models.reserveCapacity(windows.count)
+        for window in windows { models.append(try await model(pair: window.pair, interval: window.interval)) }
+        let work = zip(windows, models).map { (window: $0, model: $1) }
+        let forecasts = try await database.transaction { connection in
+            try work.compactMap { item -> ForecastCreated? in
+                guard let loaded = item.model else {
+                    try predictions.park(item.window, on: connection)
+                    return nil
+                }
+                return try predictions.forecast(item.window, with: loaded, on: connection)
+            }
+        }
+        for item in work where item.model == nil {
             logger.info(
                 "no champion yet: window kept until one is promoted",
-                metadata: ["pair": "\(window.pair)", "target": "\(window.targetOpenTime)"])
-            return
+                metadata: ["pair": "\(item.window.pair)", "target": "\(item.window.targetOpenTime)"])
         }
-        if let forecast = try await database.transaction({ try predictions.forecast(window, with: loaded, on: $0) }) {
-            relay?.wake()
+        guard !forecasts.isEmpty else { return }
+        relay?.wake()
+        for forecast in forecasts {
             latest.record(forecast)
             Counter(label: "candlecast_forecasts_total", dimensions: [("pair", forecast.pair), ("interval", forecast.interval.name)])
                 .increment()
@@ -131,9 +152,16 @@ struct Predictor: Sendable {
         }
     }
 
+    /// Windows forecast in one transaction at most, and the windows consumer's prefetch.
+    static let windowBatch: UInt16 = 64
+
     func consume(windows: Consumer, models promotions: Consumer, candles: Consumer) async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await windows.handle(FeatureWindow.self) { envelope, _ in try await self.handle(envelope.payload) } }
+            group.addTask {
+                await windows.handleBatches(
+                    upTo: Int(Self.windowBatch), decode: { try EnvelopeCodec.decode(FeatureWindow.self, from: $0).payload }
+                ) { windows in try await self.handle(windows) }
+            }
             group.addTask { await promotions.handle(ModelPromoted.self) { envelope, _ in try await self.handle(envelope.payload) } }
             group.addTask { await candles.handle(CandleClosed.self) { envelope, _ in try await self.handle(envelope.payload) } }
         }
@@ -168,7 +196,7 @@ enum PredictorService {
         try await predictor.warmUp()
         let subscriptions = ServiceName.predictor.subscriptions
         guard subscriptions.count == 3 else { return }
-        let windows = try context.consumer(for: subscriptions[0], prefetch: 32)
+        let windows = try context.consumer(for: subscriptions[0], prefetch: Predictor.windowBatch)
         let promotions = try context.consumer(for: subscriptions[1], prefetch: 1)
         let candles = try context.consumer(for: subscriptions[2], prefetch: 32)
         await withTaskGroup(of: Void.self) { group in

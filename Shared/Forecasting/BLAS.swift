@@ -1,4 +1,5 @@
 import CBLAS
+import CLSTMCell
 import Foundation
 
 /// Scalars the network runs on: Float for training and serving, Double for gradient checks.
@@ -12,8 +13,16 @@ protocol BLASScalar: BinaryFloatingPoint, Sendable {
     static func vectorTimesMatrix(
         m: Int, n: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int, x: UnsafePointer<Self>,
         beta: Self, y: UnsafeMutablePointer<Self>)
-    static func exponential(_ value: Self) -> Self
     static func hyperbolicTangent(_ value: Self) -> Self
+    /// The LSTM cell's elementwise arithmetic for a run of one sample's units (`LSTMCell` says what each pointer is).
+    static func lstmForward(
+        gates: UnsafeMutablePointer<Self>, width: Int, run: Range<Int>, previousCells: UnsafePointer<Self>,
+        cells: UnsafeMutablePointer<Self>, activatedCells: UnsafeMutablePointer<Self>, hidden: UnsafeMutablePointer<Self>,
+        activation: Activation)
+    static func lstmBackward(
+        gates: UnsafePointer<Self>, gateGradients: UnsafeMutablePointer<Self>, width: Int, run: Range<Int>,
+        previousCells: UnsafePointer<Self>, cells: UnsafePointer<Self>, activatedCells: UnsafePointer<Self>,
+        hiddenGradient: UnsafePointer<Self>, cellGradient: UnsafeMutablePointer<Self>, activation: Activation)
 }
 
 private func transposition(_ transpose: Bool) -> CBLAS_TRANSPOSE { transpose ? CblasTrans : CblasNoTrans }
@@ -34,8 +43,27 @@ extension Float: BLASScalar {
     ) {
         cblas_sgemv(CblasRowMajor, CblasTrans, Int32(m), Int32(n), alpha, a, Int32(lda), x, 1, beta, y, 1)
     }
-    static func exponential(_ value: Float) -> Float { exp(value) }
     static func hyperbolicTangent(_ value: Float) -> Float { tanh(value) }
+
+    static func lstmForward(
+        gates: UnsafeMutablePointer<Float>, width: Int, run: Range<Int>, previousCells: UnsafePointer<Float>,
+        cells: UnsafeMutablePointer<Float>, activatedCells: UnsafeMutablePointer<Float>, hidden: UnsafeMutablePointer<Float>,
+        activation: Activation
+    ) {
+        candlecast_lstm_forward(
+            gates, Int32(width), Int32(run.lowerBound), Int32(run.upperBound), previousCells, cells, activatedCells, hidden,
+            activation.cellKernelCode)
+    }
+
+    static func lstmBackward(
+        gates: UnsafePointer<Float>, gateGradients: UnsafeMutablePointer<Float>, width: Int, run: Range<Int>,
+        previousCells: UnsafePointer<Float>, cells: UnsafePointer<Float>, activatedCells: UnsafePointer<Float>,
+        hiddenGradient: UnsafePointer<Float>, cellGradient: UnsafeMutablePointer<Float>, activation: Activation
+    ) {
+        candlecast_lstm_backward(
+            gates, gateGradients, Int32(width), Int32(run.lowerBound), Int32(run.upperBound), previousCells, cells,
+            activatedCells, hiddenGradient, cellGradient, activation.cellKernelCode)
+    }
 }
 
 extension Double: BLASScalar {
@@ -54,8 +82,27 @@ extension Double: BLASScalar {
     ) {
         cblas_dgemv(CblasRowMajor, CblasTrans, Int32(m), Int32(n), alpha, a, Int32(lda), x, 1, beta, y, 1)
     }
-    static func exponential(_ value: Double) -> Double { exp(value) }
     static func hyperbolicTangent(_ value: Double) -> Double { tanh(value) }
+
+    static func lstmForward(
+        gates: UnsafeMutablePointer<Double>, width: Int, run: Range<Int>, previousCells: UnsafePointer<Double>,
+        cells: UnsafeMutablePointer<Double>, activatedCells: UnsafeMutablePointer<Double>, hidden: UnsafeMutablePointer<Double>,
+        activation: Activation
+    ) {
+        LSTMCell.forward(
+            gates: gates, width: width, run: run, previousCells: previousCells, cells: cells, activatedCells: activatedCells,
+            hidden: hidden, activation: activation, exponential: exp, hyperbolicTangent: tanh)
+    }
+
+    static func lstmBackward(
+        gates: UnsafePointer<Double>, gateGradients: UnsafeMutablePointer<Double>, width: Int, run: Range<Int>,
+        previousCells: UnsafePointer<Double>, cells: UnsafePointer<Double>, activatedCells: UnsafePointer<Double>,
+        hiddenGradient: UnsafePointer<Double>, cellGradient: UnsafeMutablePointer<Double>, activation: Activation
+    ) {
+        LSTMCell.backward(
+            gates: gates, gateGradients: gateGradients, width: width, run: run, previousCells: previousCells, cells: cells,
+            activatedCells: activatedCells, hiddenGradient: hiddenGradient, cellGradient: cellGradient, activation: activation)
+    }
 }
 
 /// OpenBLAS's thread pool size. It is process-wide: bit-for-bit reproducibility needs the same count.

@@ -1,6 +1,6 @@
 /// A fixed-size heap buffer of Float for the training loop's hot paths: no copy-on-write, no bounds checks.
-/// `@unchecked Sendable`: the training loop shares buffers with its data-parallel shards only while every
-/// shard just reads them (parameters) or writes a buffer of its own; the loop touches them again after the join.
+/// `@unchecked Sendable`: the training loop shares buffers with a pass's team members (`ComputeTeam`), which read
+/// them or write disjoint parts between barriers; the loop touches them again after the pass.
 final class FloatBuffer: @unchecked Sendable {
     let count: Int
     let pointer: UnsafeMutablePointer<Float>

@@ -1,7 +1,9 @@
+import CLSTMCell
 import Foundation
 
 /// Adam with Keras's update rule: the bias corrections are folded into the step size.
-final class AdamOptimizer {
+/// `@unchecked Sendable`: `update` runs on a team's members at once, each on its own range of the parameters.
+final class AdamOptimizer: @unchecked Sendable {
     private let firstMoment: FloatBuffer
     private let secondMoment: FloatBuffer
     private let beta1: Float
@@ -17,35 +19,34 @@ final class AdamOptimizer {
         self.epsilon = Float(epsilon)
     }
 
-    func step(parameters: FloatBuffer, gradients: FloatBuffer, learningRate: Double) {
+    /// Counts a step and returns its bias-corrected step size, for `update`.
+    func nextStepSize(learningRate: Double) -> Float {
         stepCount += 1
         let power = Double(stepCount)
-        let stepSize = Float(
-            learningRate * (1 - pow(Double(beta2), power)).squareRoot() / (1 - pow(Double(beta1), power)))
-        let weights = parameters.pointer
-        let gradient = gradients.pointer
-        let first = firstMoment.pointer
-        let second = secondMoment.pointer
-        let oneMinusBeta1 = 1 - beta1
-        let oneMinusBeta2 = 1 - beta2
-        for index in 0..<parameters.count {
-            let g = gradient[index]
-            first[index] += (g - first[index]) * oneMinusBeta1
-            second[index] += (g * g - second[index]) * oneMinusBeta2
-            weights[index] -= stepSize * first[index] / (second[index].squareRoot() + epsilon)
-        }
+        return Float(learningRate * (1 - pow(Double(beta2), power)).squareRoot() / (1 - pow(Double(beta1), power)))
+    }
+
+    /// Applies one step to the parameters in `range` (the step counted by `nextStepSize`), vectorised in CLSTMCell.
+    func update(parameters: FloatBuffer, gradients: FloatBuffer, stepSize: Float, range: Range<Int>) {
+        candlecast_adam_update(
+            parameters.pointer, gradients.pointer, firstMoment.pointer, secondMoment.pointer, Int32(range.lowerBound),
+            Int32(range.upperBound), stepSize, beta1, beta2, epsilon)
     }
 }
 
-/// Rescales the gradients so their global L2 norm is at most `maximumNorm`.
-func clipGlobalNorm(_ gradients: FloatBuffer, maximumNorm: Double) {
-    var sumOfSquares = 0.0
-    for index in 0..<gradients.count {
+/// The sum of the squares of the gradients in `range`, in Double.
+func sumOfSquares(_ gradients: FloatBuffer, range: Range<Int>) -> Double {
+    var sum = 0.0
+    for index in range {
         let value = Double(gradients.pointer[index])
-        sumOfSquares += value * value
+        sum += value * value
     }
-    let norm = sumOfSquares.squareRoot()
+    return sum
+}
+
+/// Rescales the gradients in `range` so that the global L2 norm, `norm` (over all of them), is at most `maximumNorm`.
+func clip(_ gradients: FloatBuffer, range: Range<Int>, norm: Double, maximumNorm: Double) {
     guard norm > maximumNorm else { return }
     let scale = Float(maximumNorm / norm)
-    for index in 0..<gradients.count { gradients.pointer[index] *= scale }
+    for index in range { gradients.pointer[index] *= scale }
 }

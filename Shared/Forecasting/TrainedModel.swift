@@ -123,6 +123,7 @@ public struct TrainedModel: Sendable {
         var results: [Double] = []
         results.reserveCapacity(windows.count * outputCount)
         weights.withUnsafeBufferPointer { parameters in
+            let shared = SharedPointer(pointer: parameters.baseAddress!)
             for start in stride(from: 0, to: windows.count, by: chunkSize) {
                 let chunk = windows[start..<min(start + chunkSize, windows.count)]
                 let batch = chunk.count
@@ -133,8 +134,11 @@ public struct TrainedModel: Sendable {
                             configuration.target.encodeInput(window[step], last: last, scaler: scaler))
                     }
                 }
-                let outputs = engine.forward(parameters: parameters.baseAddress!, inputs: inputs.pointer, batch: batch)
+                ComputeTeam.forecasting.run { member in
+                    engine.forward(parameters: shared.pointer, inputs: inputs.pointer, batch: batch, member: member)
+                }
                 // [batch, outputCount]: the chunk's rows in order.
+                let outputs = engine.outputs
                 for index in 0..<(batch * outputCount) { results.append(Double(outputs[index])) }
             }
         }

@@ -27,7 +27,8 @@ public struct Trainer: Sendable {
     /// the user learns it at once instead of after the training time.
     ///
     /// Runs synchronously on the calling thread (CPU-bound; call it from a detached task or a dedicated
-    /// thread). Sets OpenBLAS's process-wide thread count to `training.blasThreads`.
+    /// thread). Runs on a team of `training.blasThreads` threads (at most one per core; the caller's is one of them),
+    /// each on single-threaded OpenBLAS (it sets OpenBLAS's process-wide thread count to 1).
     /// - Parameters:
     ///   - onEpoch: called after every epoch, on the training thread, for progress and metric events.
     ///   - shouldCancel: polled before every batch, like the current task's cancellation.
@@ -72,10 +73,12 @@ public struct Trainer: Sendable {
         let validationSamples = encodedValidation.dividingTargets(by: targetScale)
         let lossOffset = model.head == .gaussian ? log(targetScale) : 0
 
-        // Data parallelism: each batch is cut into `blasThreads` shards that run forward and backward at once,
-        // each on single-threaded BLAS. Batch-32 GEMMs are too small for OpenBLAS's own threads to pay off;
-        // shards scale better, and summing their gradients in a fixed order keeps runs bit-reproducible.
-        let shardCount = max(1, min(training.blasThreads, training.batchSize))
+        // Model parallelism: every batch runs on a team of `blasThreads` members, each on its share of every layer's
+        // units and on single-threaded BLAS (batch-32 GEMMs are too small for OpenBLAS's own threads to pay off).
+        // Every value has one writer, so a seed and team size give the same bits. Members beyond the cores would only
+        // spin at the barriers: the team is at most one member per core.
+        let team = ComputeTeam(size: min(training.blasThreads, ProcessInfo.processInfo.activeProcessorCount))
+        defer { team.shutdown() }
         BLASThreads.set(1)
         let started = ContinuousClock.now
         var generator = SeededGenerator(seed: training.seed)
@@ -89,14 +92,12 @@ public struct Trainer: Sendable {
             parameterCount: layout.parameterCount, beta1: training.adamBeta1, beta2: training.adamBeta2,
             epsilon: training.adamEpsilon)
         let batchCapacity = training.batchSize
-        let shardCapacity = (batchCapacity + shardCount - 1) / shardCount
         let head = model.head
-        let shards = (0..<shardCount).map { _ in
-            TrainingShard(
-                layout: layout, capacity: shardCapacity, inputSize: model.window * model.featureCount, outputCount: head.outputCount)
-        }
-        let engine = shards[0].engine
-        let batchInputs = shards[0].inputs
+        let clipNorm = training.clipNorm
+        let engine = NetworkEngine<Float>(layout: layout, batchCapacity: batchCapacity)
+        let batchInputs = FloatBuffer(count: batchCapacity * model.window * model.featureCount)
+        let outputGradient = FloatBuffer(count: batchCapacity * head.outputCount)
+        let scratch = PassScratch(members: team.size)
 
         var learningRate = training.learningRate
         var order = Array(0..<fitSamples.count)
@@ -114,63 +115,59 @@ public struct Trainer: Sendable {
             for batchStart in stride(from: 0, to: order.count, by: batchCapacity) {
                 if Task.isCancelled || shouldCancel() { throw ForecastingError.cancelled }
                 let batchSamples = order[batchStart..<min(batchStart + batchCapacity, order.count)]
-                let batch = batchSamples.count
-                let runShard: @Sendable (Int) -> Void = { index in
-                    // Pool threads: flush denormals for this shard only (see DenormalFlushing).
-                    let floatingPointMode = DenormalFlushing.enable()
-                    defer { DenormalFlushing.restore(floatingPointMode) }
-                    let shard = shards[index]
-                    let lower = batchSamples.startIndex + index * shardCapacity
-                    let upper = min(lower + shardCapacity, batchSamples.endIndex)
-                    shard.lossSum = 0
-                    guard lower < upper else { return }
-                    let samples = batchSamples[lower..<upper]
-                    fitSamples.gatherTimeMajor(samples, into: shard.inputs.pointer)
-                    let outputs = shard.engine.forward(parameters: parameters.pointer, inputs: shard.inputs.pointer, batch: samples.count)
-                    let outputGradient = shard.outputGradient.pointer
-                    switch head {
-                    case .point:
-                        for (position, sample) in samples.enumerated() {
-                            let error = outputs[position] - fitSamples.targets[sample]
-                            shard.lossSum += Double(error * error)
-                            // d(mean squared error over the whole batch)/d(output): shards' gradients add up.
-                            outputGradient[position] = 2 * error / Float(batch)
-                        }
-                    case .gaussian:
-                        for (position, sample) in samples.enumerated() {
-                            let nll = GaussianHead.negativeLogLikelihood(
-                                actual: Double(fitSamples.targets[sample]), location: Double(outputs[2 * position]),
-                                logScale: Double(outputs[2 * position + 1]))
-                            shard.lossSum += nll.loss
-                            // d(mean NLL over the whole batch)/d(mu, s), as above.
-                            outputGradient[2 * position] = Float(nll.locationGradient / Double(batch))
-                            outputGradient[2 * position + 1] = Float(nll.logScaleGradient / Double(batch))
+                let stepSize = optimizer.nextStepSize(learningRate: learningRate)
+                team.run { member in
+                    let batch = batchSamples.count
+                    if member.isLeader { fitSamples.gatherTimeMajor(batchSamples, into: batchInputs.pointer) }
+                    member.synchronize()
+                    let outputs = engine.forward(
+                        parameters: parameters.pointer, inputs: batchInputs.pointer, batch: batch, member: member)
+                    if member.isLeader {
+                        scratch.lossSum = 0
+                        let gradient = outputGradient.pointer
+                        switch head {
+                        case .point:
+                            for (position, sample) in batchSamples.enumerated() {
+                                let error = outputs[position] - fitSamples.targets[sample]
+                                scratch.lossSum += Double(error * error)
+                                // d(mean squared error over the batch)/d(output).
+                                gradient[position] = 2 * error / Float(batch)
+                            }
+                        case .gaussian:
+                            for (position, sample) in batchSamples.enumerated() {
+                                let nll = GaussianHead.negativeLogLikelihood(
+                                    actual: Double(fitSamples.targets[sample]), location: Double(outputs[2 * position]),
+                                    logScale: Double(outputs[2 * position + 1]))
+                                scratch.lossSum += nll.loss
+                                // d(mean NLL over the batch)/d(mu, s).
+                                gradient[2 * position] = Float(nll.locationGradient / Double(batch))
+                                gradient[2 * position + 1] = Float(nll.logScaleGradient / Double(batch))
+                            }
                         }
                     }
-                    shard.engine.backward(
-                        parameters: parameters.pointer, outputGradient: shard.outputGradient.pointer,
-                        parameterGradients: shard.gradients.pointer)
-                    shard.active = true
+                    member.synchronize()
+                    engine.backward(
+                        parameters: parameters.pointer, inputs: batchInputs.pointer, batch: batch,
+                        outputGradient: outputGradient.pointer, parameterGradients: gradients.pointer, member: member)
+                    // Adam (and clipping) on this member's share of the parameters.
+                    let owned = member.share(of: gradients.count)
+                    if let clipNorm {
+                        scratch.squares[member.index] = sumOfSquares(gradients, range: owned)
+                        member.synchronize()
+                        let norm = (0..<member.count).reduce(0.0) { $0 + scratch.squares[$1] }.squareRoot()
+                        clip(gradients, range: owned, norm: norm, maximumNorm: clipNorm)
+                    }
+                    optimizer.update(parameters: parameters, gradients: gradients, stepSize: stepSize, range: owned)
                 }
-                for shard in shards { shard.active = false }
-                if shardCount == 1 {
-                    runShard(0)
-                } else {
-                    DispatchQueue.concurrentPerform(iterations: shardCount, execute: runShard)
-                }
-                gradients.pointer.update(repeating: 0, count: gradients.count)
-                for shard in shards where shard.active {
-                    lossSum += shard.lossSum
-                    for index in 0..<gradients.count { gradients.pointer[index] += shard.gradients.pointer[index] }
-                }
-                if let clipNorm = training.clipNorm { clipGlobalNorm(gradients, maximumNorm: clipNorm) }
-                optimizer.step(parameters: parameters, gradients: gradients, learningRate: learningRate)
+                lossSum += scratch.lossSum
             }
             epochsRun = epoch
             let loss = lossSum / Double(fitSamples.count) + lossOffset
             let validationLoss =
                 validationSamples.count > 0
-                ? meanLoss(engine: engine, parameters: parameters, samples: validationSamples, scratch: batchInputs) + lossOffset
+                ? meanLoss(
+                    team: team, engine: engine, parameters: parameters, samples: validationSamples, inputs: batchInputs,
+                    scratch: scratch) + lossOffset
                 : nil
             let monitored = validationLoss ?? loss
 
@@ -221,27 +218,35 @@ public struct Trainer: Sendable {
     /// The head's loss (mean squared error, or mean Gaussian negative log-likelihood) over `samples`: what early stopping
     /// and the plateau detector monitor.
     private func meanLoss(
-        engine: NetworkEngine<Float>, parameters: FloatBuffer, samples: EncodedSamples, scratch: FloatBuffer
+        team: ComputeTeam, engine: NetworkEngine<Float>, parameters: FloatBuffer, samples: EncodedSamples,
+        inputs: FloatBuffer, scratch: PassScratch
     ) -> Double {
         var lossSum = 0.0
         let indices = Array(0..<samples.count)
+        let head = model.head
         for start in stride(from: 0, to: samples.count, by: engine.batchCapacity) {
             let chunk = indices[start..<min(start + engine.batchCapacity, samples.count)]
-            samples.gatherTimeMajor(chunk, into: scratch.pointer)
-            let outputs = engine.forward(parameters: parameters.pointer, inputs: scratch.pointer, batch: chunk.count)
-            for (position, sample) in chunk.enumerated() {
-                let actual = Double(samples.targets[sample])
-                switch model.head {
-                case .point:
-                    let error = Double(outputs[position]) - actual
-                    lossSum += error * error
-                case .gaussian:
-                    lossSum +=
-                        GaussianHead.negativeLogLikelihood(
-                            actual: actual, location: Double(outputs[2 * position]), logScale: Double(outputs[2 * position + 1])
-                        ).loss
+            team.run { member in
+                if member.isLeader { samples.gatherTimeMajor(chunk, into: inputs.pointer) }
+                member.synchronize()
+                let outputs = engine.forward(parameters: parameters.pointer, inputs: inputs.pointer, batch: chunk.count, member: member)
+                guard member.isLeader else { return }
+                scratch.lossSum = 0
+                for (position, sample) in chunk.enumerated() {
+                    let actual = Double(samples.targets[sample])
+                    switch head {
+                    case .point:
+                        let error = Double(outputs[position]) - actual
+                        scratch.lossSum += error * error
+                    case .gaussian:
+                        scratch.lossSum +=
+                            GaussianHead.negativeLogLikelihood(
+                                actual: actual, location: Double(outputs[2 * position]), logScale: Double(outputs[2 * position + 1])
+                            ).loss
+                    }
                 }
             }
+            lossSum += scratch.lossSum
         }
         return lossSum / Double(samples.count)
     }
@@ -269,23 +274,18 @@ func seconds(since start: ContinuousClock.Instant) -> Double {
     return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
 }
 
-/// One data-parallel slice of a batch: its own engine, inputs and gradients.
-private final class TrainingShard: @unchecked Sendable {
-    // @unchecked: each shard is touched by exactly one concurrentPerform iteration at a time, and read by the
-    // training thread only after concurrentPerform has returned.
-    let engine: NetworkEngine<Float>
-    let inputs: FloatBuffer
-    /// [capacity, outputCount], as the engine's outputs.
-    let outputGradient: FloatBuffer
-    let gradients: FloatBuffer
-    /// The shard's summed per-sample loss in the last batch.
+/// What a pass's members hand back to the training loop: the leader's loss sum and each member's share of the
+/// squared gradient norm. `@unchecked Sendable`: each field has one writer per pass, read after `ComputeTeam.run`
+/// returns (or after a barrier).
+private final class PassScratch: @unchecked Sendable {
     var lossSum = 0.0
-    var active = false
+    /// One slot per member (a raw buffer: members write their slots at the same time).
+    let squares: UnsafeMutablePointer<Double>
 
-    init(layout: NetworkLayout, capacity: Int, inputSize: Int, outputCount: Int) {
-        engine = NetworkEngine<Float>(layout: layout, batchCapacity: capacity)
-        inputs = FloatBuffer(count: capacity * inputSize)
-        outputGradient = FloatBuffer(count: capacity * outputCount)
-        gradients = FloatBuffer(count: layout.parameterCount)
+    init(members: Int) {
+        squares = .allocate(capacity: members)
+        squares.initialize(repeating: 0, count: members)
     }
+
+    deinit { squares.deallocate() }
 }

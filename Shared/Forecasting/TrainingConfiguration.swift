@@ -26,7 +26,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var minLearningRate: Double = 1e-6
     /// If set, gradients are rescaled so their global L2 norm never exceeds this value.
     public var clipNorm: Double? = nil
-    /// OpenBLAS threads used while training (process-wide OpenBLAS setting).
+    /// Threads that train together (a `ComputeTeam`, at most one per core), each on single-threaded OpenBLAS; the name
+    /// is the setting's (`CANDLECAST_BLAS_THREADS`).
     public var blasThreads: Int = 2
     /// Adam's first and second moment decay rates and epsilon (Keras defaults).
     public var adamBeta1: Double = 0.9

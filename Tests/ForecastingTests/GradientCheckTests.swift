@@ -10,6 +10,8 @@ import Testing
 struct GradientCheckTests {
     static let architectures: [(name: String, layers: [LayerSpec], head: OutputHead)] = [
         ("LSTM(3, relu) -> Dense(1)", [.lstm(units: 3, activation: .relu), .dense(units: 1)], .point),
+        // 19 units: a member's share holds whole vectors of eight and a remainder (`LSTMCell`).
+        ("LSTM(19, relu) -> Dense(1)", [.lstm(units: 19, activation: .relu), .dense(units: 1)], .point),
         ("LSTM(3, tanh) -> Dense(1)", [.lstm(units: 3, activation: .tanh), .dense(units: 1)], .point),
         (
             "LSTM(4, tanh) -> LSTM(3, relu) -> Dense(2, tanh) -> Dense(1)",
@@ -47,8 +49,10 @@ struct GradientCheckTests {
         return (loss, gradient)
     }
 
-    @Test("parameter and input gradients match finite differences", arguments: 0..<architectures.count)
-    func gradientsMatchFiniteDifferences(architecture: Int) throws {
+    /// Team sizes 2 and 3 split every layer's units between members (3 leaves some members an empty share of a
+    /// 1-unit or 2-unit layer); the finite differences always come from the one-member pass.
+    @Test("parameter and input gradients match finite differences", arguments: 0..<architectures.count, [1, 2, 3])
+    func gradientsMatchFiniteDifferences(architecture: Int, teamSize: Int) throws {
         let (name, layers, head) = Self.architectures[architecture]
         let window = 5
         let batch = 3
@@ -86,9 +90,23 @@ struct GradientCheckTests {
                 let outputGradient = Self.loss(outputs: outputs, targets: targets, head: head).outputGradient
                 parameterGradients.withUnsafeMutableBufferPointer { g in
                     inputGradients.withUnsafeMutableBufferPointer { dx in
-                        engine.backward(
-                            parameters: p.baseAddress!, outputGradient: outputGradient,
-                            parameterGradients: g.baseAddress!, inputGradients: dx.baseAddress!)
+                        outputGradient.withUnsafeBufferPointer { dy in
+                            let shared = (
+                                SharedPointer(pointer: p.baseAddress!), SharedPointer(pointer: x.baseAddress!),
+                                SharedPointer(pointer: dy.baseAddress!), SharedMutablePointer(pointer: g.baseAddress!),
+                                SharedMutablePointer(pointer: dx.baseAddress!)
+                            )
+                            let team = ComputeTeam(size: teamSize)
+                            defer { team.shutdown() }
+                            team.run { member in
+                                // The whole pass on the team, as training runs it.
+                                engine.forward(parameters: shared.0.pointer, inputs: shared.1.pointer, batch: batch, member: member)
+                                engine.backward(
+                                    parameters: shared.0.pointer, inputs: shared.1.pointer, batch: batch,
+                                    outputGradient: shared.2.pointer, parameterGradients: shared.3.pointer,
+                                    inputGradients: shared.4.pointer, member: member)
+                            }
+                        }
                     }
                 }
             }
@@ -97,7 +115,8 @@ struct GradientCheckTests {
         let epsilon = 1e-6
         func expectClose(_ analytic: Double, _ numeric: Double, _ what: String) {
             let tolerance = 1e-8 + 1e-5 * max(abs(analytic), abs(numeric))
-            #expect(abs(analytic - numeric) <= tolerance, "\(name): \(what) analytic \(analytic) numeric \(numeric)")
+            #expect(
+                abs(analytic - numeric) <= tolerance, "\(name), team of \(teamSize): \(what) analytic \(analytic) numeric \(numeric)")
         }
         for index in parameters.indices {
             let original = parameters[index]

@@ -168,6 +168,34 @@ struct PredictorIntegrationTests {
         await stack.tearDown()
     }
 
+    @Test(
+        "windows waiting together are forecast in one transaction: each once, in order, as one at a time; one without a champion is parked")
+    func windowsInBatches() async throws {
+        let stack = try await ForecastingStack(port: 18_453)
+        let version = try await stack.registerModel(seed: 1)
+        try await stack.predictor.handle(try await stack.promotedEvent(version: version))
+        var windows: [FeatureWindow] = []
+        for index in 0..<8 { windows.append(try #require(try await stack.closeCandle(index).1)) }
+        var orphan = windows[3]
+        orphan.pair = "ETHUSD"  // no champion for this pair: parked, in the same transaction as the forecasts
+        try await stack.predictor.handle(windows[0])
+        try await stack.predictor.handle(Array(windows[1..<8]) + [orphan])
+
+        let events = try await stack.forecastEvents()
+        #expect(events.map(\.targetOpenTime) == windows.map(\.targetOpenTime))
+        let loaded = try #require(try await stack.predictor.model(pair: "XBTUSD", interval: .oneDay))
+        for (event, window) in zip(events, windows) {
+            let alone = try loaded.forecast(closes: Array(window.closes.suffix(loaded.model.spec.window)))
+            #expect(event.predictedClose == alone.point && event.modelVersion == version)
+        }
+        let parked = try await stack.client.query("SELECT pair FROM predictions.pending_windows").map { try $0.decode(0, as: String.self) }
+        #expect(parked == ["ETHUSD"])
+        // The batch redelivered (after a crash before its acks) forecasts nothing twice.
+        try await stack.predictor.handle(windows)
+        #expect(try await stack.forecastEvents().count == windows.count)
+        await stack.tearDown()
+    }
+
     @Test("2024 replayed: every forecast is scored when its actual arrives; stored errors match an independent computation")
     func scoring2024() async throws {
         let stack = try await ForecastingStack(port: 18_451)
