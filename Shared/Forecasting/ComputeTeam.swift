@@ -41,7 +41,7 @@ final class ComputeTeam: @unchecked Sendable {
     /// call it from a dedicated thread, not the cooperative pool.
     func run(_ body: @escaping @Sendable (TeamMember) -> Void) {
         guard size > 1 else {
-            body(TeamMember(index: 0, count: 1, barrier: barrier))
+            body(.alone)
             return
         }
         passLock.lock()
