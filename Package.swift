@@ -209,7 +209,7 @@ let package = Package(
             ],
             path: "Tests/PredictorTests"),
         .target(
-            name: "FuzzTargets", dependencies: ["KrakenFormat", "Contracts", "Messaging", "TestSupport", "Forecasting"],
+            name: "FuzzTargets", dependencies: ["KrakenFormat", "Contracts", "Messaging", "TestSupport", "Forecasting", "Storage"],
             path: "Tests/FuzzTargets"),
         .executableTarget(name: "Fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz"),
         .testTarget(

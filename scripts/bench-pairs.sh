@@ -8,7 +8,7 @@
 # top of a minute; the ingestor polls each pair every second.
 #
 # Prints, over the PAIRS x MINUTES candles: the latency from the candle's close at the fake (the tick) and from
-# its row stored to its forecast stored (p50, p99, max), forecasts missing or twice, the resident memory of every
+# its row stored to its forecast stored (p50, p99, max), forecasts missing or twice, the CPU time and resident memory of every
 # service and the queue depths, sampled every 5 s into .local/pairs/samples.csv.
 #
 #   scripts/bench-pairs.sh [PAIRS] [MINUTES]
@@ -81,6 +81,10 @@ say "$champions LSTM champions, every pair forecast from its history; $minutes m
 first_live=$((1704067200 + 60 * history))
 echo "seconds,candles_live,forecasts_live,queue_preprocessor,queue_predictor_windows,queue_predictor_candles,rss_kb_fake,rss_kb_ingestor,rss_kb_preprocessor,rss_kb_predictor,rss_kb_registry,rss_kb_trainer,rss_kb_monitor" >"$work/samples.csv"
 : >"$work/ticks.csv"
+roles="fake ingestor preprocessor predictor registry trainer monitor"
+declare -A cpu_before
+for role in $roles; do cpu_before[$role]=$(cpu "$role"); done
+servers_before=$(cpu_servers)
 started=$(date +%s.%N)
 # Tick k (1-based) closes the live candle that opens at first_live + 60 (k - 1) for every pair.
 (
@@ -103,6 +107,14 @@ while :; do
   sleep 5
 done
 kill "$ticker" 2>/dev/null || true
+elapsed=$(awk -v a="$(date +%s.%N)" -v b="$started" 'BEGIN {print a - b}')
+: >"$work/cpu.txt"
+for role in $roles; do
+  awk -v r="$role" -v a="$(cpu "$role")" -v b="${cpu_before[$role]}" -v t="$elapsed" \
+    'BEGIN {printf "CPU %s: %.1f s, %.1f%% of one core\n", r, a - b, 100 * (a - b) / t}' >>"$work/cpu.txt"
+done
+awk -v a="$(cpu_servers)" -v b="$servers_before" -v t="$elapsed" \
+  'BEGIN {printf "CPU PostgreSQL + RabbitMQ: %.0f s, %.1f%% of one core\n", a - b, 100 * (a - b) / t}' >>"$work/cpu.txt"
 
 psql -Atq -F ',' "$database_url" -c "
   SELECT f.pair, f.window_end_open_time, extract(epoch FROM f.produced_at), extract(epoch FROM c.ingested_at)
@@ -137,4 +149,5 @@ for key in [k for k in samples[0] if k.startswith("rss_kb_")]:
     values = [int(r[key] or 0) for r in samples]
     print(f"resident memory {key[7:]}: first {values[0] / 1024:.0f} MB, max {max(values) / 1024:.0f} MB, last {values[-1] / 1024:.0f} MB")
 PY
+cat "$work/cpu.txt"
 say "samples: $work/samples.csv"

@@ -2,7 +2,8 @@
 # Fuzzes Candlecast's parsers of outside bytes with libFuzzer (in the Swift toolchain): every message payload
 # through EnvelopeCodec.decode with varied properties and headers (`envelope`) and from its sample message
 # with edge-case field values (`payload-fields`), Kraken REST bodies
-# (`kraken-body`) and OHLCVT history rows (`csv-row`); see Tests/FuzzTargets.
+# (`kraken-body`), OHLCVT history rows (`csv-row`), model files, broker URLs and the binary COPY encoding of
+# decimals (`numeric-field`); see Tests/FuzzTargets.
 #
 #   scripts/fuzz.sh [seconds-per-target] [target...]      (default 60 s, all targets)
 #
@@ -16,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(envelope payload-fields kraken-body csv-row model-file broker-url)
+[ ${#targets[@]} -gt 0 ] || targets=(envelope payload-fields kraken-body csv-row model-file broker-url numeric-field)
 scratch=.build-fuzz
 
 started=$SECONDS

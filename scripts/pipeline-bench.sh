@@ -4,6 +4,7 @@
 #                          exported for every service started after it; sql "QUERY" runs against that database
 # start ROLE EXE PORT [VAR=value...]   a service in the background, its log in $work/ROLE.log, stopped on exit
 # rss ROLE                 its resident memory in kB; depth QUEUE: the messages waiting on QUEUE in the vhost
+# cpu ROLE                 the CPU seconds (user + system) it has used so far; cpu_servers: PostgreSQL's and RabbitMQ's
 
 pipeline_setup() {
   scripts/servers.sh start >/dev/null
@@ -43,6 +44,8 @@ pipeline_cleanup() { for p in "${pid[@]}"; do kill -TERM "$p" 2>/dev/null || tru
 trap pipeline_cleanup EXIT
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/${pid[$1]}/status"; }
+cpu() { awk -v tick="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / tick}' "/proc/${pid[$1]}/stat"; }
+cpu_servers() { ps -C postgres,beam.smp -o cputimes= | awk '{s += $1} END {printf "%.2f\n", s}'; }
 depth() {
   HOME=.local/rabbitmq /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "candlecast-${CANDLECAST_AMQP_PORT:-5672}@localhost" list_queues \
     -p "$vhost" name messages 2>/dev/null | awk -v q="$1" '$1 == q {print $2}'

@@ -55,10 +55,14 @@ struct LivePoller: Sendable {
                 try CandleStore.announceHistory(
                     candles, pair: pair, interval: interval, outcome: store, source: Self.firstPollSource, on: connection)
             }
-            try CandleStore.setCursor(nextSince, pair: pair, interval: interval, on: connection)
-            let gaps =
-                try earliest.map { try CandleStore.recordGaps(pair: pair, interval: interval, from: $0 - interval.seconds, on: connection) }
-                ?? []
+            // A poll that stored nothing new writes nothing (200 pairs polled every second would otherwise be 200
+            // flushed commits a second): the cursor only when it moves, gaps only after an insert (a revision or a
+            // repeat cannot open one).
+            if nextSince != since {
+                try CandleStore.setCursor(nextSince, pair: pair, interval: interval, on: connection)
+            }
+            guard store.inserted > 0, let earliest else { return (store, 0) }
+            let gaps = try CandleStore.recordGaps(pair: pair, interval: interval, from: earliest - interval.seconds, on: connection)
             return (store, gaps.count)
         }
         outcome.store = store
@@ -111,11 +115,21 @@ struct LivePoller: Sendable {
     /// Polls on schedule until cancelled; Kraken and database failures back off exponentially.
     func run() async {
         var failures = 0
+        if let pollPeriod {
+            // Series start together: a random phase spreads their polls over the period instead of all at once.
+            try? await Task.sleep(for: pollPeriod * Double.random(in: 0..<1))
+        }
         while !Task.isCancelled {
             do {
+                let started = ContinuousClock.now
                 _ = try await pollOnce()
                 failures = 0
-                try await Task.sleep(for: delayUntilNextPoll())
+                if let pollPeriod {
+                    // The period counts from the poll's start: a slow poll (a burst of closes) does not delay the next.
+                    try await Task.sleep(until: started + pollPeriod, clock: .continuous)
+                } else {
+                    try await Task.sleep(for: delayUntilNextPoll())
+                }
             } catch is CancellationError {
                 return
             } catch {

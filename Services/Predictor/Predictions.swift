@@ -79,21 +79,44 @@ struct Predictions: Sendable {
             throw PermanentFailure("close \(candle.close) is not a positive number")
         }
         try lockTarget(pair: candle.pair, interval: candle.interval, openTime: candle.openTime, on: connection)
-        try connection.execute(
+        let current = try connection.execute(
             """
-            INSERT INTO predictions.actuals (pair, interval_seconds, open_time, close)
-            VALUES (\(candle.pair), \(Int(candle.interval.seconds)), \(candle.openTime), \(actual))
-            ON CONFLICT (pair, interval_seconds, open_time) DO UPDATE SET close = EXCLUDED.close
-            """)
+            INSERT INTO predictions.actuals (pair, interval_seconds, open_time, close, revision)
+            VALUES (\(candle.pair), \(Int(candle.interval.seconds)), \(candle.openTime), \(actual), \(candle.revision))
+            ON CONFLICT (pair, interval_seconds, open_time) DO UPDATE SET close = EXCLUDED.close, revision = EXCLUDED.revision
+                WHERE actuals.revision <= EXCLUDED.revision
+            """
+        ).affectedRows
+        // An older revision than the one already recorded (redelivered after it) changes nothing.
+        guard current == 1 else { return [] }
         return try score(pair: candle.pair, interval: candle.interval, openTime: candle.openTime, actual: actual, on: connection)
+    }
+
+    /// Scores a batch of candles in the caller's transaction, in their order (a revision after its candle wins).
+    func score(_ candles: [CandleClosed], on connection: PostgresConnection) throws -> [ForecastScored] {
+        try lockTargets(candles.map { ($0.pair, $0.interval, $0.openTime) }, on: connection)
+        return try candles.flatMap { try score($0, on: connection) }
+    }
+
+    /// Takes the target locks of a batch up front, in one order every transaction shares, so that two batches over
+    /// the same targets (windows and candles of a backlog) queue behind each other instead of deadlocking. The
+    /// per-target calls inside the batch then take a lock already held.
+    func lockTargets(_ targets: [(pair: String, interval: CandleInterval, openTime: Int64)], on connection: PostgresConnection) throws {
+        guard targets.count > 1 else { return }
+        let ordered = Set(targets.map { Self.lockKey(pair: $0.pair, interval: $0.interval, openTime: $0.openTime) }).sorted()
+        for key in ordered { try connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))") }
+    }
+
+    private static func lockKey(pair: String, interval: CandleInterval, openTime: Int64) -> String {
+        "\(pair)/\(Int(interval.seconds))/\(openTime)"
     }
 
     /// Forecasting a target and recording its actual take this lock first: otherwise each transaction could
     /// miss the other's uncommitted row (the forecast not yet visible to the score, the actual not yet visible
     /// to the forecast) and the forecast would never be scored.
     private func lockTarget(pair: String, interval: CandleInterval, openTime: Int64, on connection: PostgresConnection) throws {
-        try connection.query(
-            "SELECT pg_advisory_xact_lock(hashtextextended(\(pair) || '/' || \(Int(interval.seconds)) || '/' || \(openTime), 0))")
+        let key = Self.lockKey(pair: pair, interval: interval, openTime: openTime)
+        try connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))")
     }
 
     /// Scores the forecasts of one target against its actual close (again only if the close changed).

@@ -66,7 +66,8 @@ struct Predictor: Sendable {
         for window in windows { models.append(try await model(pair: window.pair, interval: window.interval)) }
         let work = zip(windows, models).map { (window: $0, model: $1) }
         let forecasts = try await database.transaction { connection in
-            try work.compactMap { item -> ForecastCreated? in
+            try predictions.lockTargets(work.map { ($0.window.pair, $0.window.interval, $0.window.targetOpenTime) }, on: connection)
+            return try work.compactMap { item -> ForecastCreated? in
                 guard let loaded = item.model else {
                     try predictions.park(item.window, on: connection)
                     return nil
@@ -121,8 +122,14 @@ struct Predictor: Sendable {
     }
 
     func handle(_ candle: CandleClosed) async throws {
+        try await handle([candle])
+    }
+
+    /// Scores the candles waiting at once in one transaction (a minute's burst of every pair's candle commits once);
+    /// a failure falls back to one candle at a time, as for windows.
+    func handle(_ candles: [CandleClosed]) async throws {
         let predictions = self.predictions
-        let scores = try await database.transaction { try predictions.score(candle, on: $0) }
+        let scores = try await database.transaction { try predictions.score(candles, on: $0) }
         if !scores.isEmpty { relay?.wake() }
         for score in scores {
             Counter(label: "candlecast_forecasts_scored_total", dimensions: [("pair", score.pair), ("interval", score.interval.name)])
@@ -154,6 +161,8 @@ struct Predictor: Sendable {
 
     /// Windows forecast in one transaction at most, and the windows consumer's prefetch.
     static let windowBatch: UInt16 = 64
+    /// Candles scored in one transaction at most, and the candles consumer's prefetch.
+    static let candleBatch: UInt16 = 64
 
     func consume(windows: Consumer, models promotions: Consumer, candles: Consumer) async {
         await withTaskGroup(of: Void.self) { group in
@@ -163,7 +172,11 @@ struct Predictor: Sendable {
                 ) { windows in try await self.handle(windows) }
             }
             group.addTask { await promotions.handle(ModelPromoted.self) { envelope, _ in try await self.handle(envelope.payload) } }
-            group.addTask { await candles.handle(CandleClosed.self) { envelope, _ in try await self.handle(envelope.payload) } }
+            group.addTask {
+                await candles.handleBatches(
+                    upTo: Int(Self.candleBatch), decode: { try EnvelopeCodec.decode(CandleClosed.self, from: $0).payload }
+                ) { candles in try await self.handle(candles) }
+            }
         }
     }
 }
@@ -198,7 +211,7 @@ enum PredictorService {
         guard subscriptions.count == 3 else { return }
         let windows = try context.consumer(for: subscriptions[0], prefetch: Predictor.windowBatch)
         let promotions = try context.consumer(for: subscriptions[1], prefetch: 1)
-        let candles = try context.consumer(for: subscriptions[2], prefetch: 32)
+        let candles = try context.consumer(for: subscriptions[2], prefetch: Predictor.candleBatch)
         await withTaskGroup(of: Void.self) { group in
             if let relay = predictor.relay { group.addTask { try? await relay.run() } }
             group.addTask { await predictor.consume(windows: windows, models: promotions, candles: candles) }

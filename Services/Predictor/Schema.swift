@@ -75,5 +75,12 @@ enum PredictionsSchema {
                         ADD COLUMN naive_brier double precision;
                     """),
             Outbox.lz4Migration(version: 5),
+            Migration(
+                version: 6, name: "actual revisions",
+                sql: """
+                    -- The candle revision the actual comes from: a redelivered older revision (after a newer one) must
+                    -- not take the actual, and the scores, back.
+                    ALTER TABLE actuals ADD COLUMN revision integer NOT NULL DEFAULT 0;
+                    """),
         ])
 }

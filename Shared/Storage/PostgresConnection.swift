@@ -129,12 +129,38 @@ public final class PostgresConnection {
     public func copy(into table: String, schema: String? = nil, columns: [String], rows: some Sequence<[String?]>) throws(PostgresError)
         -> Int
     {
+        try copyIn(into: table, schema: schema, columns: columns, format: "", header: [], trailer: [], rows: rows) {
+            row, buffer throws(PostgresError) in Self.appendCopyLine(row, to: &buffer)
+        }
+    }
+
+    /// Loads rows with `COPY ... FROM STDIN (FORMAT binary)`: each value already in its column's type, so PostgreSQL
+    /// parses no text. A value of another type than its column makes the server refuse the whole COPY.
+    @discardableResult
+    public func copy(into table: String, schema: String? = nil, columns: [String], binaryRows rows: some Sequence<[BinaryCopyValue]>)
+        throws(PostgresError) -> Int
+    {
+        // The signature, no flags, no header extension; the trailer is a field count of -1.
+        let header: [UInt8] = Array("PGCOPY\n".utf8) + [0xFF, 0x0D, 0x0A, 0x00] + [UInt8](repeating: 0, count: 8)
+        return try copyIn(
+            into: table, schema: schema, columns: columns, format: " (FORMAT binary)", header: header, trailer: [0xFF, 0xFF], rows: rows
+        ) { row, buffer throws(PostgresError) in
+            let count = Int16(row.count)
+            withUnsafeBytes(of: count.bigEndian) { buffer.append(contentsOf: $0) }
+            for value in row { try value.appendField(to: &buffer) }
+        }
+    }
+
+    private func copyIn<Row>(
+        into table: String, schema: String?, columns: [String], format: String, header: [UInt8], trailer: [UInt8],
+        rows: some Sequence<Row>, append: (Row, inout [UInt8]) throws(PostgresError) -> Void
+    ) throws(PostgresError) -> Int where Row: Collection {
         guard SQLIdentifier.isValid(table), schema.map(SQLIdentifier.isValid) ?? true, columns.allSatisfy(SQLIdentifier.isValid) else {
             throw PostgresError(.client, "invalid table or column name for COPY: \(table)(\(columns.joined(separator: ",")))")
         }
         let handle = try liveHandle()
         let target = (schema.map { SQLIdentifier.quoted($0) + "." } ?? "") + SQLIdentifier.quoted(table)
-        let statement = "COPY \(target) (\(columns.map(SQLIdentifier.quoted).joined(separator: ", "))) FROM STDIN"
+        let statement = "COPY \(target) (\(columns.map(SQLIdentifier.quoted).joined(separator: ", "))) FROM STDIN\(format)"
         let start = PQexec(handle, statement)
         let startStatus = PQresultStatus(start)
         if startStatus != PGRES_COPY_IN {
@@ -143,7 +169,7 @@ public final class PostgresConnection {
             throw PostgresError(.client, "COPY did not start")
         }
         PQclear(start)
-        var buffer: [UInt8] = []
+        var buffer: [UInt8] = header
         buffer.reserveCapacity(1 << 16)
         var count = 0
         var failure: PostgresError?
@@ -152,14 +178,22 @@ public final class PostgresConnection {
                 failure = PostgresError(.client, "COPY row \(count + 1) has \(row.count) values for \(columns.count) columns")
                 break
             }
-            Self.appendCopyLine(row, to: &buffer)
+            do {
+                try append(row, &buffer)
+            } catch {
+                failure = PostgresError(.client, "COPY row \(count + 1): \(error.message)")
+                break
+            }
             count += 1
             if buffer.count >= 1 << 16 {
                 if !Self.put(buffer, handle: handle) { break }
                 buffer.removeAll(keepingCapacity: true)
             }
         }
-        if failure == nil, !buffer.isEmpty { _ = Self.put(buffer, handle: handle) }
+        if failure == nil {
+            buffer.append(contentsOf: trailer)
+            if !buffer.isEmpty { _ = Self.put(buffer, handle: handle) }
+        }
         PQputCopyEnd(handle, failure.map { $0.message })
         let result = PQgetResult(handle)
         defer {

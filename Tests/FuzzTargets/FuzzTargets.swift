@@ -18,6 +18,8 @@ import Messaging
 /// - `model-file`: a model file of any kind through `ForecastModel(decoding:)`, then a forecast (`ModelFileFuzzing`).
 /// - `broker-url`: `CANDLECAST_AMQP_URL` through `BrokerConfiguration(url:)`, one or several nodes, TLS or not
 ///   (`BrokerURLFuzzing`).
+/// - `numeric-field`: decimal text through the binary COPY encoding of `numeric`, decoded back independently
+///   (`NumericFieldFuzzing`).
 ///
 /// Used by `Tests/Fuzz` (libFuzzer's entry point, or a replayer of saved inputs) and by `FuzzTests`, which
 /// replays `Tests/FuzzCorpus`.
@@ -28,6 +30,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case csvRow = "csv-row"
     case modelFile = "model-file"
     case brokerURL = "broker-url"
+    case numericField = "numeric-field"
 
     /// Runs one input; true when it got all the way in (a message decoded and valid, a candle accepted).
     @discardableResult
@@ -39,6 +42,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .csvRow: CSVRowFuzzing.run(bytes)
         case .modelFile: ModelFileFuzzing.run(bytes)
         case .brokerURL: BrokerURLFuzzing.run(bytes)
+        case .numericField: NumericFieldFuzzing.run(bytes)
         }
     }
 }

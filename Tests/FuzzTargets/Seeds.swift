@@ -72,6 +72,7 @@ public enum FuzzSeeds {
         seeds[.csvRow] = rows
         seeds[.modelFile] = try ModelFileFuzzing.seeds()
         seeds[.brokerURL] = BrokerURLFuzzing.seeds
+        seeds[.numericField] = NumericFieldFuzzing.seeds
         return seeds
     }
 

@@ -349,6 +349,34 @@ struct IngestorIntegrationTests {
         await harness.tearDown()
     }
 
+    @Test("a poll that brings nothing new writes nothing: no candle row locked, no cursor rewritten, no gap scan")
+    func quietPollWritesNothing() async throws {
+        let rows = Array(try FakeKraken.Row.load(csv: IngestorHarness.history2024).prefix(10))
+        let harness = try await IngestorHarness(kraken: FakeKraken(replay: rows, closed: 5))
+        let poller = harness.poller()
+        #expect(try await poller.pollOnce().store.inserted == 5)
+        harness.kraken.tick(1)
+        #expect(try await poller.pollOnce().store.inserted == 1)
+        // xmin changes when a row is written, xmax when it is locked or deleted.
+        let versions: PostgresQuery = "SELECT string_agg(xmin::text || '/' || xmax::text, ',' ORDER BY open_time) FROM ingest.candles"
+        let cursorVersion: PostgresQuery = "SELECT xmin::text || '/' || xmax::text FROM ingest.cursors"
+        let candlesBefore = try await harness.client.query(versions)[0].decode(0, as: String.self)
+        let cursorBefore = try await harness.client.query(cursorVersion)[0].decode(0, as: String.self)
+        for _ in 0..<3 {
+            let outcome = try await poller.pollOnce()
+            #expect(outcome.store.inserted + outcome.store.revised == 0)
+            #expect(outcome.newGaps == 0)
+        }
+        #expect(try await harness.client.query(versions)[0].decode(0, as: String.self) == candlesBefore)
+        #expect(try await harness.client.query(cursorVersion)[0].decode(0, as: String.self) == cursorBefore)
+        // A revision still gets through after quiet polls (Kraken re-sends recent candles for an older `since`).
+        try await harness.client.execute("UPDATE ingest.cursors SET since = \(rows[4].time)")
+        harness.kraken.revise(time: rows[5].time, close: "44000.1")
+        #expect(try await poller.pollOnce().store.revised == 1)
+        #expect(try await harness.count("SELECT count(*) FROM ingest.candles WHERE revision = 1") == 1)
+        await harness.tearDown()
+    }
+
     @Test("with RabbitMQ stopped, candles still land in Postgres and their events follow once it returns, none twice")
     func brokerOutage() async throws {
         let rows = Array(try FakeKraken.Row.load(csv: IngestorHarness.history2024).prefix(20))

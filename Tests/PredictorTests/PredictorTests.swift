@@ -196,6 +196,44 @@ struct PredictorIntegrationTests {
         await stack.tearDown()
     }
 
+    @Test("candles waiting together are scored in one transaction, as one at a time; a revision in it wins; a redelivery adds nothing")
+    func candlesInBatches() async throws {
+        let stack = try await ForecastingStack(port: 18_454)
+        let version = try await stack.registerModel(seed: 2)
+        try await stack.predictor.handle(try await stack.promotedEvent(version: version))
+        var candles: [CandleClosed] = []
+        for index in 0..<8 {
+            let (candle, window) = try await stack.closeCandle(index)
+            candles.append(candle)
+            try await stack.predictor.handle(try #require(window))
+        }
+        var revised = candles[4]
+        revised.close = "50000.5"
+        revised.revision = 1
+        try await stack.predictor.handle(candles[1])  // alone
+        try await stack.predictor.handle(Array(candles[2..<8]) + [revised])
+        let scoredEvents =
+            "SELECT count(*) FROM predictions.outbox WHERE message_type = 'metric.predictor.forecast_scored'" as PostgresQuery
+        // Seven targets scored once, the revised one twice.
+        #expect(try await stack.client.query(scoredEvents)[0].decode(0, as: Int.self) == 8)
+        let rows = try await stack.client.query(
+            "SELECT target_open_time, actual_close, predicted_close, absolute_error FROM predictions.forecasts ORDER BY target_open_time")
+        let closes = Dictionary(uniqueKeysWithValues: candles.map { ($0.openTime, Double($0.close)!) })
+        for row in rows {
+            let target = try row.decode(0, as: Int64.self)
+            let expected = target == revised.openTime ? 50000.5 : closes[target]
+            #expect(try row.decode(1, as: Double?.self) == expected)
+            if let expected {
+                #expect(abs(try row.decode(3, as: Double.self) - abs(try row.decode(2, as: Double.self) - expected)) < 1e-6)
+            }
+        }
+        #expect(try rows.compactMap { try $0.decode(1, as: Double?.self) }.count == 7)
+        // The batch redelivered (after a crash before its acks) scores nothing again.
+        try await stack.predictor.handle(Array(candles[2..<8]) + [revised])
+        #expect(try await stack.client.query(scoredEvents)[0].decode(0, as: Int.self) == 8)
+        await stack.tearDown()
+    }
+
     @Test("2024 replayed: every forecast is scored when its actual arrives; stored errors match an independent computation")
     func scoring2024() async throws {
         let stack = try await ForecastingStack(port: 18_451)

@@ -228,6 +228,71 @@ struct PostgresIntegrationTests {
         await client.close()
     }
 
+    @Test("binary COPY: generated decimals are stored as their text would be (value and scale), every type and NULL round-trips")
+    func binaryCopyMatchesText() async throws {
+        let client = try makeClient()
+        let seed = UInt64.random(in: 0...UInt64.max)
+        var random = SplitMix64(state: seed)
+        func digits(_ count: Int) -> String { String((0..<count).map { _ in Character(String(random.next() % 10)) }) }
+        var decimals = [
+            "0", "-0", "+0", "0.000", ".5", "5.", "+7", "-7", "00012.3400", "100000001", "0.00005", "10000", "9999.9999",
+            "0.0001", "100000", String(repeating: "9", count: 200) + "." + String(repeating: "9", count: 200),
+        ]
+        for _ in 0..<2_000 {
+            let sign = ["", "", "-", "+"][Int(random.next() % 4)]
+            let leadingZeros = String(repeating: "0", count: Int(random.next() % 3))
+            let integer = digits(Int(random.next() % 24))
+            let fraction = random.next() % 3 == 0 ? "" : "." + digits(Int(random.next() % 24))
+            let text = sign + leadingZeros + integer + fraction
+            if text.contains(where: \.isNumber) { decimals.append(text) }
+        }
+        let table = "public." + TestEnvironment.uniqueName("binary_copy").replacingOccurrences(of: ".", with: "_")
+        try await client.execute(
+            "CREATE TABLE \(identifier: table) (id integer PRIMARY KEY, big bigint, value numeric, label text, expected text)")
+        let rows = decimals.enumerated().map { index, text -> [BinaryCopyValue] in
+            [
+                .int32(Int32(index)), index % 5 == 0 ? .null : .int64(Int64(index) * -3_000_000_007), .numeric(text),
+                index % 7 == 0 ? .null : .text(Self.hostileStrings[index % Self.hostileStrings.count]),
+                .text(text),
+            ]
+        }
+        let loaded = try await client.withConnection {
+            try $0.copy(into: table, columns: ["id", "big", "value", "label", "expected"], binaryRows: rows)
+        }
+        #expect(loaded == decimals.count)
+        // The binary value against the same text parsed by numeric_in: equal, and the same text back (the same scale).
+        let mismatches = try await client.query(
+            """
+            SELECT expected, value::text, expected::numeric::text FROM \(identifier: table)
+            WHERE value IS DISTINCT FROM expected::numeric OR value::text IS DISTINCT FROM expected::numeric::text
+            LIMIT 5
+            """
+        ).map { try "\($0.decode(0, as: String.self)) -> \($0.decode(1, as: String?.self) ?? "NULL")" }
+        #expect(mismatches.isEmpty, "seed \(seed)")
+        let others = try await client.query("SELECT id, big, label FROM \(identifier: table) ORDER BY id")
+        for (index, row) in others.enumerated() {
+            #expect(try row.decode(0, as: Int.self) == index)
+            #expect(try row.decode(1, as: Int64?.self) == (index % 5 == 0 ? nil : Int64(index) * -3_000_000_007))
+            #expect(try row.decode(2, as: String?.self) == (index % 7 == 0 ? nil : Self.hostileStrings[index % Self.hostileStrings.count]))
+        }
+        // Not a plain decimal: the COPY is refused before the server sees it, and nothing of it is stored.
+        for refused in ["1e5", "", "-", ".", "1.2.3", " 1", "NaN", "1_0", "Infinity", "0x10", String(repeating: "1", count: 1001)] {
+            let error = await #expect(throws: PostgresError.self, "\(refused.prefix(20))") {
+                try await client.withConnection {
+                    try $0.copy(
+                        into: table, columns: ["id", "big", "value", "label", "expected"],
+                        binaryRows: [
+                            [.int32(-1), .null, .numeric("1"), .null, .null], [.int32(-2), .null, .numeric(refused), .null, .null],
+                        ])
+                }
+            }
+            #expect(error?.message.contains("COPY row 2") == true)
+        }
+        #expect(try await client.query("SELECT count(*) FROM \(identifier: table)")[0].decode(0, as: Int.self) == decimals.count)
+        try await client.execute("DROP TABLE \(identifier: table)")
+        await client.close()
+    }
+
     @Test("the client recovers after PostgreSQL restarts")
     func recoversAfterRestart() async throws {
         let client = try makeClient(connections: 1)
