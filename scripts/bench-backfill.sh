@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Backfill benchmark: `ingestor backfill` (validation, COPY into staging, upsert, rejected rows, progress,
-# summary events) against `psql \copy` of the same file into a bare table with numeric columns and a
-# primary key, in the same run on the same server. The file has 1-minute volume: the real XBTUSD daily
-# series repeated with 1-minute timestamps. Usage: scripts/bench-backfill.sh [rows] (default 1,000,000).
+# Backfill benchmark: `ingestor backfill` (validation, binary COPY, rejected rows, progress, summary events)
+# against `psql \copy` of the same file into a bare table with numeric columns and a primary key, in the same
+# run on the same server. The file has 1-minute volume: the real XBTUSD daily series repeated with 1-minute
+# timestamps. Usage: scripts/bench-backfill.sh [rows] (default 1,000,000). INGESTOR=path runs another build of
+# the ingestor instead of this tree's release build (to compare two builds against the same anchor).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rows=${1:-1000000}
@@ -44,7 +45,7 @@ copy_s=$(echo "$(date +%s.%N) - $start" | bc)
 
 start=$(date +%s.%N)
 CANDLECAST_DATABASE_URL="${CANDLECAST_DATABASE_URL%/*}/$database" CANDLECAST_LOG_LEVEL=warning \
-  "$bin/ingestor" backfill "$file" --pair XBTUSD --interval 1m
+  "${INGESTOR:-$bin/ingestor}" backfill "$file" --pair XBTUSD --interval 1m
 ours_s=$(echo "$(date +%s.%N) - $start" | bc)
 stored=$(psql_bench -tA -c "SELECT count(*) FROM ingest.candles")
 

@@ -116,8 +116,9 @@ struct LivePoller: Sendable {
     func run() async {
         var failures = 0
         if let pollPeriod {
-            // Series start together: a random phase spreads their polls over the period instead of all at once.
-            try? await Task.sleep(for: pollPeriod * Double.random(in: 0..<1))
+            // Series start together: a random phase (within a second at most, so a long period never delays a new
+            // series' first poll) keeps their polls from all falling at once.
+            try? await Task.sleep(for: min(pollPeriod, .seconds(1)) * Double.random(in: 0..<1))
         }
         while !Task.isCancelled {
             do {
